@@ -1,0 +1,247 @@
+"""``fp``: the command line. Every command calls the same domain functions as the Dagster assets.
+
+Exit codes: 0 success, 1 verification or gate failure (or refusal to overwrite), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit code 2."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fp",
+        description="feature_platform: verifiable datasets, features and models.",
+        epilog="Exit codes: 0 success, 1 verification or gate failure, 2 usage error.",
+    )
+    groups = parser.add_subparsers(dest="group", metavar="{dataset,contracts}")
+
+    dataset = groups.add_parser("dataset", help="build and verify dataset artifacts (spec v1)")
+    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify}")
+
+    build = dataset_cmds.add_parser(
+        "build", help="build a dataset, verify it and publish it atomically",
+        description="Stream a source into <out-dir>/<dataset-id>/{data.parquet,manifest.json}: "
+        "hash while writing, verify, then publish with one atomic rename. On any failure nothing is "
+        "left behind; an existing dataset is replaced (--force) only after the new one verifies.",
+    )
+    build.add_argument("--out-dir", required=True, type=Path, help="directory holding datasets")
+    build.add_argument("--dataset-id", required=True, help="safe id: letters, digits, '.', '_', '-'")
+    build.add_argument("--source", required=True, choices=["synthetic"], help="where rows come from")
+    build.add_argument("--rows", type=_positive_int, default=10_000, help="rows to generate (default 10000)")
+    build.add_argument("--seed", type=_non_negative_int, default=0, help="global seed (default 0)")
+    build.add_argument("--dataset-version", help="version tag (default: UTC build time, YYYYMMDDTHHMMSSZ)")
+    build.add_argument("--batch-rows", type=_positive_int, default=None,
+                       help="rows per record batch and parquet row group (default 131072)")
+    build.add_argument("--entities", type=_positive_int, default=2_000, help="distinct entities (default 2000)")
+    build.add_argument("--split-fractions", default="train=0.8,val=0.1,test=0.1",
+                       help="split fractions by entity hash (default train=0.8,val=0.1,test=0.1)")
+    build.add_argument("--split-salt", default=None, help="salt of the split hash (default fp-split-v1)")
+    build.add_argument("--max-bytes", type=_positive_int, default=None,
+                       help="size limit recorded in the manifest (default 8 GiB)")
+    build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
+    build.add_argument("--json", action="store_true", help="print the result as JSON")
+    build.add_argument("-v", "--verbose", action="store_true", help="show progress and every check")
+
+    verify = dataset_cmds.add_parser(
+        "verify", help="verify a dataset against its manifest (fail-closed)",
+        description="Re-hash every file, read schema, feature order and row counts from parquet "
+        "footers, and check path safety and size limits. Exit 0 only when every check passes.",
+    )
+    verify.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
+    verify.add_argument("--base-dir", type=Path, default=None,
+                        help="directory the dataset must live in (manifest at <base-dir>/<dataset_id>/)")
+    verify.add_argument("--max-bytes", type=_positive_int, default=None,
+                        help="policy size limit; the smaller of this and the manifest's applies")
+    verify.add_argument("--expect-digest", default=None, help="manifest digest the dataset must have")
+    verify.add_argument("--json", action="store_true", help="print the machine-readable report")
+    verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
+
+    contracts = groups.add_parser("contracts", help="manifest JSON Schemas and the feature contract")
+    contract_cmds = contracts.add_subparsers(dest="command", metavar="{schema,features}")
+    schema = contract_cmds.add_parser("schema", help="print, check or rewrite the committed JSON Schema")
+    mode = schema.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema drifted from the models")
+    mode.add_argument("--write", action="store_true", help="rewrite the committed schema from the models")
+    contract_cmds.add_parser("features", help="print FEATURE_ORDER from feature_repo/feature_contract.yaml")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers: dict[tuple[str | None, str | None], Callable[[argparse.Namespace], int]] = {
+        ("dataset", "build"): _dataset_build,
+        ("dataset", "verify"): _dataset_verify,
+        ("contracts", "schema"): _contracts_schema,
+        ("contracts", "features"): _contracts_features,
+    }
+    handler = handlers.get((args.group, getattr(args, "command", None)))
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return handler(args)
+    except UsageError as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("fp: interrupted; nothing was published", file=sys.stderr)
+        return 130
+
+
+def _dataset_build(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
+    from feature_platform.datasets.splits import SplitSpec, parse_fractions
+    from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
+
+    try:
+        require_safe_id(args.dataset_id, "--dataset-id")
+        if args.dataset_version is not None:
+            require_safe_id(args.dataset_version, "--dataset-version")
+        fractions = parse_fractions(args.split_fractions)
+        splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
+        source = SyntheticMarketSource(args.rows, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
+                                       entities=args.entities)
+    except (UnsafePathError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+    progress = _ProgressPrinter() if args.verbose else None
+    try:
+        result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
+                               splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES,
+                               force=args.force, progress=progress)
+    except BuildError as exc:
+        if args.verbose and exc.report is not None:
+            for check in exc.report.failures:
+                print(check.line(), file=sys.stderr)
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
+              file=sys.stderr)
+        return EXIT_FAILED
+    m = result.manifest
+    summary: dict[str, Any] = {
+        "dataset_id": m.dataset_id,
+        "dataset_version": m.dataset_version,
+        "path": str(result.path),
+        "manifest": str(result.manifest_path),
+        "manifest_digest": result.digest,
+        "rows": m.row_count,
+        "bytes": sum(f.bytes for f in m.files),
+        "files": {f.path: f.sha256 for f in m.files},
+        "splits": m.splits.rows,
+        "seconds": round(result.seconds, 3),
+        "checks_passed": len(result.report.checks),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"built {m.dataset_id} ({m.row_count:,} rows, {summary['bytes']:,} bytes) in {result.seconds:.2f}s")
+        print(f"  path:            {result.path}")
+        print(f"  manifest digest: {result.digest}")
+        for path, sha in summary["files"].items():
+            print(f"  {path}:    sha256 {sha}")
+        print(f"  splits:          {', '.join(f'{k}={v:,}' for k, v in m.splits.rows.items())}")
+        print(f"  verified:        {len(result.report.checks)} checks passed")
+    return EXIT_OK
+
+
+class _ProgressPrinter:
+    """Progress on stderr, at most a few lines a second."""
+
+    def __init__(self) -> None:
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, done: int, total: int | None) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.5 and done != total:
+            return
+        self.last = now
+        rate = done / max(now - self.started, 1e-9)
+        share = f" ({100 * done / total:.1f}%)" if total else ""
+        of = f"/{total:,}" if total else ""
+        print(f"  wrote {done:,}{of} rows{share}, {rate:,.0f} rows/s", file=sys.stderr, flush=True)
+
+
+def _dataset_verify(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.verify import verify_dataset
+
+    report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes, expected_digest=args.expect_digest)
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2))
+    else:
+        for check in report.checks if args.verbose else report.failures:
+            print(check.line())
+        status = "OK" if report.ok else "FAILED"
+        failed = ", ".join(sorted({c.name for c in report.failures}))
+        print(f"{status}: {report.dataset_id or args.path}: {len(report.checks) - len(report.failures)}/"
+              f"{len(report.checks)} checks passed" + (f"; failed: {failed}" if failed else ""))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _contracts_schema(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.manifest import SCHEMA_PATH, json_schema_text
+
+    text = json_schema_text()
+    if args.write:
+        SCHEMA_PATH.write_text(text, encoding="utf-8")
+        print(f"wrote {SCHEMA_PATH}")
+        return EXIT_OK
+    if args.check:
+        committed = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
+        if committed != text:
+            print(f"{SCHEMA_PATH}: drifted from the manifest models; run `fp contracts schema --write`",
+                  file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{SCHEMA_PATH}: matches the manifest models")
+        return EXIT_OK
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _contracts_features(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.feature_contract import load_feature_contract
+
+    contract = load_feature_contract()
+    for feature in contract.features:
+        print(f"{feature.name}\t{feature.type}{'' if feature.nullable else ' not null'}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

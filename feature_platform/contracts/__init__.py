@@ -1,0 +1,1 @@
+"""Typed contracts shared by every layer: manifests, the feature contract, id and path safety."""

@@ -1,0 +1,174 @@
+"""Dataset manifest spec v1: the authority for a dataset directory (DESIGN.md §3).
+
+The committed JSON Schema ``schemas/dataset_manifest.v1.schema.json`` is generated from these
+models (``fp contracts schema --write``); a test fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+
+from feature_platform.contracts.canonical import canonical_json, digest
+from feature_platform.contracts.paths import SAFE_ID_PATTERN
+
+SPEC_VERSION = "1"
+MANIFEST_NAME = "manifest.json"
+SCHEMA_PATH = Path(__file__).parent / "schemas" / "dataset_manifest.v1.schema.json"
+SCHEMA_ID = "https://feature-platform.dev/schemas/dataset_manifest.v1.schema.json"
+# Spec-level ceiling: a manifest may ask for less, never more.
+SPEC_MAX_BYTES = 16 * 1024**3
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256")]
+SafeId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, description="safe identifier")]
+UtcTimestamp = Annotated[
+    str,
+    Field(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
+        description="UTC, ISO 8601 with a trailing Z",
+    ),
+]
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be read or does not match spec v1."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Source(_Strict):
+    """Where the rows came from; ``source_hash`` identifies the exact input bytes or generator."""
+
+    kind: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    parameters: dict[str, JsonValue]
+    source_hash: Sha256Hex
+
+
+class DataFile(_Strict):
+    path: str = Field(min_length=1, description="relative POSIX path inside the dataset directory")
+    format: Literal["parquet"]
+    bytes: int = Field(ge=0)
+    rows: int = Field(ge=0)
+    sha256: Sha256Hex
+
+
+class Column(_Strict):
+    name: str = Field(min_length=1)
+    type: str = Field(min_length=1, description="Arrow type as pyarrow prints it")
+    nullable: bool
+
+
+class Splits(_Strict):
+    """A deterministic split: a row's split is a function of ``key`` and ``salt`` only."""
+
+    algorithm: Literal["entity_hash"]
+    key: str = Field(min_length=1, description="column whose value is hashed")
+    salt: str
+    fractions: dict[str, float]
+    rows: dict[str, Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Splits:
+        if set(self.fractions) != set(self.rows):
+            raise ValueError("fractions and rows must name the same splits")
+        if any(not (0.0 <= f <= 1.0) for f in self.fractions.values()):
+            raise ValueError("every fraction must lie in [0, 1]")
+        if not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-9):
+            raise ValueError("fractions must sum to 1")
+        return self
+
+
+class RngSeeds(_Strict):
+    global_seed: int = Field(ge=0)
+    derivation: str = Field(min_length=1, description="how each batch seed derives from global_seed")
+    batch_rows: int = Field(gt=0)
+    batch_count: int = Field(ge=0)
+
+
+class Limits(_Strict):
+    max_bytes: int = Field(gt=0, le=SPEC_MAX_BYTES)
+
+
+class DatasetManifest(_Strict):
+    model_config = ConfigDict(
+        title="feature_platform dataset manifest, spec v1",
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID},
+    )
+
+    spec_version: Literal["1"]
+    dataset_id: SafeId
+    dataset_version: SafeId
+    created_at: UtcTimestamp
+    git_hash: str = Field(pattern=r"^([0-9a-f]{40}|unknown)$")
+    config_hash: Sha256Hex = Field(description="sha256 of the canonical build configuration")
+    source: Source
+    files: list[DataFile] = Field(min_length=1)
+    columns: list[Column] = Field(alias="schema", min_length=1)
+    feature_order: list[str] = Field(min_length=1)
+    entity_column: str
+    timestamp_column: str
+    label_column: str | None
+    row_count: int = Field(ge=0)
+    splits: Splits
+    rng_seeds: RngSeeds | None
+    limits: Limits
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> DatasetManifest:
+        names = [c.name for c in self.columns]
+        if len(set(names)) != len(names):
+            raise ValueError("schema column names must be unique")
+        roles = [self.entity_column, self.timestamp_column, *self.feature_order]
+        roles += [self.label_column] if self.label_column else []
+        missing = [n for n in roles if n not in names]
+        if missing:
+            raise ValueError(f"columns {missing} are named by the manifest but absent from schema")
+        if len({p.path for p in self.files}) != len(self.files):
+            raise ValueError("file paths must be unique")
+        return self
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """The dataset's identity: sha256 of the manifest's canonical JSON."""
+        return digest(self.to_json_dict())
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_json_dict())
+
+    def dumps(self) -> str:
+        """Human-readable form for ``manifest.json``; parsing it gives back the same digest."""
+        return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def validation_message(exc: ValidationError, source: str) -> str:
+    """One line naming the file, the field and what was expected."""
+    err = exc.errors()[0]
+    field = ".".join(str(p) for p in err["loc"]) or "(root)"
+    got = err.get("input")
+    got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    more = len(exc.errors()) - 1
+    tail = f"; {more} more error(s)" if more > 0 else ""
+    return f"{source}: field {field}: {err['msg']}{got_text}{tail}"
+
+
+def parse_manifest(raw: Any, source: str = MANIFEST_NAME) -> DatasetManifest:
+    try:
+        return DatasetManifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError(validation_message(exc, source)) from None
+
+
+def json_schema() -> dict[str, Any]:
+    return DatasetManifest.model_json_schema(by_alias=True, mode="validation")
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,1 @@
+"""Datasets: sources, streaming build, splits and fail-closed verification."""

@@ -1,0 +1,317 @@
+"""Fail-closed dataset verification (DESIGN.md §3).
+
+``verify_dataset`` never trusts the directory: the manifest is the authority, every file it
+lists is re-hashed, schema, feature order and row counts are read from parquet footers only,
+and anything unexpected (an extra file, a symlink out, an unsafe id) is a failed check.
+Unexpected exceptions become a failed ``verify_completed`` check, so verify never passes by
+crashing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import JsonValue
+
+from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
+from feature_platform.contracts.manifest import (
+    MANIFEST_NAME,
+    SPEC_MAX_BYTES,
+    DatasetManifest,
+    ManifestError,
+    parse_manifest,
+)
+from feature_platform.contracts.paths import SAFE_ID_PATTERN, UnsafePathError, id_problem, resolve_inside
+
+HASH_BLOCK = 8 * 1024 * 1024
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    expected: JsonValue
+    actual: JsonValue
+    target: str | None = None
+    detail: str = ""
+
+    def line(self) -> str:
+        where = f"[{self.target}]" if self.target else ""
+        status = "PASS" if self.passed else "FAIL"
+        text = f"{status} {self.name}{where}: expected {self.expected!r}, actual {self.actual!r}"
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+@dataclass
+class VerifyReport:
+    manifest_path: str
+    dataset_id: str | None = None
+    manifest_digest: str | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def add(self, name: str, passed: bool, expected: Any, actual: Any, target: str | None = None,
+            detail: str = "") -> bool:
+        self.checks.append(Check(name, bool(passed), _jsonable(expected), _jsonable(actual), target, detail))
+        return bool(passed)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "manifest_path": self.manifest_path,
+            "dataset_id": self.dataset_id,
+            "manifest_digest": self.manifest_digest,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def _jsonable(value: Any) -> JsonValue:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def sha256_file(path: Path, block: int = HASH_BLOCK) -> str:
+    """sha256 of a file in large blocks into one reused buffer (OpenSSL does the work)."""
+    h = hashlib.sha256()
+    buf = bytearray(block)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def verify_dataset(
+    manifest_path: Path | str,
+    base_dir: Path | str | None = None,
+    *,
+    max_bytes: int | None = None,
+    expected_digest: str | None = None,
+    contract: FeatureContract | None = None,
+    known_sha256: Mapping[str, str] | None = None,
+) -> VerifyReport:
+    """Verify the dataset whose manifest is at ``manifest_path``; see the module docstring.
+
+    ``known_sha256`` lets the builder pass digests it computed from the very bytes it wrote,
+    instead of re-reading files it has just hashed.
+    """
+    report = VerifyReport(manifest_path=str(manifest_path))
+    try:
+        _verify(report, Path(manifest_path), None if base_dir is None else Path(base_dir),
+                max_bytes, expected_digest, contract, known_sha256 or {})
+    except Exception as exc:  # noqa: BLE001 - fail closed on anything unforeseen
+        report.add("verify_completed", False, "no error", f"{type(exc).__name__}: {exc}")
+    return report
+
+
+def _verify(
+    report: VerifyReport,
+    manifest_path: Path,
+    base_dir: Path | None,
+    max_bytes: int | None,
+    expected_digest: str | None,
+    contract: FeatureContract | None,
+    known_sha256: Mapping[str, str],
+) -> None:
+    manifest = _read_manifest(report, manifest_path)
+    if manifest is None:
+        return
+    dataset_dir = manifest_path.parent
+    _check_location(report, manifest, dataset_dir, base_dir)
+    footers = _check_files(report, manifest, dataset_dir, known_sha256)
+    entries = _walk(dataset_dir)
+    _check_no_extra_files(report, manifest, entries)
+    _check_schema(report, manifest, footers)
+    _check_contract(report, manifest, footers, contract or load_feature_contract())
+    _check_row_counts(report, manifest, footers)
+    _check_size(report, manifest, entries, max_bytes)
+    if expected_digest is not None:
+        report.add("manifest_digest", report.manifest_digest == expected_digest, expected_digest,
+                   report.manifest_digest)
+
+
+def _read_manifest(report: VerifyReport, path: Path) -> DatasetManifest | None:
+    try:
+        st = path.lstat()
+    except OSError as exc:
+        report.add("manifest_exists", False, "a regular file", exc.strerror or "missing", str(path))
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
+        actual = "a regular file" if stat.S_ISREG(st.st_mode) else "not a regular file (symlink or directory)"
+        report.add("manifest_exists", False, f"a regular file of at most {MAX_MANIFEST_BYTES} bytes",
+                   f"{actual}, {st.st_size} bytes", str(path))
+        return None
+    report.add("manifest_exists", True, "a regular file", "a regular file", str(path))
+    try:
+        raw = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as exc:
+        report.add("manifest_parses", False, "UTF-8 JSON without NaN/Infinity", str(exc).splitlines()[0])
+        return None
+    report.add("manifest_parses", True, "UTF-8 JSON without NaN/Infinity", "parsed")
+    raw_id = raw.get("dataset_id") if isinstance(raw, dict) else None
+    problem = id_problem(raw_id)
+    report.add("dataset_id_safe", problem is None, SAFE_ID_PATTERN, raw_id, detail=problem or "")
+    try:
+        manifest = parse_manifest(raw, str(path))
+    except ManifestError as exc:
+        report.add("manifest_schema", False, "dataset manifest spec v1", "invalid", detail=str(exc))
+        return None
+    report.add("manifest_schema", True, "dataset manifest spec v1", "valid")
+    report.dataset_id = manifest.dataset_id
+    report.manifest_digest = manifest.digest()
+    return manifest if problem is None else None
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"non-finite number {name} is not allowed in a manifest")
+
+
+def _check_location(report: VerifyReport, m: DatasetManifest, dataset_dir: Path, base_dir: Path | None) -> None:
+    actual = os.path.realpath(dataset_dir)
+    if base_dir is None:
+        expected_name = m.dataset_id
+        report.add("dataset_location", Path(actual).name == expected_name and not dataset_dir.is_symlink(),
+                   f"a directory named {expected_name}", actual)
+        return
+    expected = os.path.join(os.path.realpath(base_dir), m.dataset_id)
+    report.add("dataset_location", actual == expected and not dataset_dir.is_symlink(), expected, actual,
+               detail="" if actual == expected else "manifest is not at <base-dir>/<dataset_id>/manifest.json")
+
+
+def _check_files(
+    report: VerifyReport, m: DatasetManifest, dataset_dir: Path, known_sha256: Mapping[str, str]
+) -> dict[str, pq.FileMetaData]:
+    footers: dict[str, pq.FileMetaData] = {}
+    for entry in m.files:
+        try:
+            path = resolve_inside(dataset_dir, entry.path)
+        except UnsafePathError as exc:
+            report.add("file_path_safe", False, "a path inside the dataset directory", entry.path, entry.path,
+                       str(exc))
+            continue
+        report.add("file_path_safe", True, "a path inside the dataset directory", entry.path, entry.path)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            report.add("file_exists", False, "a regular file", exc.strerror or "missing", entry.path)
+            continue
+        if not report.add("file_exists", stat.S_ISREG(st.st_mode), "a regular file",
+                          "a regular file" if stat.S_ISREG(st.st_mode) else "not a regular file", entry.path):
+            continue
+        report.add("file_size", st.st_size == entry.bytes, entry.bytes, st.st_size, entry.path)
+        actual_sha = known_sha256.get(entry.path) or sha256_file(path)
+        report.add("file_sha256", actual_sha == entry.sha256, entry.sha256, actual_sha, entry.path)
+        try:
+            footers[entry.path] = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as exc:
+            report.add("parquet_footer", False, "a readable parquet footer", str(exc).splitlines()[0], entry.path)
+            continue
+        report.add("parquet_footer", True, "a readable parquet footer", "readable", entry.path)
+    return footers
+
+
+def _walk(dataset_dir: Path) -> dict[str, int]:
+    """Every non-directory entry under ``dataset_dir`` (symlinks not followed) → size."""
+    entries: dict[str, int] = {}
+    for root, dirs, files in os.walk(dataset_dir, followlinks=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            full = os.path.join(root, name)
+            entries[os.path.relpath(full, dataset_dir).replace(os.sep, "/")] = os.lstat(full).st_size
+    return entries
+
+
+def _check_no_extra_files(report: VerifyReport, m: DatasetManifest, entries: dict[str, int]) -> None:
+    expected = {MANIFEST_NAME, *(f.path for f in m.files)}
+    extra = sorted(set(entries) - expected)
+    report.add("no_extra_files", not extra, "only manifest.json and the files it lists", extra or "none",
+               detail=f"unlisted: {', '.join(extra)}" if extra else "")
+
+
+def _check_schema(report: VerifyReport, m: DatasetManifest, footers: dict[str, pq.FileMetaData]) -> None:
+    expected_names = [c.name for c in m.columns]
+    expected_types = [c.type for c in m.columns]
+    expected_nulls = [c.nullable for c in m.columns]
+    for path, meta in footers.items():
+        schema = meta.schema.to_arrow_schema()
+        report.add("schema_columns", schema.names == expected_names, expected_names, schema.names, path)
+        report.add("schema_types", [str(f.type) for f in schema] == expected_types and schema.names == expected_names,
+                   dict(zip(expected_names, expected_types, strict=True)),
+                   {f.name: str(f.type) for f in schema}, path)
+        report.add("schema_nullability", [f.nullable for f in schema] == expected_nulls,
+                   dict(zip(expected_names, expected_nulls, strict=True)), {f.name: f.nullable for f in schema}, path)
+
+
+def _check_contract(
+    report: VerifyReport, m: DatasetManifest, footers: dict[str, pq.FileMetaData], contract: FeatureContract
+) -> None:
+    order = list(contract.feature_order)
+    report.add("feature_order", m.feature_order == order, order, m.feature_order, MANIFEST_NAME,
+               detail="" if m.feature_order == order else _order_diff(order, m.feature_order))
+    wanted = {c.name: c for c in contract.columns}
+    for path, meta in footers.items():
+        schema = meta.schema.to_arrow_schema()
+        in_file = [n for n in schema.names if n in set(order)]
+        report.add("feature_order", in_file == order, order, in_file, path,
+                   detail="" if in_file == order else _order_diff(order, in_file))
+        expected = {name: str(c.arrow_type) + ("" if c.nullable else " not null") for name, c in wanted.items()}
+        actual = {
+            name: (str(schema.field(name).type) + ("" if schema.field(name).nullable else " not null"))
+            if name in schema.names else "missing"
+            for name in wanted
+        }
+        # A required contract column must be required in the file; a nullable one may be either.
+        ok = all(
+            name in schema.names and str(schema.field(name).type) == str(c.arrow_type)
+            and (c.nullable or not schema.field(name).nullable)
+            for name, c in wanted.items()
+        )
+        report.add("contract_types", ok, expected, actual, path)
+
+
+def _order_diff(expected: list[str], actual: list[str]) -> str:
+    missing = [n for n in expected if n not in actual]
+    extra = [n for n in actual if n not in expected]
+    if missing or extra:
+        return f"missing {missing}, unexpected {extra}"
+    first = next(i for i, (a, b) in enumerate(zip(expected, actual, strict=True)) if a != b)
+    return f"first difference at position {first}: expected {expected[first]!r}, got {actual[first]!r}"
+
+
+def _check_row_counts(report: VerifyReport, m: DatasetManifest, footers: dict[str, pq.FileMetaData]) -> None:
+    by_path = {f.path: f for f in m.files}
+    for path, meta in footers.items():
+        report.add("row_count", meta.num_rows == by_path[path].rows, by_path[path].rows, meta.num_rows, path)
+    listed = sum(f.rows for f in m.files)
+    report.add("row_count", listed == m.row_count, m.row_count, listed, MANIFEST_NAME,
+               detail="" if listed == m.row_count else "files[].rows do not add up to row_count")
+    split_rows = sum(m.splits.rows.values())
+    report.add("row_count", split_rows == m.row_count, m.row_count, split_rows, "splits",
+               detail="" if split_rows == m.row_count else "splits.rows do not add up to row_count")
+
+
+def _check_size(report: VerifyReport, m: DatasetManifest, entries: dict[str, int], max_bytes: int | None) -> None:
+    limit = min(m.limits.max_bytes, SPEC_MAX_BYTES, max_bytes if max_bytes is not None else SPEC_MAX_BYTES)
+    total = sum(entries.values())
+    report.add("size_limit", total <= limit, f"<= {limit} bytes", total)

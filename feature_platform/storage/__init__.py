@@ -1,0 +1,1 @@
+"""Storage: atomic publish of directories, object store and catalog."""

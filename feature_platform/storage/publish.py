@@ -1,0 +1,139 @@
+"""Atomic directory publish: build in a staging directory beside the target, then rename.
+
+Readers see either the old complete directory or the new complete one, never a mix: a new
+target appears with one rename that refuses to replace anything, and ``--force`` swaps old and
+new in one ``renameat2(RENAME_EXCHANGE)`` on Linux. Staging directories of crashed builds are
+reclaimed by the next build of the same target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import errno
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+STAGING_PREFIX = ".staging-"
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1 << 0
+_RENAME_EXCHANGE = 1 << 1
+
+
+class PublishError(RuntimeError):
+    """The target could not be published (exists, or a concurrent publish won)."""
+
+
+def _libc_renameat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    func = getattr(ctypes.CDLL(name, use_errno=True), "renameat2", None)
+    if func is not None:
+        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        func.restype = ctypes.c_int
+    return func
+
+
+_RENAMEAT2 = _libc_renameat2()
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """True when done; False when the platform lacks renameat2 or the flag; raises OSError else."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def staging_name(target: Path) -> str:
+    return f"{STAGING_PREFIX}{target.name}-{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def reclaim_stale_staging(target: Path) -> list[Path]:
+    """Remove staging directories of ``target`` whose building process no longer runs."""
+    removed: list[Path] = []
+    prefix = f"{STAGING_PREFIX}{target.name}-"
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        if not entry.name.startswith(prefix):
+            continue
+        pid_text = entry.name[len(prefix):].split("-")[0]
+        if pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staging_dir(target: Path) -> Iterator[Path]:
+    """A fresh ``<parent>/.staging-…/<target name>`` directory; removed on exit unless published.
+
+    The staged directory already has the target's name, so it can be verified exactly as it will
+    be published; only its parent differs.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    reclaim_stale_staging(target)
+    root = target.parent / staging_name(target)
+    root.mkdir()
+    try:
+        staged = root / target.name
+        staged.mkdir()
+        yield staged
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def publish_dir(staging: Path, target: Path, *, replace: bool) -> None:
+    """Move a complete ``staging`` directory to ``target`` atomically.
+
+    Without ``replace`` an existing target is an error and stays untouched. With ``replace`` the
+    old target is swapped out in one step and deleted only after the new one is in place.
+    """
+    _fsync_dir(staging)
+    if target.exists() or target.is_symlink():
+        if not replace:
+            raise PublishError(f"{target} already exists (use --force to replace it)")
+        if not _renameat2(staging, target, _RENAME_EXCHANGE):
+            # No atomic exchange here: park the old version, move the new one in, then drop it.
+            parked = target.parent / staging_name(target)
+            os.rename(target, parked)
+            os.rename(staging, target)
+            shutil.rmtree(parked, ignore_errors=True)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the old version
+    else:
+        try:
+            if not _renameat2(staging, target, _RENAME_NOREPLACE):
+                os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise PublishError(f"{target} was published concurrently by another build") from None
+            raise
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from feature_platform.cli import main
+from feature_platform.datasets.build import BuildResult, build_dataset
+from feature_platform.datasets.synthetic import SyntheticMarketSource
+
+ROWS = 3_000
+BATCH_ROWS = 700
+
+
+def small_source(seed: int = 7, rows: int = ROWS) -> SyntheticMarketSource:
+    return SyntheticMarketSource(rows, seed, batch_rows=BATCH_ROWS, entities=200)
+
+
+@pytest.fixture(scope="session")
+def golden(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    """One small published dataset; tests copy it before touching it."""
+    out = tmp_path_factory.mktemp("golden") / "datasets"
+    return build_dataset(small_source(), out, "golden_ds", dataset_version="v1")
+
+
+@pytest.fixture
+def dataset(golden: BuildResult, tmp_path: Path) -> Path:
+    """A private copy of the golden dataset: ``<tmp>/datasets/golden_ds``."""
+    target = tmp_path / "datasets" / golden.path.name
+    shutil.copytree(golden.path, target)
+    return target
+
+
+CliResult = tuple[int, str, str]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Run ``fp`` in process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> CliResult:
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse usage errors and --help
+            code = int(exc.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

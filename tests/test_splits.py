@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from feature_platform.datasets.splits import SplitSpec, parse_fractions
+
+
+def test_assignment_is_deterministic_and_per_key() -> None:
+    spec = SplitSpec()
+    keys = np.array([5, 1, 5, 9, 1, 5], dtype=np.int64)
+    codes = spec.assign(keys)
+    assert codes.tolist() == SplitSpec().assign(keys).tolist()
+    assert codes[0] == codes[2] == codes[5] and codes[1] == codes[4]
+    assert [spec.names[c] for c in codes] == [spec.split_of(int(k)) for k in keys]
+
+
+def test_fractions_hold_over_many_keys() -> None:
+    spec = SplitSpec({"train": 0.7, "val": 0.2, "test": 0.1})
+    counts = np.bincount(spec.assign(np.arange(50_000)), minlength=3) / 50_000
+    assert np.allclose(counts, [0.7, 0.2, 0.1], atol=0.01)
+
+
+def test_salt_changes_the_assignment() -> None:
+    keys = np.arange(1_000)
+    assert (SplitSpec(salt="a").assign(keys) != SplitSpec(salt="b").assign(keys)).any()
+
+
+def test_bucket_matches_documented_formula() -> None:
+    import hashlib
+
+    expected = int.from_bytes(hashlib.sha256(b"fp-split-v1:42").digest()[:8], "big") / 2**64
+    assert SplitSpec().bucket(42) == expected
+
+
+@pytest.mark.parametrize("fractions", [{"train": 0.8, "val": 0.3}, {"train": 1.2, "val": -0.2}, {}])
+def test_invalid_fractions(fractions: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SplitSpec(fractions)
+
+
+def test_parse_fractions() -> None:
+    assert parse_fractions("train=0.6, val=0.4") == {"train": 0.6, "val": 0.4}
+    for bad in ["train", "train=x", "=0.5"]:
+        with pytest.raises(ValueError):
+            parse_fractions(bad)
