@@ -4,10 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA_ROOT ?= data
-DEMO_ID ?= demo_ds
 DEMO_ROWS ?= 200000
+UI_PORT ?= 3000
+# The Dagster instance (SQLite) lives inside the project unless DAGSTER_HOME says otherwise.
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME
+export FP_DATA_ROOT ?= $(abspath $(DATA_ROOT))
 
-.PHONY: install demo test lint bench schema clean
+.PHONY: install home demo ui test lint bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,12 +22,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-demo: $(STAMP)  ## build, verify and publish a synthetic dataset on embedded defaults
-	$(BIN)/fp dataset build --out-dir $(DATA_ROOT)/datasets --dataset-id $(DEMO_ID) --source synthetic \
-		--rows $(DEMO_ROWS) --seed 42 --force -v
-	$(BIN)/fp dataset verify --path $(DATA_ROOT)/datasets/$(DEMO_ID)/manifest.json --base-dir $(DATA_ROOT)/datasets -v
+home:
+	@mkdir -p $(DAGSTER_HOME)
+	@[ -e $(DAGSTER_HOME)/dagster.yaml ] || ln -s $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: $(STAMP) home  ## materialize the whole refresh graph for a new dataset_version, headless
+	$(BIN)/fp refresh run --version demo-$$(date -u +%Y%m%dT%H%M%SZ) --rows $(DEMO_ROWS)
 	@echo
-	@echo "Results: $(abspath $(DATA_ROOT))/datasets/$(DEMO_ID)/ (data.parquet + manifest.json)"
+	@echo "Dagster instance: $(DAGSTER_HOME)   data: $(FP_DATA_ROOT)"
+	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(UI_PORT) (Assets > dataset_refresh)."
+
+ui: $(STAMP) home  ## start the Dagster UI and daemon on this project's instance
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest
@@ -33,11 +43,12 @@ lint: $(STAMP)  ## ruff, mypy and the committed JSON Schema
 	$(BIN)/mypy
 	$(BIN)/fp contracts schema --check
 
-bench: $(STAMP)  ## build/verify benchmark: 5M rows x 32 float32 features (several minutes)
+bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows) and the demo refresh (several minutes)
 	$(BIN)/python bench/bench_dataset.py
+	$(BIN)/python bench/bench_refresh.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the manifest models
 	$(BIN)/fp contracts schema --write
 
 clean:
-	rm -rf $(VENV) $(DATA_ROOT) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(DATA_ROOT) .dagster_home .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="feature_platform: verifiable datasets, features and models.",
         epilog="Exit codes: 0 success, 1 verification or gate failure, 2 usage error.",
     )
-    groups = parser.add_subparsers(dest="group", metavar="{dataset,contracts}")
+    groups = parser.add_subparsers(dest="group", metavar="{dataset,refresh,contracts}")
 
     dataset = groups.add_parser("dataset", help="build and verify dataset artifacts (spec v1)")
     dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify}")
@@ -89,6 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
+    refresh = groups.add_parser("refresh", help="the Dagster dataset refresh graph, headless")
+    refresh_cmds = refresh.add_subparsers(dest="command", metavar="{run,add-version}")
+    run = refresh_cmds.add_parser(
+        "run", help="materialize the whole refresh graph for one dataset_version, in process",
+        description="Adds the dataset_version partition to the Dagster instance ($DAGSTER_HOME, default "
+        "<project>/.dagster_home), materializes source_snapshot → dataset → quality_report → "
+        "published_dataset → notify_stakeholders with their blocking checks, then emits metrics, alerts on "
+        "failure and archives the run, like the daemon's sensors would. The UI (`make ui`) shows the result.",
+    )
+    run.add_argument("--version", default=None, help="dataset_version partition key (default: UTC now)")
+    run.add_argument("--rows", type=_positive_int, default=None, help="synthetic rows (default 200000)")
+    run.add_argument("--seed", type=_non_negative_int, default=None, help="synthetic seed (default from version)")
+    run.add_argument("--inbox-file", type=Path, default=None, help="ingest this parquet file instead of synthetic")
+    run.add_argument("--config", type=Path, default=None, help="Dagster run config YAML (launchpad format)")
+    run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
+    add.add_argument("version", help="safe id, e.g. 2026-11-25 or adhoc-1")
+
     contracts = groups.add_parser("contracts", help="manifest JSON Schemas and the feature contract")
     contract_cmds = contracts.add_subparsers(dest="command", metavar="{schema,features}")
     schema = contract_cmds.add_parser("schema", help="print, check or rewrite the committed JSON Schema")
@@ -105,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers: dict[tuple[str | None, str | None], Callable[[argparse.Namespace], int]] = {
         ("dataset", "build"): _dataset_build,
         ("dataset", "verify"): _dataset_verify,
+        ("refresh", "run"): _refresh_run,
+        ("refresh", "add-version"): _refresh_add_version,
         ("contracts", "schema"): _contracts_schema,
         ("contracts", "features"): _contracts_features,
     }
@@ -212,6 +232,67 @@ def _dataset_verify(args: argparse.Namespace) -> int:
         print(f"{status}: {report.dataset_id or args.path}: {len(report.checks) - len(report.failures)}/"
               f"{len(report.checks)} checks passed" + (f"; failed: {failed}" if failed else ""))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _instance():  # type: ignore[no-untyped-def]
+    """The Dagster instance at $DAGSTER_HOME, defaulting to <project>/.dagster_home with dagster.yaml."""
+    import os
+
+    import dagster as dg
+
+    from feature_platform.contracts.provenance import PROJECT_ROOT
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = PROJECT_ROOT / ".dagster_home"
+        home.mkdir(exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+            config.symlink_to(PROJECT_ROOT / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def _refresh_add_version(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError
+    from feature_platform.orchestration.partitions import ensure_partition
+
+    try:
+        added = ensure_partition(_instance(), args.version)
+    except UnsafePathError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"dataset_version {args.version} {'added' if added else 'already exists'}")
+    return EXIT_OK
+
+
+def _refresh_run(args: argparse.Namespace) -> int:
+    import dataclasses
+    from datetime import UTC, datetime
+
+    import yaml
+
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.orchestration.headless import format_summary, run_refresh
+    from feature_platform.orchestration.resources import PlatformPaths
+
+    version = args.version or datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    try:
+        require_safe_id(version, "--version")
+        config = yaml.safe_load(args.config.read_text()) if args.config else {}
+    except (UnsafePathError, OSError, yaml.YAMLError) as exc:
+        raise UsageError(str(exc)) from None
+    snapshot = config.setdefault("ops", {}).setdefault("source_snapshot", {}).setdefault("config", {})
+    if args.rows is not None:
+        snapshot["rows"] = args.rows
+    if args.seed is not None:
+        snapshot["seed"] = args.seed
+    if args.inbox_file is not None:
+        snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
+    outcome = run_refresh(version, instance=_instance(), run_config=config)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(outcome), indent=2))
+    else:
+        print(format_summary(outcome, str(PlatformPaths().root)))
+    return EXIT_OK if outcome.refresh.succeeded else EXIT_FAILED
 
 
 def _contracts_schema(args: argparse.Namespace) -> int:

@@ -44,3 +44,13 @@ def test_parse_fractions() -> None:
     for bad in ["train", "train=x", "=0.5"]:
         with pytest.raises(ValueError):
             parse_fractions(bad)
+
+
+def test_count_agrees_with_per_row_assignment() -> None:
+    import pyarrow as pa
+
+    spec = SplitSpec()
+    keys = np.random.default_rng(0).integers(0, 500, 20_000)
+    expected = np.bincount(spec.assign(keys), minlength=3)
+    assert spec.count(pa.array(keys)).tolist() == expected.tolist()
+    assert spec.count(pa.array(keys)).sum() == 20_000

@@ -94,8 +94,7 @@ def build_dataset(
 
     def on_batch(batch: pa.RecordBatch) -> None:
         nonlocal done
-        codes = splits.assign(batch.column(entity).to_numpy(zero_copy_only=False))
-        split_rows[:] += np.bincount(codes, minlength=len(splits.names))
+        split_rows[:] += splits.count(batch.column(entity))
         done += batch.num_rows
         if progress is not None:
             progress(done, source.expected_rows)

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 DERIVATION = "bucket = int.from_bytes(sha256(f'{salt}:{key}'.encode())[:8], 'big') / 2**64"
@@ -44,6 +46,14 @@ class SplitSpec:
             if bucket < edge:
                 return i
         return len(self.fractions) - 1
+
+    def count(self, keys: pa.Array) -> np.ndarray:
+        """Rows per split (in ``names`` order) without a code per row: hash-count distinct keys first."""
+        counts = pc.value_counts(keys)
+        values = counts.field("values").to_pylist()
+        per_key = counts.field("counts").to_numpy()
+        codes = np.fromiter((self._index(self.bucket(k)) for k in values), np.int64, len(values))
+        return np.bincount(codes, weights=per_key, minlength=len(self.fractions)).astype(np.int64)
 
     def assign(self, keys: np.ndarray) -> np.ndarray:
         """Split index (into ``names``) per key; hashes each distinct key once."""

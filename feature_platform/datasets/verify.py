@@ -315,3 +315,20 @@ def _check_size(report: VerifyReport, m: DatasetManifest, entries: dict[str, int
     limit = min(m.limits.max_bytes, SPEC_MAX_BYTES, max_bytes if max_bytes is not None else SPEC_MAX_BYTES)
     total = sum(entries.values())
     report.add("size_limit", total <= limit, f"<= {limit} bytes", total)
+
+
+# How verify's named checks roll up into the four blocking checks on the `dataset` asset.
+CHECK_GROUPS: dict[str, frozenset[str]] = {
+    "sha256_matches": frozenset({"manifest_exists", "manifest_parses", "manifest_schema", "dataset_id_safe",
+                                 "dataset_location", "file_path_safe", "file_exists", "file_size", "file_sha256",
+                                 "no_extra_files", "manifest_digest", "verify_completed"}),
+    "feature_order_matches": frozenset({"feature_order", "contract_types"}),
+    "schema_valid": frozenset({"parquet_footer", "schema_columns", "schema_types", "schema_nullability",
+                               "row_count"}),
+    "size_within_limit": frozenset({"size_limit"}),
+}
+
+
+def grouped(report: VerifyReport) -> dict[str, list[Check]]:
+    """Checks of ``report`` per group; a group with no checks at all counts as failed upstream."""
+    return {group: [c for c in report.checks if c.name in names] for group, names in CHECK_GROUPS.items()}

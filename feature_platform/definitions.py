@@ -1,0 +1,49 @@
+"""The Dagster code location: `dagster dev -w workspace.yaml` (or `make ui`) loads ``defs``."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+
+from feature_platform.orchestration.assets import ALL_ASSETS
+from feature_platform.orchestration.checks import ALL_CHECKS
+from feature_platform.orchestration.jobs import archive_job, refresh_job
+from feature_platform.orchestration.resources import (
+    CatalogResource,
+    MetricsResource,
+    NotifierResource,
+    ObjectStoreResource,
+    PlatformPaths,
+    RetrySettings,
+)
+from feature_platform.orchestration.schedules import nightly_refresh
+from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
+
+
+def resources() -> dict[str, object]:
+    """Embedded defaults; environment variables (FP_*, AWS_*) switch each one to real infrastructure."""
+    s3 = S3Resource()
+    return {
+        "paths": PlatformPaths(),
+        "s3": s3,
+        "object_store": ObjectStoreResource(s3=s3),
+        "catalog": CatalogResource(),
+        "notifier": NotifierResource(),
+        "metrics": MetricsResource(),
+        "retry": RetrySettings(),
+    }
+
+
+def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
+    """The code location, with some resources replaced or jobs added (tests, other deployments)."""
+    return dg.Definitions(
+        assets=ALL_ASSETS,
+        asset_checks=ALL_CHECKS,
+        jobs=[refresh_job, archive_job, *extra_jobs],
+        schedules=[nightly_refresh],
+        sensors=[inbox_sensor, refresh_succeeded, refresh_failed],
+        resources={**resources(), **overrides},
+    )
+
+
+defs = build_defs()

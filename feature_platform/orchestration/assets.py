@@ -1,0 +1,261 @@
+"""The refresh graph: source_snapshot → dataset → quality_report → published_dataset → notify,
+plus archive_artifacts, which the run-status sensors request after every refresh run.
+
+Each asset calls one domain function; the rest is metadata for the UI.
+"""
+
+
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.datasets.build import DEFAULT_MAX_BYTES
+from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
+from feature_platform.orchestration.metadata import image_md
+from feature_platform.orchestration.partitions import dataset_versions
+from feature_platform.orchestration.resources import (
+    CatalogResource,
+    NotifierResource,
+    ObjectStoreResource,
+    PlatformPaths,
+    RetrySettings,
+)
+from feature_platform.orchestration.retries import transient_retries
+
+GROUP = "dataset_refresh"
+
+
+def _seed(version: str, explicit: int | None) -> int:
+    """A reproducible default seed per version, so re-running a partition rebuilds the same bytes."""
+    return explicit if explicit is not None else derive_seed(0, version) % 2**31
+
+
+class SnapshotConfig(dg.Config):  # type: ignore[misc]
+    kind: Literal["synthetic", "file"] = Field("synthetic", description="synthetic generator or a dropped file")
+    inbox_file: str | None = Field(None, description="parquet file to ingest when kind is 'file'")
+    expected_sha256: str | None = Field(None, description="checksum the file must have (else its .sha256 sidecar)")
+    rows: int = Field(200_000, gt=0, description="rows to generate (synthetic)")
+    seed: int | None = Field(None, ge=0, description="generator seed; default derives from the partition key")
+    entities: int = Field(2_000, gt=0)
+    batch_rows: int = Field(DEFAULT_BATCH_ROWS, gt=0)
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, kinds={"python", "parquet"})
+def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, paths: PlatformPaths,
+                    retry: RetrySettings) -> dg.MaterializeResult:
+    """ingest_sources: freeze the inputs of this version and record their checksums and `source_hash`."""
+    from feature_platform.datasets.snapshot import snapshot_file, snapshot_synthetic
+
+    version = context.partition_key
+    started = time.perf_counter()
+    with transient_retries(context, retry):
+        if config.kind == "file":
+            if not config.inbox_file:
+                raise dg.Failure("source_snapshot: kind 'file' needs inbox_file")
+            snap = snapshot_file(paths.sources, version, Path(config.inbox_file),
+                                 expected_sha256=config.expected_sha256, force=True)
+        else:
+            snap = snapshot_synthetic(paths.sources, version, rows=config.rows, seed=_seed(version, config.seed),
+                                      batch_rows=config.batch_rows, entities=config.entities, force=True)
+    return dg.MaterializeResult(
+        metadata={
+            "source_hash": snap.source_hash,
+            "kind": snap.kind,
+            "dagster/row_count": snap.rows,
+            "files": dg.MetadataValue.json([f.model_dump() for f in snap.files]),
+            "parameters": dg.MetadataValue.json(snap.parameters),
+            "path": dg.MetadataValue.path(str(paths.sources / version)),
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
+        data_version=dg.DataVersion(snap.source_hash),
+    )
+
+
+class CandidateConfig(dg.Config):  # type: ignore[misc]
+    sample_fraction: float = Field(1.0, gt=0.0, le=1.0, description="share of snapshot rows to keep")
+    augment_noise: float = Field(0.0, ge=0.0, le=10.0, description="std of multiplicative jitter on float features")
+    seed: int | None = Field(None, ge=0, description="sampling/augmentation seed; default from the partition key")
+    max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0, description="size limit recorded in the manifest")
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[source_snapshot], kinds={"parquet"})
+def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: PlatformPaths) -> dg.MaterializeResult:
+    """generate_candidate: sample and augment the snapshot into a spec v1 dataset (built, verified, published
+    atomically), tagged with `dataset_version` and `source_hash`."""
+    from feature_platform.datasets.build import build_dataset
+    from feature_platform.datasets.candidate import CandidateConfig as Candidate
+    from feature_platform.datasets.candidate import CandidateSource
+    from feature_platform.datasets.snapshot import snapshot_source
+
+    version = context.partition_key
+    source = CandidateSource(
+        snapshot_source(paths.sources / version),
+        Candidate(config.sample_fraction, config.augment_noise, _seed(version, config.seed)),
+    )
+    result = build_dataset(source, paths.datasets, paths.dataset_id(version), dataset_version=version, force=True,
+                           max_bytes=config.max_bytes)
+    m = result.manifest
+    return dg.MaterializeResult(
+        metadata={
+            "dataset_id": m.dataset_id,
+            "dataset_version": m.dataset_version,
+            "manifest_digest": result.digest,
+            "source_hash": m.source.source_hash,
+            "dagster/row_count": m.row_count,
+            "bytes": sum(f.bytes for f in m.files),
+            "sha256": dg.MetadataValue.json({f.path: f.sha256 for f in m.files}),
+            "splits": dg.MetadataValue.json(m.splits.rows),
+            "path": dg.MetadataValue.path(str(result.manifest_path)),
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable))
+                         for c in m.columns]
+            ),
+            "duration_s": round(result.seconds, 3),
+        },
+        data_version=dg.DataVersion(result.digest),
+        tags={"dataset_version": version},
+    )
+
+
+class QualityConfig(dg.Config):  # type: ignore[misc]
+    baseline: str = Field("baseline_eval_v1", description="baseline name or path, or 'last_published'")
+    thresholds_path: str | None = Field(None, description="YAML thresholds file (default: the packaged one)")
+    thresholds: dict[str, float] = Field(default_factory=dict, description="overrides of single thresholds")
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[dataset], kinds={"duckdb"})
+def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, paths: PlatformPaths,
+                   catalog: CatalogResource) -> dg.MaterializeResult:
+    """quality_gate: coverage, diversity, toxicity and drift vs the baseline; the blocking check reads it."""
+    from feature_platform.contracts.manifest import parse_manifest
+    from feature_platform.quality.baseline import baseline_from_report, load_baseline
+    from feature_platform.quality.gate import evaluate_quality
+    from feature_platform.quality.report import write_quality_outputs
+    from feature_platform.quality.thresholds import load_thresholds
+
+    version = context.partition_key
+    started = time.perf_counter()
+    dataset_dir = paths.dataset_dir(version)
+    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir / MANIFEST_NAME))
+    thresholds = load_thresholds(Path(config.thresholds_path) if config.thresholds_path else None)
+    if config.thresholds:
+        thresholds = thresholds.model_validate({**thresholds.model_dump(), **config.thresholds})
+    baseline = load_baseline(config.baseline) if config.baseline != "last_published" else None
+    if baseline is None:
+        current = catalog.open(paths).current(paths.dataset_name)
+        previous = paths.reports(current.dataset_version) / "quality_report.json" if current else None
+        baseline = baseline_from_report(previous) if previous and previous.exists() else load_baseline(
+            "baseline_eval_v1")
+    report = evaluate_quality(dataset_dir / manifest.files[0].path, manifest, baseline, thresholds)
+    outputs = write_quality_outputs(report, baseline, paths.reports(version))
+    failures = report.failures
+    metadata: dict[str, object] = {
+        "passed": report.passed,
+        "metrics": len(report.metrics),
+        "failed_metrics": len(failures),
+        "baseline": baseline.name,
+        "failures": dg.MetadataValue.md(
+            "\n".join(["| metric | feature | value | threshold |", "|---|---|---|---|"]
+                      + [f"| {f.metric} | {f.feature or ''} | {f.value} | {f.threshold} |" for f in failures])
+            if failures else "none"
+        ),
+        "report": dg.MetadataValue.path(str(outputs["quality_report.json"])),
+        "coverage_gap_report": dg.MetadataValue.path(str(outputs["coverage_gap_report.md"])),
+        "duration_s": round(time.perf_counter() - started, 3),
+    }
+    plot = outputs.get("drift_top_features.png")
+    if plot is not None:
+        metadata["drift_plot"] = image_md(plot, "distribution vs baseline")
+    return dg.MaterializeResult(metadata=metadata)
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[quality_report, dataset], kinds={"s3", "sqlite"})
+def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
+                      catalog: CatalogResource, retry: RetrySettings) -> dg.MaterializeResult:
+    """publish_dataset: copy to object storage and record in the catalog, only if the gate passed.
+
+    Blocking checks stop this step in the same run; it still re-reads the gate result and re-verifies the
+    dataset itself, because a later run that selects only this asset bypasses them.
+    """
+    from feature_platform.contracts.manifest import parse_manifest
+    from feature_platform.storage.dataset_publish import DatasetPublishError, publish_dataset_version
+
+    version = context.partition_key
+    started = time.perf_counter()
+    report_dir = paths.reports(version)
+    report = json.loads((report_dir / "quality_report.json").read_text())
+    failed = [row for row in report["metrics"] if not row["pass"]]
+    if failed:
+        raise dg.Failure(f"quality gate failed for {version}: {len(failed)} metric(s) below threshold; not publishing",
+                         metadata={"failed": dg.MetadataValue.json(failed[:20])})
+    dataset_dir = paths.dataset_dir(version)
+    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir / MANIFEST_NAME))
+    extras = {p.name: p for p in sorted(report_dir.iterdir()) if p.is_file()}
+    with transient_retries(context, retry, extra=(DatasetPublishError,)):
+        published = publish_dataset_version(
+            dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
+            extra_files=extras, quality_summary={"passed": True, "metrics": len(report["metrics"])},
+            name=paths.dataset_name,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "location": dg.MetadataValue.url(published.location),
+            "prefix": published.prefix,
+            "manifest_digest": published.manifest_digest,
+            "dataset_version": version,
+            "previous_version": published.previous_version or "none",
+            "dagster/row_count": manifest.row_count,
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
+        data_version=dg.DataVersion(published.manifest_digest),
+    )
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, quality_report])
+def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
+                        notifier: NotifierResource) -> dg.MaterializeResult:
+    """Slack summary and email to the evaluation list, with coverage gap highlights attached."""
+    from feature_platform.observability.notify import Notification
+
+    version = context.partition_key
+    gaps = paths.reports(version) / "coverage_gap_report.md"
+    text = gaps.read_text(encoding="utf-8")
+    highlights = "\n".join(text.splitlines()[:25])
+    delivery = notifier.open(paths, paging=False).send(Notification(
+        title=f"Dataset {paths.dataset_id(version)} published", text=highlights, severity="info",
+        dataset_version=version, details={"dataset_id": paths.dataset_id(version)}, links={},
+        attachments=[("coverage_gap_report.md", text.encode("utf-8"), "text/markdown")],
+    ))
+    return dg.MaterializeResult(metadata={
+        "delivered": delivery.ok,
+        "channels": dg.MetadataValue.json({r.channel: r.error or "ok" for r in delivery.results}),
+    })
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[quality_report])
+def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths,
+                      object_store: ObjectStoreResource) -> dg.MaterializeResult:
+    """archive_artifacts: logs, metrics, quality report and the diff vs the previous version, kept 90 days.
+
+    Requested by the run-status sensors after every refresh run, whether it succeeded or failed.
+    """
+    from feature_platform.orchestration.run_report import archive_refresh_run
+
+    refresh_run_id = context.run.tags.get("fp/refresh_run_id")
+    archived = archive_refresh_run(context.instance, refresh_run_id, context.partition_key, paths,
+                                   object_store.open(paths))
+    return dg.MaterializeResult(metadata={
+        "archive": archived.location,
+        "files": dg.MetadataValue.json(archived.files),
+        "refresh_run_id": refresh_run_id or "none",
+        "swept": len(archived.swept),
+    })
+
+
+REFRESH_ASSETS = [source_snapshot, dataset, quality_report, published_dataset, notify_stakeholders]
+ALL_ASSETS = [*REFRESH_ASSETS, archive_artifacts]

@@ -1,0 +1,88 @@
+"""Blocking asset checks: integrity and quality rules that stop the chain when they fail."""
+
+
+import json
+from collections.abc import Iterator
+
+import dagster as dg
+
+from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.datasets.verify import CHECK_GROUPS, Check, grouped, verify_dataset
+from feature_platform.orchestration.assets import dataset, published_dataset, quality_report, source_snapshot
+from feature_platform.orchestration.metadata import checks_metadata
+from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource, PlatformPaths
+
+_ERROR = dg.AssetCheckSeverity.ERROR
+
+
+@dg.asset_check(asset=source_snapshot, blocking=True, name="source_valid",
+                description="Snapshot checksums match and its schema/contract versions are the current ones.")
+def source_valid(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    from feature_platform.datasets.snapshot import validate_snapshot
+
+    version = context.op_execution_context.partition_key
+    report = validate_snapshot(paths.sources / version)
+    return dg.AssetCheckResult(passed=report.ok, severity=_ERROR, metadata=checks_metadata(report.checks))
+
+
+DATASET_CHECK_DESCRIPTIONS = {
+    "sha256_matches": "Every file exists inside the dataset directory and matches its manifest sha256 and size.",
+    "feature_order_matches": "Manifest and parquet footer follow FEATURE_ORDER and the contract's types.",
+    "schema_valid": "Manifest matches spec v1; footer columns, types, nullability and row counts match it.",
+    "size_within_limit": "The dataset directory is within its size limit.",
+}
+
+
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec(name, asset=dataset, blocking=True, description=DATASET_CHECK_DESCRIPTIONS[name])
+           for name in CHECK_GROUPS],
+    name="dataset_integrity",
+)
+def dataset_integrity(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> Iterator[dg.AssetCheckResult]:
+    """One `verify_dataset` pass (one read of the bytes) feeds all four checks."""
+    version = context.op_execution_context.partition_key
+    dataset_dir = paths.dataset_dir(version)
+    report = verify_dataset(dataset_dir / MANIFEST_NAME, paths.datasets)
+    for name, checks in grouped(report).items():
+        passed = bool(checks) and all(c.passed for c in checks)
+        if not checks:
+            checks = [Check(name, False, "verification reached this check", "stopped earlier", detail="see "
+                            "sha256_matches / schema_valid for the failure that stopped verification")]
+        yield dg.AssetCheckResult(check_name=name, asset_key=dataset.key, passed=passed, severity=_ERROR,
+                                  metadata={**checks_metadata(checks), "manifest_digest": report.manifest_digest or ""})
+
+
+@dg.asset_check(asset=quality_report, blocking=True, name="quality_thresholds",
+                description="Every quality metric meets its threshold (coverage, diversity, toxicity, drift).")
+def quality_thresholds(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    version = context.op_execution_context.partition_key
+    path = paths.reports(version) / "quality_report.json"
+    rows = json.loads(path.read_text())["metrics"]
+    failed = [r for r in rows if not r["pass"]]
+    checks = [Check(r["metric"], bool(r["pass"]), r["threshold"], r["value"], r.get("feature")) for r in rows]
+    return dg.AssetCheckResult(
+        passed=not failed and bool(rows), severity=_ERROR,
+        metadata={**checks_metadata(c for c in checks if not c.passed), "metrics": len(rows), "failed": len(failed)},
+    )
+
+
+@dg.asset_check(asset=published_dataset, blocking=True, name="published_copy_verifies",
+                description="The published copy re-hashes to the manifest's sha256s at the destination.")
+def published_copy_verifies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths,
+                            object_store: ObjectStoreResource, catalog: CatalogResource) -> dg.AssetCheckResult:
+    from feature_platform.contracts.manifest import parse_manifest
+    from feature_platform.storage.dataset_publish import verify_published
+
+    version = context.op_execution_context.partition_key
+    entry = catalog.open(paths).get(paths.dataset_name, version)
+    if entry is None:
+        return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
+    dataset_dir = paths.dataset_dir(version)
+    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()))
+    results = verify_published(object_store.open(paths), entry.prefix, manifest)
+    checks = [Check(name, passed, expected, actual) for name, passed, expected, actual in results]
+    return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,
+                               metadata={**checks_metadata(checks), "location": entry.location})
+
+
+ALL_CHECKS = [source_valid, dataset_integrity, quality_thresholds, published_copy_verifies]

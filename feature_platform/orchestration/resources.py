@@ -1,0 +1,139 @@
+"""Resources: where data lives and which services back it. Laptop defaults, scale-out by config."""
+
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import dagster as dg
+from dagster_aws.s3 import S3Resource
+from pydantic import Field
+
+from feature_platform.contracts.paths import require_safe_id
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+class PlatformPaths(dg.ConfigurableResource):  # type: ignore[misc]
+    """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name."""
+
+    data_root: str = Field(default_factory=lambda: _env("FP_DATA_ROOT", "data"))
+    dataset_name: str = "market_regime"
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_root).resolve()
+
+    def dataset_id(self, version: str) -> str:
+        return require_safe_id(f"{self.dataset_name}-{require_safe_id(version, 'dataset_version')}")
+
+    @property
+    def sources(self) -> Path:
+        return self.root / "sources"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    def dataset_dir(self, version: str) -> Path:
+        return self.datasets / self.dataset_id(version)
+
+    def reports(self, version: str) -> Path:
+        return self.root / "reports" / require_safe_id(version, "dataset_version")
+
+    @property
+    def inbox(self) -> Path:
+        return self.root / "inbox"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+
+class ObjectStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """Object storage for published datasets and archives: a local directory or S3 (dagster-aws)."""
+
+    kind: Literal["local", "s3"] = Field(default_factory=lambda: _env("FP_OBJECT_STORE", "local"))
+    local_root: str | None = None
+    bucket: str | None = Field(default_factory=lambda: os.environ.get("FP_S3_BUCKET"))
+    prefix: str = Field(default_factory=lambda: _env("FP_S3_PREFIX", ""))
+    s3: dg.ResourceDependency[S3Resource]
+
+    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+        from feature_platform.storage.object_store import LocalObjectStore, S3ObjectStore
+
+        if self.kind == "s3":
+            if not self.bucket:
+                raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
+            return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
+        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.root / "store")
+
+
+class CatalogResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """The metadata catalog of published versions (SQLite)."""
+
+    path: str | None = Field(default_factory=lambda: os.environ.get("FP_CATALOG_PATH"))
+
+    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+        from feature_platform.storage.catalog import Catalog
+
+        return Catalog(Path(self.path) if self.path else paths.root / "catalog.sqlite")
+
+
+class NotifierResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """Alert and summary channels; unconfigured channels are absent, the outbox file always works."""
+
+    slack_webhook_url: str | None = Field(default_factory=lambda: os.environ.get("FP_SLACK_WEBHOOK_URL"))
+    smtp_host: str | None = Field(default_factory=lambda: os.environ.get("FP_SMTP_HOST"))
+    smtp_port: int = Field(default_factory=lambda: int(_env("FP_SMTP_PORT", "25")))
+    smtp_sender: str = Field(default_factory=lambda: _env("FP_SMTP_SENDER", "feature-platform@localhost"))
+    smtp_recipients: list[str] = Field(
+        default_factory=lambda: [r for r in _env("FP_SMTP_RECIPIENTS", "").split(",") if r.strip()]
+    )
+    pagerduty_routing_key: str | None = Field(default_factory=lambda: os.environ.get("FP_PAGERDUTY_ROUTING_KEY"))
+    pagerduty_url: str = Field(
+        default_factory=lambda: _env("FP_PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue")
+    )
+    outbox_dir: str | None = None
+    retries: int = 2
+    retry_base_seconds: float = 1.0
+
+    def open(self, paths: PlatformPaths, *, paging: bool):  # type: ignore[no-untyped-def]
+        """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty)."""
+        from feature_platform.observability.notify import (
+            Channel,
+            EmailSmtp,
+            FileOutbox,
+            Notifier,
+            PagerDutyEvents,
+            SlackWebhook,
+        )
+
+        channels: list[Channel] = [FileOutbox(Path(self.outbox_dir) if self.outbox_dir else paths.root / "outbox")]
+        if self.slack_webhook_url:
+            channels.append(SlackWebhook(self.slack_webhook_url))
+        if self.smtp_host and self.smtp_recipients:
+            channels.append(EmailSmtp(self.smtp_host, self.smtp_port, self.smtp_sender, self.smtp_recipients))
+        if paging and self.pagerduty_routing_key:
+            channels.append(PagerDutyEvents(self.pagerduty_routing_key, url=self.pagerduty_url, priority="P2"))
+        return Notifier(channels, retries=self.retries, retry_base_seconds=self.retry_base_seconds)
+
+
+class MetricsResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """Prometheus output: a textfile-collector file, and a Pushgateway when a URL is set."""
+
+    textfile_dir: str | None = Field(default_factory=lambda: os.environ.get("FP_METRICS_TEXTFILE_DIR"))
+    pushgateway_url: str | None = Field(default_factory=lambda: os.environ.get("FP_PUSHGATEWAY_URL"))
+    job: str = "feature_platform_refresh"
+
+
+class RetrySettings(dg.ConfigurableResource):  # type: ignore[misc]
+    """Delays between attempts after a transient error: 2 then 10 minutes in production."""
+
+    delays_seconds: list[float] = Field(default_factory=lambda: [120.0, 600.0])

@@ -1,0 +1,165 @@
+"""What happened in a refresh run, read back from the Dagster event log: the demo summary, the
+Prometheus metrics, the structured run log and the archive are all built from this one place."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from feature_platform.orchestration.resources import MetricsResource, PlatformPaths
+
+
+@dataclass
+class StepSummary:
+    step_key: str
+    status: str
+    seconds: float
+    attempts: int
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    job_name: str
+    status: str
+    partition: str | None
+    seconds: float
+    steps: list[StepSummary] = field(default_factory=list)
+    materialized: dict[str, int | None] = field(default_factory=dict)  # asset → row count
+    checks: dict[str, bool] = field(default_factory=dict)  # "asset:check" → passed
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == "SUCCESS"
+
+
+def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunSummary:
+    record = instance.get_run_record_by_id(run_id)
+    if record is None:
+        raise ValueError(f"run {run_id} not found in the Dagster instance")
+    run = record.dagster_run
+    seconds = (record.end_time or record.start_time or 0.0) - (record.start_time or 0.0)
+    summary = RunSummary(run_id=run_id, job_name=run.job_name, status=run.status.value,
+                         partition=run.tags.get("dagster/partition"), seconds=max(seconds, 0.0))
+    for stat in instance.get_run_step_stats(run_id):
+        summary.steps.append(StepSummary(
+            step_key=stat.step_key, status=stat.status.value if stat.status else "UNKNOWN",
+            seconds=(stat.end_time or 0.0) - (stat.start_time or 0.0) if stat.start_time else 0.0,
+            attempts=stat.attempts or 1,
+        ))
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        if event is None:
+            continue
+        if event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            rows = mat.metadata.get("dagster/row_count")
+            summary.materialized[mat.asset_key.to_user_string()] = int(rows.value) if rows is not None else None
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
+            summary.checks[key] = bool(evaluation.passed)
+    return summary
+
+
+def render_metrics(summary: RunSummary, job: str) -> str:
+    from feature_platform.observability.metrics import RunMetrics
+
+    metrics = RunMetrics(job=job, dataset_version=summary.partition or "")
+    metrics.set_run(duration_seconds=summary.seconds, status="success" if summary.succeeded else "failure")
+    for step in summary.steps:
+        metrics.set_asset(step.step_key, duration_seconds=step.seconds,
+                          rows=summary.materialized.get(step.step_key))
+    return metrics.render()
+
+
+def emit_run_metrics(summary: RunSummary, metrics: MetricsResource, paths: PlatformPaths) -> Path:
+    """Textfile-collector file always; Pushgateway too when configured."""
+    from feature_platform.observability.metrics import push_text, write_textfile_text
+
+    text = render_metrics(summary, metrics.job)
+    directory = Path(metrics.textfile_dir) if metrics.textfile_dir else paths.metrics_dir
+    path = write_textfile_text(text, directory / f"{metrics.job}.prom")
+    if metrics.pushgateway_url:
+        push_text(text, metrics.pushgateway_url, metrics.job)  # one group per job: versions are labels
+    return path
+
+
+def run_log_lines(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, Any]]:
+    """The run's event log as structured records carrying dag_run_id, task_id and dataset_version."""
+    run = instance.get_run_by_id(run_id)
+    version = run.tags.get("dagster/partition") if run else None
+    lines = []
+    for entry in instance.all_logs(run_id):
+        event = entry.dagster_event
+        lines.append({
+            "ts": datetime.fromtimestamp(entry.timestamp, tz=UTC).isoformat(),
+            "level": "ERROR" if entry.level >= 40 else "WARNING" if entry.level >= 30 else "INFO",
+            "message": entry.user_message or (event.message if event else "") or "",
+            "event": event.event_type_value if event else "LOG",
+            "dag_run_id": run_id,
+            "task_id": entry.step_key,
+            "dataset_version": version,
+        })
+    return lines
+
+
+def write_run_log(instance: dg.DagsterInstance, run_id: str, paths: PlatformPaths) -> Path:
+    path = paths.logs_dir / f"{run_id}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in run_log_lines(instance, run_id)))
+    tmp.replace(path)
+    return path
+
+
+def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None, version: str,
+                        paths: PlatformPaths, store: Any) -> Any:
+    """Archive logs, metrics, quality outputs and the candidate-vs-previous diff; sweep old archives."""
+    from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest
+    from feature_platform.datasets.diff import diff_manifests, diff_markdown, feature_stat_deltas
+    from feature_platform.storage.archive import archive_files, sweep_archives
+    from feature_platform.storage.dataset_publish import current_pointer
+
+    files: dict[str, Path | bytes] = {}
+    run_id = refresh_run_id or "no-run"
+    if refresh_run_id:
+        summary = summarize_run(instance, refresh_run_id)
+        files["run_log.jsonl"] = write_run_log(instance, refresh_run_id, paths)
+        files["metrics.prom"] = render_metrics(summary, "feature_platform_refresh").encode()
+        files["run_summary.json"] = json.dumps(summary.__dict__, default=lambda o: o.__dict__, indent=2).encode()
+    reports = paths.reports(version)
+    for name in ("quality_report.json", "coverage_gap_report.md"):
+        if (reports / name).exists():
+            files[name] = reports / name
+    manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
+    if manifest_path.exists():
+        candidate = DatasetManifest.model_validate_json(manifest_path.read_bytes())
+        pointer = current_pointer(store, paths.dataset_name)
+        previous = None
+        if pointer and pointer.get("dataset_version") != version:
+            prev_path = paths.dataset_dir(str(pointer["dataset_version"])) / MANIFEST_NAME
+            previous = DatasetManifest.model_validate_json(prev_path.read_bytes()) if prev_path.exists() else None
+        diff = diff_manifests(previous, candidate)
+        if previous is not None:
+            diff["feature_stats"] = feature_stat_deltas(
+                _profile_features(paths.reports(previous.dataset_version)), _profile_features(reports))
+        files["candidate_diff.json"] = json.dumps(diff, indent=2, sort_keys=True).encode()
+        files["candidate_diff.md"] = diff_markdown(diff).encode()
+    archived = archive_files(store, version, run_id, files)
+    swept = sweep_archives(store)
+    return type(archived)(location=archived.location, files=archived.files, swept=swept)
+
+
+def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
+    path = report_dir / "quality_report.json"
+    if not path.exists():
+        return {}
+    profile = json.loads(path.read_text()).get("profile") or {}
+    features = profile.get("features") or {}
+    return features if isinstance(features, dict) else {}

@@ -1,0 +1,133 @@
+"""Feature distributions streamed over a parquet file with pyarrow and numpy.
+
+Two passes, each holding one record batch at a time: the first accumulates count, mean, M2
+(Chan's parallel update), min, max and a bottom-k random sample per feature (exact quantiles
+whenever the data fits in the sample); the second counts every value into right-closed bins cut
+at the quantiles derived from the sample, so stored counts are exact for the stored edges.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from feature_platform.quality.drift import bin_counts, counts_at_or_below
+
+READ_BATCH_ROWS = 65_536
+SAMPLE_SEED = 0x5EED  # fixed, so the same file always gives the same sample and profile
+EDGE_DIGITS = 9  # interior edges are rounded before counting, so counts stay exact for the stored edges
+
+
+@dataclass
+class Moments:
+    """Streaming count/mean/M2 (Chan's parallel update), min/max and a bottom-k random sample."""
+
+    sample_size: int
+    valid: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    lo: float = math.inf
+    hi: float = -math.inf
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0))
+    values: np.ndarray = field(default_factory=lambda: np.empty(0))
+
+    def add(self, x: np.ndarray, keys: np.ndarray) -> None:
+        ok = np.isfinite(x)
+        v, k = x[ok], keys[ok]
+        if v.size == 0:
+            return
+        n_b, mean_b = v.size, float(v.mean())
+        m2_b = float(np.sum((v - mean_b) ** 2))
+        n = self.valid + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * n_b / n
+        self.m2 += m2_b + delta * delta * self.valid * n_b / n
+        self.valid = n
+        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        if self.keys.size >= self.sample_size:  # only rows that beat the current k-th key can enter
+            beat = k < self.keys.max()
+            v, k = v[beat], k[beat]
+        keys_all, values_all = np.concatenate([self.keys, k]), np.concatenate([self.values, v])
+        if keys_all.size > self.sample_size:
+            keep = np.argpartition(keys_all, self.sample_size - 1)[: self.sample_size]
+            keys_all, values_all = keys_all[keep], values_all[keep]
+        self.keys, self.values = keys_all, values_all
+
+
+def _as_float(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """float64 view of a numeric column, nulls as NaN."""
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+def scan_moments(pf: pq.ParquetFile, names: list[str], sample_size: int) -> dict[str, Moments]:
+    acc = {n: Moments(sample_size) for n in names}
+    if not names:
+        return acc
+    rng = np.random.Generator(np.random.PCG64(SAMPLE_SEED))
+    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=names):
+        keys = rng.random(batch.num_rows)  # one key per row, shared by all features
+        for i, name in enumerate(names):
+            acc[name].add(_as_float(batch.column(i)), keys)
+    return acc
+
+
+def _round(values: np.ndarray) -> np.ndarray:
+    return np.array([float(f"{v:.{EDGE_DIGITS}g}") for v in values], dtype=np.float64)
+
+
+def edges(acc: Moments, bins: int, quantiles: int) -> tuple[list[float], list[float]]:
+    """(quantile edges from min to max, unique interior PSI edges), both rounded before counting."""
+    if acc.valid == 0:
+        return [], []
+    # Rounding is monotone, so clipping keeps the edges sorted; the ends are the exact min and max
+    # (never rounded inwards), even when the sample missed them.
+    q = np.clip(_round(np.quantile(acc.values, np.linspace(0.0, 1.0, quantiles + 1))), acc.lo, acc.hi)
+    q[0], q[-1] = acc.lo, acc.hi
+    inner = np.quantile(acc.values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    return q.tolist(), np.unique(_round(inner)).tolist()
+
+
+@dataclass
+class Cuts:
+    """Counts of one feature in right-closed bins cut at the union of every edge set it is judged by.
+
+    One ``searchsorted`` per value serves all edge sets: any edge set's CDF points and bin counts
+    are read off the union's running counts, since each of its edges is one of the cuts.
+    """
+
+    cuts: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, *edge_sets: list[float]) -> Cuts:
+        cuts = np.unique(np.concatenate([np.asarray(e, dtype=np.float64) for e in edge_sets]))
+        return cls(cuts, np.zeros(cuts.size + 1, dtype=np.int64))
+
+    def add(self, values: np.ndarray) -> None:
+        self.counts += bin_counts(values, self.cuts)
+
+    def at_or_below(self, edges: list[float]) -> np.ndarray:
+        """Values ``<= edges[k]`` for each edge (a CDF point times the count)."""
+        return counts_at_or_below(self.counts)[np.searchsorted(self.cuts, np.asarray(edges, dtype=np.float64))]
+
+    def per_bin(self, edges: list[float]) -> np.ndarray:
+        """Values in each right-closed bin cut at ``edges``."""
+        total = np.array([int(self.counts.sum())], dtype=np.int64)
+        return np.diff(np.concatenate([np.zeros(1, np.int64), self.at_or_below(edges), total]))
+
+
+def scan_counts(pf: pq.ParquetFile, edge_sets: dict[str, list[list[float]]]) -> dict[str, Cuts]:
+    """Second pass: every finite value of each feature counted once against all of its edge sets."""
+    cuts = {name: Cuts.of(*sets) for name, sets in edge_sets.items() if any(sets)}
+    names = sorted(cuts)
+    if not names:
+        return cuts
+    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=names):
+        for i, name in enumerate(names):
+            x = _as_float(batch.column(i))
+            cuts[name].add(x[np.isfinite(x)])
+    return cuts

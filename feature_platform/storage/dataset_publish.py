@@ -1,0 +1,410 @@
+"""Atomic per-version publish of a verified dataset to an object store, recorded in the catalog.
+
+Layout under the store::
+
+    datasets/<dataset_id>/current.json                             the pointer readers follow
+    datasets/<dataset_id>/versions/<dataset_version>/<token>/      one upload attempt
+        <data files>  manifest.json  dataset_manifest.yaml  <extra files>
+
+Every attempt uploads under a fresh ``<token>`` prefix (the staging prefix), so a failed attempt
+can be deleted without touching anything a reader might be using. The attempt is re-verified at
+the destination (size and sha256 of every object) before ``current.json`` is switched, and the
+switch and the catalog record happen under the catalog's write lock, so concurrent publishers
+cannot interleave. Any failure after the upload began deletes the candidate prefix, puts back the
+previous ``current.json`` bytes exactly (or removes a pointer that did not exist) and leaves the
+catalog unchanged.
+
+Re-publishing is idempotent and explicit: the same ``dataset_version`` with the same manifest
+digest returns the existing catalog entry and uploads nothing; a different digest for a version
+already in the catalog is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+
+from feature_platform.contracts.canonical import sha256_hex
+from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, ManifestError, parse_manifest
+from feature_platform.contracts.paths import require_safe_id, resolve_inside
+from feature_platform.datasets.verify import sha256_file, verify_dataset
+from feature_platform.storage.catalog import Catalog, CatalogEntry, CatalogError, summary_json, utc_iso_now
+from feature_platform.storage.object_keys import ObjectNotFoundError, ObjectStoreError, join_key, key_problem
+from feature_platform.storage.object_store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+DATASETS_ROOT = "datasets"
+POINTER_NAME = "current.json"
+PUBLISH_MANIFEST_NAME = "dataset_manifest.yaml"
+MAX_POINTER_BYTES = 1024 * 1024
+
+
+class DatasetPublishError(RuntimeError):
+    """The version was not published; the store's pointer and the catalog are as they were."""
+
+
+class RemoteCheck(NamedTuple):
+    name: str
+    passed: bool
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    dataset_id: str
+    dataset_version: str
+    manifest_digest: str
+    prefix: str
+    location: str
+    published_at: str
+    previous_version: str | None
+    entry: CatalogEntry
+    created: bool  # False when this call was an idempotent no-op
+
+    @property
+    def pointer_key(self) -> str:
+        return pointer_key(self.dataset_id)
+
+
+@dataclass(frozen=True)
+class _Upload:
+    key: str  # relative to the candidate prefix
+    sha256: str
+    size: int
+    path: Path | None = None
+    data: bytes | None = None
+
+
+def pointer_key(dataset_id: str) -> str:
+    return join_key(DATASETS_ROOT, dataset_id, POINTER_NAME)
+
+
+def versions_prefix(dataset_id: str, dataset_version: str) -> str:
+    """Every upload attempt of one version lives under this key prefix (without trailing '/')."""
+    return join_key(DATASETS_ROOT, dataset_id, "versions", dataset_version)
+
+
+def current_pointer(store: ObjectStore, dataset_id: str) -> dict[str, Any] | None:
+    """The parsed ``current.json`` of ``dataset_id``, or None when nothing was published yet."""
+    raw = _pointer_bytes(store, dataset_id)
+    return None if raw is None else _parse_pointer(raw, store.url(pointer_key(dataset_id)))
+
+
+def _pointer_bytes(store: ObjectStore, dataset_id: str) -> bytes | None:
+    try:
+        return store.get_bytes(pointer_key(dataset_id))
+    except ObjectNotFoundError:
+        return None
+
+
+def _parse_pointer(raw: bytes, where: str) -> dict[str, Any]:
+    try:
+        pointer = json.loads(raw) if len(raw) <= MAX_POINTER_BYTES else None
+    except (UnicodeDecodeError, ValueError):
+        pointer = None
+    required = ("dataset_version", "manifest_digest", "prefix")
+    if not isinstance(pointer, dict) or not all(isinstance(pointer.get(k), str) for k in required):
+        raise DatasetPublishError(f"{where}: not a valid pointer (needs string {', '.join(required)})")
+    return pointer
+
+
+def publish_dataset_version(
+    dataset_dir: Path,
+    manifest: DatasetManifest,
+    store: ObjectStore,
+    catalog: Catalog,
+    *,
+    extra_files: Mapping[str, Path] | None = None,
+    quality_summary: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> PublishedVersion:
+    """Verify locally, upload under a fresh staging prefix, re-verify there, switch ``current.json``,
+    record in the catalog; on any failure undo everything (see the module docstring).
+
+    ``name`` is the catalog and pointer key when versions of one dataset family have their own
+    local ids (e.g. ``market_regime-2026-11-25`` published as ``market_regime``); default: the
+    manifest's ``dataset_id``.
+    """
+    ds_id = require_safe_id(name or manifest.dataset_id, "dataset name")
+    version, digest = manifest.dataset_version, manifest.digest()
+    what = f"{ds_id} {version}"
+    try:
+        summary_json(quality_summary)
+        extras = _check_extra_names(extra_files or {}, manifest, what)
+        existing = catalog.get(ds_id, version)
+        if existing is not None:
+            return _already_published(existing, digest, store, what)
+        report = verify_dataset(Path(dataset_dir) / MANIFEST_NAME, expected_digest=digest)
+        if not report.ok:
+            first = report.failures[0].line()
+            more = f" (+{len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+            raise DatasetPublishError(f"{what}: local dataset failed verification, nothing published: {first}{more}")
+        current_pointer(store, ds_id)  # a corrupt pointer needs a person: refuse before uploading anything
+        published_at = utc_iso_now()
+        prefix = join_key(versions_prefix(ds_id, version), _upload_token())
+        location = store.url(prefix) + "/"
+        uploads = _plan_uploads(Path(dataset_dir), manifest, extras, prefix, location, published_at, store)
+    except (OSError, ObjectStoreError, CatalogError, sqlite3.Error) as exc:
+        raise DatasetPublishError(f"{what}: nothing published: {_one_line(exc)}") from exc
+
+    try:
+        for item in uploads:
+            _upload(store, prefix, item)
+        failed = [c for c in _destination_checks(store, prefix, uploads) if not c.passed]
+        if failed:
+            c = failed[0]
+            raise DatasetPublishError(f"destination re-verify failed: {c.name}: expected {c.expected}, "
+                                      f"actual {c.actual}" + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""))
+        entry, previous = _switch_and_record(store, catalog, ds_id, manifest, prefix, location, published_at,
+                                             quality_summary)
+    except BaseException as exc:
+        cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
+        log.warning("publish of %s rolled back: %s", what, _one_line(exc))
+        if isinstance(exc, Exception):
+            raise DatasetPublishError(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}") from exc
+        raise
+    log.info("published %s (%s) at %s", what, digest, location)
+    return PublishedVersion(ds_id, version, digest, prefix, location, published_at,
+                            previous.get("dataset_version") if previous else None, entry, created=True)
+
+
+def _already_published(existing: CatalogEntry, digest: str, store: ObjectStore, what: str) -> PublishedVersion:
+    if existing.manifest_digest != digest:
+        raise DatasetPublishError(f"{what}: already published with manifest digest {existing.manifest_digest}, "
+                                  f"refusing a different one ({digest}); publish it as a new dataset_version")
+    if not store.exists(join_key(existing.prefix, MANIFEST_NAME)):
+        raise DatasetPublishError(f"{what}: the catalog records it at {existing.location} but this store lacks "
+                                  f"{MANIFEST_NAME} there")
+    return PublishedVersion(existing.dataset_id, existing.dataset_version, digest, existing.prefix,
+                            existing.location, existing.published_at, existing.previous_version, existing,
+                            created=False)
+
+
+def _check_extra_names(extra_files: Mapping[str, Path], manifest: DatasetManifest, what: str) -> dict[str, Path]:
+    reserved = [MANIFEST_NAME, PUBLISH_MANIFEST_NAME, *(f.path for f in manifest.files)]
+    names = list(reserved)
+    for name, path in extra_files.items():
+        problem = key_problem(name)
+        if problem is not None:
+            raise DatasetPublishError(f"{what}: extra file name refused: {problem}")
+        clash = next((n for n in names if n == name or name.startswith(n + "/") or n.startswith(name + "/")), None)
+        if clash is not None:
+            raise DatasetPublishError(f"{what}: extra file {name!r} collides with {clash!r}")
+        if not Path(path).is_file():
+            raise DatasetPublishError(f"{what}: extra file {name!r}: {path} is not a regular file")
+        names.append(name)
+    return {name: Path(path) for name, path in extra_files.items()}
+
+
+def _upload_token() -> str:
+    return f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+
+
+def _plan_uploads(
+    dataset_dir: Path,
+    manifest: DatasetManifest,
+    extras: Mapping[str, Path],
+    prefix: str,
+    location: str,
+    published_at: str,
+    store: ObjectStore,
+) -> list[_Upload]:
+    """What goes where, with the sha256 and size each object must have at the destination.
+
+    Data files are held to the manifest; everything else to the bytes hashed here. ``manifest.json``
+    and ``dataset_manifest.yaml`` go last, so a listing never shows a manifest without its data.
+    """
+    uploads = [_Upload(f.path, f.sha256, f.bytes, path=resolve_inside(dataset_dir, f.path)) for f in manifest.files]
+    extra_records = []
+    for name, path in sorted(extras.items()):
+        sha, size = sha256_file(path), path.stat().st_size
+        uploads.append(_Upload(name, sha, size, path=path))
+        extra_records.append({"path": name, "sha256": sha, "bytes": size})
+    manifest_bytes = (dataset_dir / MANIFEST_NAME).read_bytes()
+    uploads.append(_Upload(MANIFEST_NAME, sha256_hex(manifest_bytes), len(manifest_bytes), data=manifest_bytes))
+    record = {
+        "dataset_id": manifest.dataset_id,
+        "dataset_version": manifest.dataset_version,
+        "location": location,
+        "manifest": store.url(join_key(prefix, MANIFEST_NAME)),
+        "manifest_digest": manifest.digest(),
+        "manifest_file_sha256": sha256_hex(manifest_bytes),
+        "checksum_algorithm": "sha256",
+        "generated_at": manifest.created_at,
+        "published_at": published_at,
+        "row_count": manifest.row_count,
+        "files": [{"path": f.path, "sha256": f.sha256, "bytes": f.bytes, "rows": f.rows} for f in manifest.files],
+        "extra_files": extra_records,
+    }
+    yaml_bytes = yaml.safe_dump(record, sort_keys=False, allow_unicode=True).encode("utf-8")
+    uploads.append(_Upload(PUBLISH_MANIFEST_NAME, sha256_hex(yaml_bytes), len(yaml_bytes), data=yaml_bytes))
+    return uploads
+
+
+def _upload(store: ObjectStore, prefix: str, item: _Upload) -> None:
+    key = join_key(prefix, item.key)
+    if item.data is not None:
+        store.put_bytes(item.data, key)
+    else:
+        assert item.path is not None
+        store.put_file(item.path, key)
+
+
+def _destination_checks(store: ObjectStore, prefix: str, uploads: list[_Upload]) -> list[RemoteCheck]:
+    checks: list[RemoteCheck] = []
+    for item in uploads:
+        key = join_key(prefix, item.key)
+        size = store.size(key)
+        checks.append(RemoteCheck(f"object_size[{item.key}]", size == item.size, str(item.size), str(size)))
+        sha = store.sha256(key)
+        checks.append(RemoteCheck(f"object_sha256[{item.key}]", sha == item.sha256, item.sha256, sha))
+    expected = sorted(join_key(prefix, u.key) for u in uploads)
+    listed = store.list(prefix + "/")
+    diff = "" if listed == expected else f": differs in {sorted(set(listed) ^ set(expected))}"
+    checks.append(RemoteCheck("no_extra_objects", listed == expected, f"{len(expected)} objects",
+                              f"{len(listed)} objects{diff}"))
+    return checks
+
+
+class _PointerNotRestored(Exception):
+    """current.json may still name the candidate: deleting the candidate would leave it dangling."""
+
+
+def _switch_and_record(
+    store: ObjectStore,
+    catalog: Catalog,
+    ds_id: str,
+    manifest: DatasetManifest,
+    prefix: str,
+    location: str,
+    published_at: str,
+    quality_summary: Mapping[str, Any] | None,
+) -> tuple[CatalogEntry, dict[str, Any] | None]:
+    """Switch ``current.json`` and record the version while holding the catalog's write lock."""
+    version, digest = manifest.dataset_version, manifest.digest()
+    key = pointer_key(ds_id)
+    with catalog.transaction() as tx:
+        if tx.get(ds_id, version) is not None:
+            raise DatasetPublishError(f"{ds_id} {version} was published concurrently by another publisher")
+        before = _pointer_bytes(store, ds_id)
+        previous = None if before is None else _parse_pointer(before, store.url(key))
+        pointer = {
+            "dataset_id": ds_id,
+            "dataset_version": version,
+            "manifest_digest": digest,
+            "prefix": prefix,
+            "location": location,
+            "published_at": published_at,
+            "previous": None if previous is None else {
+                k: previous.get(k) for k in ("dataset_version", "manifest_digest", "prefix", "location")},
+        }
+        try:
+            store.put_bytes(json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8") + b"\n", key)
+            entry = tx.record_publish(
+                dataset_id=ds_id, dataset_version=version, manifest_digest=digest, location=location, prefix=prefix,
+                quality_summary=quality_summary, previous_version=previous["dataset_version"] if previous else None,
+                published_at=published_at)
+            tx.commit()
+        except BaseException as exc:
+            _restore_pointer(store, key, before, exc)
+            raise
+    return entry, previous
+
+
+def _restore_pointer(store: ObjectStore, key: str, before: bytes | None, cause: BaseException) -> None:
+    """Put back the exact previous pointer bytes (still under the lock, so nobody else's switch is undone)."""
+    try:
+        if before is None:
+            store.delete(key)
+            restored = not store.exists(key)
+        else:
+            store.put_bytes(before, key)
+            restored = store.get_bytes(key) == before
+    except Exception as exc:  # noqa: BLE001 - reported below with the original cause
+        raise _PointerNotRestored(f"{_one_line(cause)}; restoring {key} failed too: {_one_line(exc)}; "
+                                  "candidate kept because the pointer may name it") from cause
+    if not restored:
+        raise _PointerNotRestored(f"{_one_line(cause)}; {key} did not read back as restored; candidate kept "
+                                  "because the pointer may name it") from cause
+
+
+def _delete_candidate(store: ObjectStore, prefix: str) -> str:
+    """Delete the attempt's objects; returns '' or a note for the error message when that failed."""
+    try:
+        store.delete_prefix(prefix + "/")
+        left = store.list(prefix + "/")
+    except Exception as exc:  # noqa: BLE001 - the publish error is raised by the caller
+        return f"; deleting candidate {prefix}/ failed: {_one_line(exc)}"
+    return f"; {len(left)} candidate object(s) could not be deleted under {prefix}/" if left else ""
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    if isinstance(exc, (DatasetPublishError, _PointerNotRestored)) and text:
+        return text[0]
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest) -> list[RemoteCheck]:
+    """Re-hash the published copy under ``prefix`` against ``manifest``; fail-closed on any error."""
+    checks: list[RemoteCheck] = []
+    digest = manifest.digest()
+    try:
+        try:
+            remote = parse_manifest(json.loads(store.get_bytes(join_key(prefix, MANIFEST_NAME))))
+            actual = remote.digest()
+        except ObjectNotFoundError:
+            actual = "missing"
+        except (ValueError, ManifestError) as exc:
+            actual = f"unreadable: {_one_line(exc)}"
+        checks.append(RemoteCheck("manifest_digest", actual == digest, digest, actual))
+        try:
+            record = yaml.safe_load(store.get_bytes(join_key(prefix, PUBLISH_MANIFEST_NAME)))
+            recorded = str(record.get("manifest_digest")) if isinstance(record, dict) else "not a mapping"
+        except ObjectNotFoundError:
+            recorded = "missing"
+        except yaml.YAMLError as exc:
+            recorded = f"unreadable: {_one_line(exc)}"
+        checks.append(RemoteCheck(f"{PUBLISH_MANIFEST_NAME}[manifest_digest]", recorded == digest, digest, recorded))
+        for f in manifest.files:
+            key = join_key(prefix, f.path)
+            if not store.exists(key):
+                checks.append(RemoteCheck(f"file_exists[{f.path}]", False, "an object", "missing"))
+                continue
+            checks.append(RemoteCheck(f"file_exists[{f.path}]", True, "an object", "an object"))
+            size = store.size(key)
+            checks.append(RemoteCheck(f"file_size[{f.path}]", size == f.bytes, str(f.bytes), str(size)))
+            sha = store.sha256(key)
+            checks.append(RemoteCheck(f"file_sha256[{f.path}]", sha == f.sha256, f.sha256, sha))
+    except Exception as exc:  # noqa: BLE001 - fail closed, like verify_dataset
+        checks.append(RemoteCheck("verify_completed", False, "no error", _one_line(exc)))
+    return checks
+
+
+def fetch_published(store: ObjectStore, prefix: str, dest_dir: Path) -> Path:
+    """Download ``manifest.json`` and its data files from ``prefix`` into ``dest_dir/<dataset_id>/``.
+
+    Only what the manifest lists is fetched, so ``verify_dataset`` can run on the copy unchanged;
+    listed paths are checked to stay inside the target directory before anything is written.
+    """
+    manifest = parse_manifest(json.loads(store.get_bytes(join_key(prefix, MANIFEST_NAME))))
+    target = Path(dest_dir) / manifest.dataset_id
+    if target.exists() and any(target.iterdir()):
+        raise DatasetPublishError(f"{target} already exists and is not empty")
+    target.mkdir(parents=True, exist_ok=True)
+    for f in manifest.files:
+        store.download_file(join_key(prefix, f.path), resolve_inside(target, f.path))
+    store.download_file(join_key(prefix, MANIFEST_NAME), target / MANIFEST_NAME)
+    return target
+
