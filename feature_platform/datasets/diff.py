@@ -63,5 +63,6 @@ def diff_markdown(diff: dict[str, Any]) -> str:
         lines += ["", "| feature | Δ mean | Δ std | Δ null rate |", "|---|---|---|---|"]
         ranked = sorted(stats.items(), key=lambda kv: -abs(kv[1].get("mean", 0.0)))
         for name, d in ranked[:15]:
-            lines.append(f"| {name} | {d.get('mean', 0):+.4g} | {d.get('std', 0):+.4g} | {d.get('null_rate', 0):+.4g} |")
+            mean, std, nulls = (d.get(k, 0.0) for k in ("mean", "std", "null_rate"))
+            lines.append(f"| {name} | {mean:+.4g} | {std:+.4g} | {nulls:+.4g} |")
     return "\n".join(lines) + "\n"

@@ -8,7 +8,7 @@ Each asset calls one domain function; the rest is metadata for the UI.
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import dagster as dg
 from pydantic import Field
@@ -35,7 +35,7 @@ def _seed(version: str, explicit: int | None) -> int:
     return explicit if explicit is not None else derive_seed(0, version) % 2**31
 
 
-class SnapshotConfig(dg.Config):  # type: ignore[misc]
+class SnapshotConfig(dg.Config):
     kind: Literal["synthetic", "file"] = Field("synthetic", description="synthetic generator or a dropped file")
     inbox_file: str | None = Field(None, description="parquet file to ingest when kind is 'file'")
     expected_sha256: str | None = Field(None, description="checksum the file must have (else its .sha256 sidecar)")
@@ -76,7 +76,7 @@ def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, p
     )
 
 
-class CandidateConfig(dg.Config):  # type: ignore[misc]
+class CandidateConfig(dg.Config):
     sample_fraction: float = Field(1.0, gt=0.0, le=1.0, description="share of snapshot rows to keep")
     augment_noise: float = Field(0.0, ge=0.0, le=10.0, description="std of multiplicative jitter on float features")
     seed: int | None = Field(None, ge=0, description="sampling/augmentation seed; default from the partition key")
@@ -122,7 +122,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     )
 
 
-class QualityConfig(dg.Config):  # type: ignore[misc]
+class QualityConfig(dg.Config):
     baseline: str = Field("baseline_eval_v1", description="baseline name or path, or 'last_published'")
     thresholds_path: str | None = Field(None, description="YAML thresholds file (default: the packaged one)")
     thresholds: dict[str, float] = Field(default_factory=dict, description="overrides of single thresholds")
@@ -154,7 +154,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     report = evaluate_quality(dataset_dir / manifest.files[0].path, manifest, baseline, thresholds)
     outputs = write_quality_outputs(report, baseline, paths.reports(version))
     failures = report.failures
-    metadata: dict[str, object] = {
+    metadata: dict[str, Any] = {
         "passed": report.passed,
         "metrics": len(report.metrics),
         "failed_metrics": len(failures),

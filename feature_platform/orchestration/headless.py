@@ -46,7 +46,7 @@ def run_refresh(
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     resources = dict(defs.resources or {})
-    after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])  # type: ignore[arg-type]
+    after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])
     archive = defs.resolve_job_def("archive_job").execute_in_process(
         instance=instance, partition_key=version, raise_on_error=False, tags={"fp/refresh_run_id": result.run_id},
     )

@@ -16,7 +16,7 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-class PlatformPaths(dg.ConfigurableResource):  # type: ignore[misc]
+class PlatformPaths(dg.ConfigurableResource):
     """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name."""
 
     data_root: str = Field(default_factory=lambda: _env("FP_DATA_ROOT", "data"))
@@ -56,10 +56,12 @@ class PlatformPaths(dg.ConfigurableResource):  # type: ignore[misc]
         return self.root / "logs"
 
 
-class ObjectStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ObjectStoreResource(dg.ConfigurableResource):
     """Object storage for published datasets and archives: a local directory or S3 (dagster-aws)."""
 
-    kind: Literal["local", "s3"] = Field(default_factory=lambda: _env("FP_OBJECT_STORE", "local"))
+    kind: Literal["local", "s3"] = Field(
+        default_factory=lambda: "s3" if os.environ.get("FP_OBJECT_STORE") == "s3" else "local"
+    )
     local_root: str | None = None
     bucket: str | None = Field(default_factory=lambda: os.environ.get("FP_S3_BUCKET"))
     prefix: str = Field(default_factory=lambda: _env("FP_S3_PREFIX", ""))
@@ -75,7 +77,7 @@ class ObjectStoreResource(dg.ConfigurableResource):  # type: ignore[misc]
         return LocalObjectStore(Path(self.local_root) if self.local_root else paths.root / "store")
 
 
-class CatalogResource(dg.ConfigurableResource):  # type: ignore[misc]
+class CatalogResource(dg.ConfigurableResource):
     """The metadata catalog of published versions (SQLite)."""
 
     path: str | None = Field(default_factory=lambda: os.environ.get("FP_CATALOG_PATH"))
@@ -86,7 +88,7 @@ class CatalogResource(dg.ConfigurableResource):  # type: ignore[misc]
         return Catalog(Path(self.path) if self.path else paths.root / "catalog.sqlite")
 
 
-class NotifierResource(dg.ConfigurableResource):  # type: ignore[misc]
+class NotifierResource(dg.ConfigurableResource):
     """Alert and summary channels; unconfigured channels are absent, the outbox file always works."""
 
     slack_webhook_url: str | None = Field(default_factory=lambda: os.environ.get("FP_SLACK_WEBHOOK_URL"))
@@ -125,7 +127,7 @@ class NotifierResource(dg.ConfigurableResource):  # type: ignore[misc]
         return Notifier(channels, retries=self.retries, retry_base_seconds=self.retry_base_seconds)
 
 
-class MetricsResource(dg.ConfigurableResource):  # type: ignore[misc]
+class MetricsResource(dg.ConfigurableResource):
     """Prometheus output: a textfile-collector file, and a Pushgateway when a URL is set."""
 
     textfile_dir: str | None = Field(default_factory=lambda: os.environ.get("FP_METRICS_TEXTFILE_DIR"))
@@ -133,7 +135,7 @@ class MetricsResource(dg.ConfigurableResource):  # type: ignore[misc]
     job: str = "feature_platform_refresh"
 
 
-class RetrySettings(dg.ConfigurableResource):  # type: ignore[misc]
+class RetrySettings(dg.ConfigurableResource):
     """Delays between attempts after a transient error: 2 then 10 minutes in production."""
 
     delays_seconds: list[float] = Field(default_factory=lambda: [120.0, 600.0])

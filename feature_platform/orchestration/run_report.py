@@ -4,6 +4,7 @@ Prometheus metrics, the structured run log and the archive are all built from th
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,9 +60,10 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunSummary:
         if event.is_step_materialization:
             mat = event.step_materialization_data.materialization
             rows = mat.metadata.get("dagster/row_count")
-            summary.materialized[mat.asset_key.to_user_string()] = int(rows.value) if rows is not None else None
+            value = rows.value if rows is not None else None
+            summary.materialized[mat.asset_key.to_user_string()] = value if isinstance(value, int) else None
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
-            evaluation = event.event_specific_data
+            evaluation = event.asset_check_evaluation_data
             key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             summary.checks[key] = bool(evaluation.passed)
     return summary
@@ -97,9 +99,10 @@ def run_log_lines(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
     lines = []
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
+        level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
         lines.append({
             "ts": datetime.fromtimestamp(entry.timestamp, tz=UTC).isoformat(),
-            "level": "ERROR" if entry.level >= 40 else "WARNING" if entry.level >= 30 else "INFO",
+            "level": logging.getLevelName(level) if isinstance(level, int) else str(entry.level),
             "message": entry.user_message or (event.message if event else "") or "",
             "event": event.event_type_value if event else "LOG",
             "dag_run_id": run_id,
