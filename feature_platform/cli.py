@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inbox-file", type=Path, default=None, help="ingest this parquet file instead of synthetic")
     run.add_argument("--config", type=Path, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
+    run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", help="safe id, e.g. 2026-11-25 or adhoc-1")
 
@@ -290,11 +291,13 @@ def _refresh_run(args: argparse.Namespace) -> int:
         snapshot["seed"] = args.seed
     if args.inbox_file is not None:
         snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
+    if not args.verbose:
+        config.setdefault("loggers", {}).setdefault("console", {"config": {"log_level": "WARNING"}})
     outcome = run_refresh(version, instance=_instance(), run_config=config)
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:
-        print(format_summary(outcome, str(PlatformPaths().root)))
+        print(format_summary(outcome, PlatformPaths()))
     return EXIT_OK if outcome.refresh.succeeded else EXIT_FAILED
 
 

@@ -22,8 +22,10 @@ from feature_platform.storage.catalog import Catalog
 from feature_platform.storage.dataset_publish import current_pointer, verify_published
 from feature_platform.storage.local_store import LocalObjectStore
 from tests.conftest import BuildResult
+from tests.s3_server import FAKE_CREDENTIALS, REGION, s3_bucket_fixture, s3_server_fixture  # noqa: F401
+from tests.servers import LoopbackHttp, serve
 
-SMALL = {"ops": {"source_snapshot": {"config": {"rows": 3_000, "batch_rows": 1_000, "entities": 200}}}}
+SMALL = {"ops": {"source_snapshot": {"config": {"rows": 3_000, "batch_rows": 1_000, "seed": 11}}}}
 DRIFTED = {"ops": {**SMALL["ops"], "dataset": {"config": {"augment_noise": 1.0}}}}
 
 tamper_job = dg.define_asset_job(
@@ -46,15 +48,26 @@ def paths(root: Path) -> PlatformPaths:
 
 
 @pytest.fixture(scope="module")
-def defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
+def hooks() -> Iterator[LoopbackHttp]:
+    """Stands in for Slack, PagerDuty and the Pushgateway: a real HTTP server on loopback."""
+    yield from serve()
+
+
+@pytest.fixture(scope="module")
+def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definitions:
     return build_defs(
         tamper_job, build_only_job, publish_only_job,
         paths=paths,
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
-        notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                  pagerduty_routing_key=None),
-        metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None),
+        notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
+                                  smtp_host=None, pagerduty_routing_key="routing-key-1",
+                                  pagerduty_url=f"{hooks.url}/pagerduty"),
+        metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=hooks.url),
     )
+
+
+def _posted(hooks: LoopbackHttp, path: str, version: str) -> list[dict[str, Any]]:
+    return [r.json() for r in hooks.requests if r.path == path and version in r.body.decode()]
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +132,8 @@ def test_refresh_materializes_checks_and_publishes(good: RefreshOutcome, root: P
     assert pointer["manifest_digest"] == manifest.manifest_digest
 
 
-def test_outputs_metrics_logs_notifications_and_archive(good: RefreshOutcome, root: Path,
-                                                       paths: PlatformPaths) -> None:
+def test_outputs_metrics_logs_notifications_and_archive(good: RefreshOutcome, root: Path, paths: PlatformPaths,
+                                                       hooks: LoopbackHttp) -> None:
     reports = paths.reports("v-good")
     rows = json.loads((reports / "quality_report.json").read_text())["metrics"]
     assert rows and all({"metric", "value", "baseline", "delta", "threshold", "pass"} <= set(r) for r in rows)
@@ -135,6 +148,11 @@ def test_outputs_metrics_logs_notifications_and_archive(good: RefreshOutcome, ro
     assert {"dataset", "quality_report"} <= {r["task_id"] for r in log}
     sent = [n for n in _outbox(root) if n.get("dataset_version") == "v-good"]
     assert sent and sent[0]["severity"] == "info"
+    (slack,) = _posted(hooks, "/slack", "v-good")
+    assert "published" in slack["text"] and slack["blocks"]
+    assert not _posted(hooks, "/pagerduty", "v-good")  # summaries never page
+    pushes = [r for r in hooks.requests if r.method == "PUT" and r.path == "/metrics/job/feature_platform_refresh"]
+    assert pushes and b"dag_duration_seconds" in pushes[0].body
     assert good.archive is not None and good.archive.succeeded
     store = LocalObjectStore(root / "store")
     archived = [k for k in store.list("archive/v-good/") if k.endswith("archive.json")]
@@ -144,7 +162,8 @@ def test_outputs_metrics_logs_notifications_and_archive(good: RefreshOutcome, ro
 
 
 def test_failed_gate_is_not_published_archive_runs_previous_still_verifies(
-        drifted: RefreshOutcome, instance: dg.DagsterInstance, root: Path, paths: PlatformPaths) -> None:
+        drifted: RefreshOutcome, instance: dg.DagsterInstance, root: Path, paths: PlatformPaths,
+        hooks: LoopbackHttp) -> None:
     run = drifted.refresh
     assert not run.succeeded
     assert run.checks["quality_report:quality_thresholds"] is False
@@ -168,6 +187,11 @@ def test_failed_gate_is_not_published_archive_runs_previous_still_verifies(
     assert any(k.endswith("archive.json") for k in store.list("archive/v-drift/"))
     alerts = [n for n in _outbox(root) if n.get("dataset_version") == "v-drift"]
     assert alerts and alerts[0]["severity"] == "error" and alerts[0]["kind"] == "quality_gate_failure"
+    page = _posted(hooks, "/pagerduty", "v-drift")[0]
+    assert page["routing_key"] == "routing-key-1" and page["event_action"] == "trigger"
+    assert page["payload"]["custom_details"]["priority"] == "P2"
+    assert page["payload"]["severity"] == "error" and "Quality gate failed" in page["payload"]["summary"]
+    assert _posted(hooks, "/slack", "v-drift")
     prom = (root / "metrics" / "feature_platform_refresh.prom").read_text()
     assert 'status="failure"} 1' in prom
 
@@ -277,3 +301,52 @@ def test_transient_errors_are_retried_with_the_configured_delays(tmp_path: Path)
     result = dg.materialize([flaky], resources={"retry": RetrySettings(delays_seconds=[0.01])},
                             raise_on_error=False)
     assert not result.success and attempts == [0, 1]
+
+
+def test_run_retention_purges_only_old_finished_runs(good: RefreshOutcome, instance: dg.DagsterInstance) -> None:
+    from datetime import timedelta
+
+    from feature_platform.orchestration.run_report import purge_old_runs
+
+    assert purge_old_runs(instance, 90) == []
+    assert instance.get_run_by_id(good.refresh.run_id) is not None
+    future = datetime.now(tz=UTC) + timedelta(days=91)
+    purged = purge_old_runs(instance, 90, now=future, jobs=("archive_job",))
+    assert good.archive is not None and good.archive.run_id in purged
+    assert instance.get_run_by_id(good.archive.run_id) is None
+    assert instance.get_run_by_id(good.refresh.run_id) is not None
+
+
+def test_publish_to_s3_through_dagster_aws(s3_bucket: tuple[Any, str], s3_server: str, tmp_path: Path) -> None:
+    """Scale-out by configuration only: the same graph publishes to an S3-compatible server."""
+    from dagster_aws.s3 import S3Resource
+
+    from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource
+    from feature_platform.storage.s3_store import S3ObjectStore
+
+    client, bucket = s3_bucket
+    s3 = S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS)
+    defs = build_defs(
+        paths=PlatformPaths(data_root=str(tmp_path)),
+        s3=s3,
+        object_store=ObjectStoreResource(kind="s3", bucket=bucket, prefix="team-a", s3=s3),
+        catalog=CatalogResource(path=str(tmp_path / "catalog.sqlite")),
+        notifier=NotifierResource(outbox_dir=str(tmp_path / "outbox"), slack_webhook_url=None, smtp_host=None,
+                                  pagerduty_routing_key=None),
+        metrics=MetricsResource(textfile_dir=str(tmp_path / "metrics"), pushgateway_url=None),
+    )
+    with dg.instance_for_test() as instance:
+        outcome = run_refresh("v-s3", instance=instance, defs=defs, run_config=SMALL)
+    assert outcome.refresh.succeeded, outcome.refresh
+    store = S3ObjectStore(client, bucket, "team-a")
+    pointer = current_pointer(store, "market_regime")
+    assert pointer is not None and pointer["dataset_version"] == "v-s3"
+    entry = Catalog(tmp_path / "catalog.sqlite").current("market_regime")
+    assert entry is not None and entry.location.startswith(f"s3://{bucket}/team-a/")
+    from feature_platform.contracts.manifest import DatasetManifest
+
+    manifest = DatasetManifest.model_validate_json(
+        (tmp_path / "datasets" / "market_regime-v-s3" / "manifest.json").read_bytes())
+    assert all(check.passed for check in verify_published(store, entry.prefix, manifest))
+    keys = client.list_objects_v2(Bucket=bucket, Prefix="team-a/archive/v-s3/")["Contents"]
+    assert any(k["Key"].endswith("archive.json") for k in keys)

@@ -242,18 +242,21 @@ def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths,
                       object_store: ObjectStoreResource) -> dg.MaterializeResult:
     """archive_artifacts: logs, metrics, quality report and the diff vs the previous version, kept 90 days.
 
-    Requested by the run-status sensors after every refresh run, whether it succeeded or failed.
+    Requested by the run-status sensors after every refresh run, whether it succeeded or failed. Also the
+    retention sweep: archives and Dagster runs older than ``retention_days`` are deleted.
     """
-    from feature_platform.orchestration.run_report import archive_refresh_run
+    from feature_platform.orchestration.run_report import archive_refresh_run, purge_old_runs
 
     refresh_run_id = context.run.tags.get("fp/refresh_run_id")
     archived = archive_refresh_run(context.instance, refresh_run_id, context.partition_key, paths,
                                    object_store.open(paths))
+    purged = purge_old_runs(context.instance, paths.retention_days)
     return dg.MaterializeResult(metadata={
         "archive": archived.location,
         "files": dg.MetadataValue.json(archived.files),
         "refresh_run_id": refresh_run_id or "none",
-        "swept": len(archived.swept),
+        "archives_swept": len(archived.swept),
+        "runs_purged": len(purged),
     })
 
 

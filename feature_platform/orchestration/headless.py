@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from feature_platform.orchestration.partitions import ensure_partition
+from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary, summarize_run
 
 
@@ -47,14 +48,16 @@ def run_refresh(
     assert run is not None
     resources = dict(defs.resources or {})
     after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])
+    loggers = {"loggers": dict(run_config["loggers"])} if run_config and "loggers" in run_config else {}
     archive = defs.resolve_job_def("archive_job").execute_in_process(
         instance=instance, partition_key=version, raise_on_error=False, tags={"fp/refresh_run_id": result.run_id},
+        run_config=loggers,
     )
     return RefreshOutcome(refresh=summarize_run(instance, result.run_id),
                           archive=summarize_run(instance, archive.run_id), partition_added=added)
 
 
-def format_summary(outcome: RefreshOutcome, data_root: str) -> str:
+def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
     run = outcome.refresh
     lines = [f"refresh of dataset_version {run.partition}: {run.status} in {run.seconds:.1f}s (run {run.run_id})", "",
              "assets:"]
@@ -70,7 +73,15 @@ def format_summary(outcome: RefreshOutcome, data_root: str) -> str:
     lines += ["", f"checks: {passed} passed, {len(run.checks) - passed} failed"]
     lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in run.checks.items()]
     if outcome.archive is not None:
-        lines += ["", f"archive: {outcome.archive.status}"]
-    lines += ["", f"files under {data_root}: sources/ datasets/ reports/ store/ catalog.sqlite archive in store/, "
-                  "metrics/ logs/ outbox/"]
+        lines += ["", f"archive: {outcome.archive.status} (store/archive/{run.partition}/{run.run_id}/)"]
+    version = run.partition or ""
+    published = "published_dataset" in run.materialized
+    lines += ["", "where the results are:",
+              f"  dataset        {paths.dataset_dir(version)}/",
+              f"  quality report {paths.reports(version)}/",
+              f"  published copy {paths.root / 'store' / 'datasets' / paths.dataset_name}/"
+              + ("" if published else "  (this version was NOT published)"),
+              f"  catalog        {paths.root / 'catalog.sqlite'}",
+              f"  metrics, logs  {paths.metrics_dir}/  {paths.logs_dir}/{run.run_id}.jsonl",
+              f"  notifications  {paths.root / 'outbox' / 'notifications.jsonl'}"]
     return "\n".join(lines)

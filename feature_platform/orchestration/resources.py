@@ -21,6 +21,7 @@ class PlatformPaths(dg.ConfigurableResource):
 
     data_root: str = Field(default_factory=lambda: _env("FP_DATA_ROOT", "data"))
     dataset_name: str = "market_regime"
+    retention_days: int = Field(default_factory=lambda: int(_env("FP_RETENTION_DAYS", "90")), gt=0)
 
     @property
     def root(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +155,21 @@ def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None
         files["candidate_diff.json"] = json.dumps(diff, indent=2, sort_keys=True).encode()
         files["candidate_diff.md"] = diff_markdown(diff).encode()
     archived = archive_files(store, version, run_id, files)
-    swept = sweep_archives(store)
+    swept = sweep_archives(store, paths.retention_days)
     return type(archived)(location=archived.location, files=archived.files, swept=swept)
+
+
+def purge_old_runs(instance: dg.DagsterInstance, retention_days: int, now: datetime | None = None,
+                   jobs: tuple[str, ...] = ("refresh_job", "archive_job")) -> list[str]:
+    """Run retention: delete runs of ``jobs`` created before the cutoff (their logs are archived)."""
+    cutoff = (now or datetime.now(tz=UTC)) - timedelta(days=retention_days)
+    purged = []
+    for job in jobs:
+        for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job, created_before=cutoff), limit=500):
+            if record.dagster_run.is_finished:
+                instance.delete_run(record.dagster_run.run_id)
+                purged.append(record.dagster_run.run_id)
+    return purged
 
 
 def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
