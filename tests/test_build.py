@@ -223,3 +223,20 @@ def test_unsafe_dataset_id_is_refused_before_touching_disk(tmp_path: Path, bad_i
         build_dataset(small_source(), tmp_path / "out", bad_id)
     assert not (tmp_path / "out").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_write_errors_surface_in_the_writer(tmp_path: Path) -> None:
+    """A failing disk write on the worker thread is raised to the caller, never swallowed."""
+    from feature_platform.datasets.parquet_writer import _HashingSink
+
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        sink = _HashingSink(fd)
+        sink.write(b"x" * 1024)
+        with pytest.raises(OSError) as info:
+            for _ in range(100):  # the worker fails on the first block; a later write or finish raises
+                sink.write(b"y" * 1024)
+            sink.finish()
+        assert info.value.errno == 28  # ENOSPC
+    finally:
+        os.close(fd)

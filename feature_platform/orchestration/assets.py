@@ -223,6 +223,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     from feature_platform.observability.notify import Notification
 
     version = context.partition_key
+    started = time.perf_counter()
     gaps = paths.reports(version) / "coverage_gap_report.md"
     text = gaps.read_text(encoding="utf-8")
     highlights = "\n".join(text.splitlines()[:25])
@@ -234,6 +235,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     return dg.MaterializeResult(metadata={
         "delivered": delivery.ok,
         "channels": dg.MetadataValue.json({r.channel: r.error or "ok" for r in delivery.results}),
+        "duration_s": round(time.perf_counter() - started, 3),
     })
 
 

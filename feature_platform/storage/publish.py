@@ -9,48 +9,18 @@ reclaimed by the next build of the same target.
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from feature_platform.storage.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
+
 STAGING_PREFIX = ".staging-"
-_AT_FDCWD = -100
-_RENAME_NOREPLACE = 1 << 0
-_RENAME_EXCHANGE = 1 << 1
-
-
 class PublishError(RuntimeError):
     """The target could not be published (exists, or a concurrent publish won)."""
 
-
-def _libc_renameat2() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    func = getattr(ctypes.CDLL(name, use_errno=True), "renameat2", None)
-    if func is not None:
-        func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-        func.restype = ctypes.c_int
-    return func
-
-
-_RENAMEAT2 = _libc_renameat2()
-
-
-def _renameat2(src: Path, dst: Path, flags: int) -> bool:
-    """True when done; False when the platform lacks renameat2 or the flag; raises OSError else."""
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL):
-        return False
-    raise OSError(err, os.strerror(err), str(dst))
 
 
 def staging_name(target: Path) -> str:
@@ -112,7 +82,7 @@ def publish_dir(staging: Path, target: Path, *, replace: bool) -> None:
     if target.exists() or target.is_symlink():
         if not replace:
             raise PublishError(f"{target} already exists (use --force to replace it)")
-        if not _renameat2(staging, target, _RENAME_EXCHANGE):
+        if not renameat2(staging, target, RENAME_EXCHANGE):
             # No atomic exchange here: park the old version, move the new one in, then drop it.
             parked = target.parent / staging_name(target)
             os.rename(target, parked)
@@ -122,7 +92,7 @@ def publish_dir(staging: Path, target: Path, *, replace: bool) -> None:
             shutil.rmtree(staging, ignore_errors=True)  # now holds the old version
     else:
         try:
-            if not _renameat2(staging, target, _RENAME_NOREPLACE):
+            if not renameat2(staging, target, RENAME_NOREPLACE):
                 os.rename(staging, target)
         except OSError as exc:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):

@@ -1,0 +1,48 @@
+"""Linux syscalls Python's os module lacks, through libc; each degrades to a portable fallback."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1 << 0
+RENAME_EXCHANGE = 1 << 1
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    library = ctypes.util.find_library("c")
+    func = getattr(ctypes.CDLL(library, use_errno=True), name, None) if library else None
+    if func is not None:
+        func.argtypes = argtypes
+        func.restype = ctypes.c_int
+    return func
+
+
+_RENAMEAT2 = _libc_function("renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                           ctypes.c_uint])
+_SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+
+
+def renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """True when done; False when the platform lacks renameat2 or the flag; raises OSError else."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(AT_FDCWD, os.fsencode(src), AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk now (asynchronously), so the final fsync
+    only waits for the tail; a no-op where sync_file_range is missing."""
+    if _SYNC_FILE_RANGE is not None:
+        _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
