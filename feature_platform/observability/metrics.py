@@ -6,11 +6,8 @@ Gauges only: every value is "as of the last run", which is what both delivery pa
 from __future__ import annotations
 
 import base64
-import contextlib
 import math
-import os
 import re
-import tempfile
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from feature_platform.observability._http import endpoint_label, request, require_http_url
+from feature_platform.storage.files import write_atomic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -113,20 +111,7 @@ def write_textfile_text(text: str, path: Path | str) -> Path:
     target = Path(path)
     if target.suffix != ".prom":
         raise ValueError(f"textfile collector only reads *.prom files, got {target.name!r}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # node_exporter usually runs as another user
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
+    return write_atomic(target, text.encode("utf-8"))  # 0644: node_exporter runs as another user
 
 
 def push_text(text: str, gateway_url: str, job: str, grouping: Mapping[str, str] | None = None, *,

@@ -113,12 +113,10 @@ def run_log_lines(instance: dg.DagsterInstance, run_id: str) -> list[dict[str, A
 
 
 def write_run_log(instance: dg.DagsterInstance, run_id: str, paths: PlatformPaths) -> Path:
-    path = paths.logs_dir / f"{run_id}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(line, sort_keys=True) + "\n" for line in run_log_lines(instance, run_id)))
-    tmp.replace(path)
-    return path
+    from feature_platform.storage.files import write_atomic
+
+    text = "".join(json.dumps(line, sort_keys=True) + "\n" for line in run_log_lines(instance, run_id))
+    return write_atomic(paths.logs_dir / f"{run_id}.jsonl", text.encode("utf-8"))
 
 
 def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None, version: str,

@@ -4,30 +4,12 @@ either) and as JSON that diffs well (objects one key a line, lists of numbers on
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from feature_platform.storage.files import write_atomic
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide reports from other readers
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+__all__ = ["json_text", "write_atomic"]
 
 
 def json_text(value: Any, indent: int = 2) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from feature_platform.storage.files import fsync_dir
 from feature_platform.storage.object_keys import (
     HASH_CHUNK,
     ObjectNotFoundError,
@@ -80,7 +81,7 @@ class LocalObjectStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def put_bytes(self, data: bytes, key: str) -> None:
         with self._atomic_writer(key) as f:
@@ -174,11 +175,3 @@ class LocalObjectStore:
     def url(self, key: str) -> str:
         validate_key(key)
         return (self._real_root / PurePosixPath(key)).as_uri()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

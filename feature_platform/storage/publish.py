@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from feature_platform.storage.files import fsync_dir
 from feature_platform.storage.syscalls import RENAME_EXCHANGE, RENAME_NOREPLACE, renameat2
 
 STAGING_PREFIX = ".staging-"
@@ -78,7 +79,7 @@ def publish_dir(staging: Path, target: Path, *, replace: bool) -> None:
     Without ``replace`` an existing target is an error and stays untouched. With ``replace`` the
     old target is swapped out in one step and deleted only after the new one is in place.
     """
-    _fsync_dir(staging)
+    fsync_dir(staging)
     if target.exists() or target.is_symlink():
         if not replace:
             raise PublishError(f"{target} already exists (use --force to replace it)")
@@ -98,12 +99,4 @@ def publish_dir(staging: Path, target: Path, *, replace: bool) -> None:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 raise PublishError(f"{target} was published concurrently by another build") from None
             raise
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(target.parent)
