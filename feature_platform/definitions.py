@@ -7,7 +7,17 @@ from dagster_aws.s3 import S3Resource
 
 from feature_platform.orchestration.assets import ALL_ASSETS
 from feature_platform.orchestration.checks import ALL_CHECKS
+from feature_platform.orchestration.feature_assets import feature_build, feature_contract_drift, feature_job
 from feature_platform.orchestration.jobs import archive_job, refresh_job
+from feature_platform.orchestration.market_assets import (
+    TimeSeriesResource,
+    data_gap_alert,
+    market_data,
+    market_data_raw,
+    market_job,
+    no_data_gaps,
+    no_unreviewed_anomalies,
+)
 from feature_platform.orchestration.resources import (
     CatalogResource,
     MetricsResource,
@@ -31,17 +41,18 @@ def resources() -> dict[str, object]:
         "notifier": NotifierResource(),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
+        "timeseries": TimeSeriesResource(),
     }
 
 
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
     """The code location, with some resources replaced or jobs added (tests, other deployments)."""
     return dg.Definitions(
-        assets=ALL_ASSETS,
-        asset_checks=ALL_CHECKS,
-        jobs=[refresh_job, archive_job, *extra_jobs],
+        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build],
+        asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift],
+        jobs=[refresh_job, archive_job, market_job, feature_job, *extra_jobs],
         schedules=[nightly_refresh],
-        sensors=[inbox_sensor, refresh_succeeded, refresh_failed],
+        sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
         resources={**resources(), **overrides},
     )
 

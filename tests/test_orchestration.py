@@ -104,13 +104,15 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
-                    "archive_artifacts"}
+                    "archive_artifacts", "market_data_raw", "market_data", "feature_build"}
     checks = {(c.asset_key.to_user_string(), c.name): c.blocking
               for a in defs.asset_checks or [] for c in a.check_specs}  # type: ignore[union-attr]
     assert checks == {("source_snapshot", "source_valid"): True, ("dataset", "sha256_matches"): True,
                       ("dataset", "feature_order_matches"): True, ("dataset", "schema_valid"): True,
                       ("dataset", "size_within_limit"): True, ("quality_report", "quality_thresholds"): True,
-                      ("published_dataset", "published_copy_verifies"): True}
+                      ("published_dataset", "published_copy_verifies"): True,
+                      ("market_data_raw", "no_data_gaps"): False, ("market_data_raw", "no_unreviewed_anomalies"): False,
+                      ("feature_build", "feature_contract_drift"): True}
     schedule = defs.resolve_schedule_def("nightly_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
 
@@ -350,3 +352,22 @@ def test_publish_to_s3_through_dagster_aws(s3_bucket: tuple[Any, str], s3_server
     assert all(check.passed for check in verify_published(store, entry.prefix, manifest))
     keys = client.list_objects_v2(Bucket=bucket, Prefix="team-a/archive/v-s3/")["Contents"]
     assert any(k["Key"].endswith("archive.json") for k in keys)
+
+
+def test_feature_build_pins_applies_and_records(good: RefreshOutcome, defs: dg.Definitions,
+                                                instance: dg.DagsterInstance, paths: PlatformPaths) -> None:
+    """feature_build on the published v-good: feature_build.json and the blocking drift check.
+
+    allow_dirty: this test must not depend on the developer's working tree; pinning is tested with a
+    committed temp repo in test_features.py.
+    """
+    from feature_platform.orchestration.headless import run_feature_build
+
+    summary = run_feature_build("v-good", instance=instance, defs=defs, run_config={
+        "ops": {"feature_build": {"config": {"allow_dirty": True}}}})
+    assert summary.succeeded, summary
+    assert summary.checks == {"feature_build:feature_contract_drift": True}
+    record = json.loads((paths.root / "features" / "offline" / "v-good" / "feature_build.json").read_text())
+    assert record["dataset_version"] == "v-good" and len(record["feast_repo_sha"]) == 40
+    assert record["row_counts"]["dataset_features"] == 3_000
+    assert all(len(o["sha256"]) == 64 for o in record["outputs"])

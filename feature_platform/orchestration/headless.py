@@ -85,3 +85,33 @@ def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
               f"  metrics, logs  {paths.metrics_dir}/  {paths.logs_dir}/{run.run_id}.jsonl",
               f"  notifications  {paths.root / 'outbox' / 'notifications.jsonl'}"]
     return "\n".join(lines)
+
+
+def run_market_backfill(days: list[str], *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+                        run_config: Mapping[str, Any] | None = None,
+                        tags: Mapping[str, str] | None = None) -> list[RunSummary]:
+    """One market_backfill_job run per UTC day, in process; a failed day does not stop the next."""
+    if defs is None:
+        from feature_platform.definitions import defs as default_defs
+
+        defs = default_defs
+    job = defs.resolve_job_def("market_backfill_job")
+    summaries = []
+    for day in days:
+        result = job.execute_in_process(instance=instance, partition_key=day, run_config=dict(run_config or {}),
+                                        raise_on_error=False, tags={"fp/trigger": "headless", **(tags or {})})
+        summaries.append(summarize_run(instance, result.run_id))
+    return summaries
+
+
+def run_feature_build(version: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+                      run_config: Mapping[str, Any] | None = None) -> RunSummary:
+    """feature_build for one published dataset_version, in process."""
+    if defs is None:
+        from feature_platform.definitions import defs as default_defs
+
+        defs = default_defs
+    result = defs.resolve_job_def("feature_build_job").execute_in_process(
+        instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
+        tags={"fp/trigger": "headless"})
+    return summarize_run(instance, result.run_id)

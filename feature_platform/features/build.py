@@ -1,0 +1,265 @@
+"""Feature build for one dataset version: pin the Feast repo, check contract drift, write the offline
+features, apply and materialize to the online store, and record it all in ``feature_build.json``.
+
+The recorded Feast repo sha is what makes a training set reproducible, so a build refuses a repo
+with uncommitted changes (unless told otherwise) and a ``git_ref`` that does not resolve to HEAD.
+Every build gets its own registry and online store under ``out_dir``, so builds never race.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
+from feature_platform.contracts.paths import require_safe_id
+from feature_platform.contracts.provenance import utc_now, utc_timestamp
+from feature_platform.features.drift import DriftReport, contract_drift, feature_view_fields, load_repo_definitions
+
+FEATURE_BUILD_NAME = "feature_build.json"
+STORE_CONFIG = "feature_store.yaml"
+DATASET_VIEW = "dataset_features"
+MARKET_VIEW = "market_ohlcv"
+MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
+
+
+class FeatureBuildError(RuntimeError):
+    """The features could not be built; the message says why."""
+
+
+class FeatureDriftError(FeatureBuildError):
+    """The Feast feature view no longer matches ``feature_contract.yaml``."""
+
+    def __init__(self, report: DriftReport) -> None:
+        super().__init__(report.diff_text)
+        self.report = report
+
+
+class RepoRevision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    commit: str = Field(pattern=r"^[0-9a-f]{40}$")
+    tree: str = Field(pattern=r"^[0-9a-f]{40}$", description="git tree sha of the Feast repo directory")
+    dirty: bool
+    ref: str | None = None
+
+
+class OutputFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    path: str = Field(description="POSIX path relative to out_dir")
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class FeatureBuild(BaseModel):
+    """The content of ``feature_build.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec_version: Literal["1"] = "1"
+    dataset_version: str
+    feast_repo_sha: str
+    feast_repo_tree_sha: str
+    feast_repo_dirty: bool
+    feast_repo_ref: str | None
+    feast_version: str
+    project: str
+    feature_contract_sha256: str
+    feature_service: str
+    dataset_sha256: str
+    market_sha256: str | None
+    materialized_at: str
+    materialization_start: str
+    materialization_end: str
+    row_counts: dict[str, int]
+    outputs: list[OutputFile]
+
+
+def _git(repo: Path, *args: str) -> str:
+    try:
+        proc = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise FeatureBuildError(f"git {' '.join(args)} failed in {repo}: {exc}") from None
+    if proc.returncode != 0:
+        raise FeatureBuildError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout.strip()
+
+
+def repo_revision(repo_path: Path, *, git_ref: str | None = None, allow_dirty: bool = False) -> RepoRevision:
+    """HEAD and the Feast repo directory's tree sha; refuses uncommitted changes and unpinned refs."""
+    repo_path = Path(repo_path).resolve()
+    top = Path(_git(repo_path, "rev-parse", "--show-toplevel")).resolve()
+    rel = repo_path.relative_to(top).as_posix()
+    commit = _git(top, "rev-parse", "HEAD")
+    tree = _git(top, "rev-parse", f"HEAD:{rel}" if rel != "." else "HEAD^{tree}")
+    status = _git(top, "status", "--porcelain", "--untracked-files=all", "--", rel)
+    dirty = bool(status)
+    if dirty and not allow_dirty:
+        raise FeatureBuildError(
+            f"Feast repo {repo_path} has uncommitted changes; commit them or pass allow_dirty=True:\n{status}"
+        )
+    if git_ref is not None:
+        pinned = _git(top, "rev-parse", "--verify", f"{git_ref}^{{commit}}")
+        if pinned != commit:
+            raise FeatureBuildError(
+                f"Feast repo is at {commit}, but git_ref {git_ref!r} resolves to {pinned}; check out the ref first"
+            )
+    return RepoRevision(commit=commit, tree=tree, dirty=dirty, ref=git_ref)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write_table(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def store_config(repo_path: Path, registry: Path, online: Path) -> Any:
+    """The repo's ``feature_store.yaml`` with this build's registry and online store paths."""
+    from feast import RepoConfig
+
+    raw = yaml.safe_load((repo_path / STORE_CONFIG).read_text(encoding="utf-8"))
+    raw["registry"] = str(registry)
+    raw["online_store"] = {**raw.get("online_store", {}), "type": "sqlite", "path": str(online)}
+    return RepoConfig(repo_path=repo_path, **raw)
+
+
+def check_drift(
+    repo_path: Path, contract: FeatureContract | None = None, objects: list[Any] | None = None
+) -> DriftReport:
+    """Drift of the repo's ``dataset_features`` view against the contract."""
+    contract = contract or load_feature_contract()
+    fields = feature_view_fields(repo_path, DATASET_VIEW, objects)
+    return contract_drift(contract, fields, view_name=f"feast:{DATASET_VIEW}")
+
+
+def build_features(
+    repo_path: Path,
+    dataset_parquet: Path,
+    dataset_version: str,
+    out_dir: Path,
+    market_parquet: Path | None,
+    *,
+    git_ref: str | None = None,
+    allow_dirty: bool = False,
+    contract: FeatureContract | None = None,
+) -> FeatureBuild:
+    """Build, materialize and record the features of one dataset version (see module docstring).
+
+    Writes ``out_dir/offline/<version>/{dataset_features,market_ohlcv}.parquet`` and
+    ``feature_build.json`` beside them, and ``out_dir/feast/<version>/{registry,online_store}.db``.
+    """
+    os.environ["FEAST_USAGE"] = "False"
+    import feast
+
+    require_safe_id(dataset_version, "dataset_version")
+    repo_path, out_dir = Path(repo_path).resolve(), Path(out_dir).resolve()
+    contract = contract or load_feature_contract()
+    revision = repo_revision(repo_path, git_ref=git_ref, allow_dirty=allow_dirty)
+
+    defs = load_repo_definitions(repo_path)
+    offline = out_dir / "offline" / dataset_version
+    feast_dir = out_dir / "feast" / dataset_version
+    dataset_out = offline / f"{DATASET_VIEW}.parquet"
+    market_out = offline / f"{MARKET_VIEW}.parquet" if market_parquet is not None else None
+    # The pinned repo's views come from its own committed contract; the dataset was built on `contract`.
+    objects: list[Any] = defs.make_objects(dataset_out, market_out)
+    report = check_drift(repo_path, contract, objects)
+    if not report.ok:
+        raise FeatureDriftError(report)
+
+    columns = [contract.entity.name, contract.timestamp.name, *contract.feature_order]
+    dataset = pq.read_table(dataset_parquet)
+    absent = [c for c in columns if c not in dataset.column_names]
+    if absent:
+        raise FeatureBuildError(f"{dataset_parquet}: dataset lacks columns {absent}")
+    features = dataset.select(columns)
+    offline.mkdir(parents=True, exist_ok=True)
+    feast_dir.mkdir(parents=True, exist_ok=True)
+    _write_table(features, dataset_out)
+    row_counts = {DATASET_VIEW: features.num_rows}
+    ts = features.column(contract.timestamp.name)
+    starts, ends = [pc.min(ts).as_py()], [pc.max(ts).as_py()]
+    if market_parquet is not None and market_out is not None:
+        market = pq.read_table(market_parquet)
+        absent = [c for c in MARKET_COLUMNS if c not in market.column_names]
+        if absent:
+            raise FeatureBuildError(f"{market_parquet}: market data lacks columns {absent}")
+        market = market.select(list(MARKET_COLUMNS))
+        _write_table(market, market_out)
+        row_counts[MARKET_VIEW] = market.num_rows
+        starts.append(pc.min(market.column("ts")).as_py())
+        ends.append(pc.max(market.column("ts")).as_py())
+
+    registry, online = feast_dir / "registry.db", feast_dir / "online_store.db"
+    for stale in (registry, online):
+        stale.unlink(missing_ok=True)
+    config = store_config(repo_path, registry, online)
+    store = feast.FeatureStore(config=config)
+    store.apply(objects)
+    valid = [t for t in starts if t is not None]
+    if not valid:
+        raise FeatureBuildError(f"{dataset_parquet}: no rows with an event timestamp")
+    start: datetime = min(valid)
+    end: datetime = max(t for t in ends if t is not None) + timedelta(seconds=1)
+    materialized_at = utc_now()
+    store.materialize(start_date=start, end_date=end)
+    row_counts[f"online:{DATASET_VIEW}"] = len(pc.unique(features.column(contract.entity.name).drop_null()))
+    if market_parquet is not None:
+        row_counts[f"online:{MARKET_VIEW}"] = len(pc.unique(market.column("asset").drop_null()))
+
+    outputs = [p for p in (dataset_out, market_out, online, registry) if p is not None]
+    build = FeatureBuild(
+        dataset_version=dataset_version,
+        feast_repo_sha=revision.commit,
+        feast_repo_tree_sha=revision.tree,
+        feast_repo_dirty=revision.dirty,
+        feast_repo_ref=git_ref,
+        feast_version=feast.__version__,
+        project=config.project,
+        feature_contract_sha256=contract.digest(),
+        feature_service=defs.TRAINING_SERVICE,
+        dataset_sha256=sha256_file(Path(dataset_parquet)),
+        market_sha256=sha256_file(Path(market_parquet)) if market_parquet is not None else None,
+        materialized_at=utc_timestamp(materialized_at),
+        materialization_start=utc_timestamp(start),
+        materialization_end=utc_timestamp(end),
+        row_counts=row_counts,
+        outputs=[
+            OutputFile(path=p.relative_to(out_dir).as_posix(), bytes=p.stat().st_size, sha256=sha256_file(p))
+            for p in outputs
+        ],
+    )
+    _write_atomic(offline / FEATURE_BUILD_NAME, (build.model_dump_json(indent=2) + "\n").encode())
+    return build
+
+
+def feature_build_path(out_dir: Path, dataset_version: str) -> Path:
+    return Path(out_dir) / "offline" / dataset_version / FEATURE_BUILD_NAME

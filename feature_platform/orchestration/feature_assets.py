@@ -1,0 +1,80 @@
+"""feature_build: the Feast repo pinned to a git sha, applied and materialized per dataset_version."""
+
+import time
+
+import dagster as dg
+from pydantic import Field
+
+from feature_platform.contracts.provenance import PROJECT_ROOT
+from feature_platform.orchestration.assets import published_dataset
+from feature_platform.orchestration.market_assets import TimeSeriesResource, market_data
+from feature_platform.orchestration.partitions import dataset_versions
+from feature_platform.orchestration.resources import PlatformPaths
+
+FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+
+
+class FeatureBuildConfig(dg.Config):
+    feature_repo_ref: str | None = Field(None, description="git ref the Feast repo must be at (pinned)")
+    allow_dirty: bool = Field(False, description="build from uncommitted feature_repo changes (never in prod)")
+
+
+@dg.asset(partitions_def=dataset_versions, group_name="features", kinds={"feast"},
+          deps=[published_dataset, dg.AssetDep(market_data, partition_mapping=dg.AllPartitionMapping())])
+def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig, paths: PlatformPaths,
+                  timeseries: TimeSeriesResource) -> dg.MaterializeResult:
+    """Pins feature_repo to its git sha, applies it, materializes the version's features offline and
+    online, and writes feature_build.json (repo sha, dataset version, timestamp, row counts, sha256s)."""
+    import pyarrow.parquet as pq
+
+    from feature_platform.features.build import build_features, feature_build_path
+
+    version = context.partition_key
+    started = time.perf_counter()
+    store = timeseries.open(paths)
+    try:
+        market = store.read()
+    finally:
+        store.close()
+    market_path = None
+    if market.num_rows:
+        market_path = paths.root / "features" / "inputs" / version / "market_ohlcv.parquet"
+        market_path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(market.select(["asset", "ts", "open", "high", "low", "close", "volume"]), market_path)
+    build = build_features(FEATURE_REPO, paths.dataset_dir(version) / "data.parquet", version,
+                           paths.root / "features", market_path, git_ref=config.feature_repo_ref,
+                           allow_dirty=config.allow_dirty)
+    path = feature_build_path(paths.root / "features", version)
+    return dg.MaterializeResult(
+        metadata={
+            "feast_repo_sha": build.feast_repo_sha,
+            "feast_repo_tree_sha": build.feast_repo_tree_sha,
+            "dataset_version": version,
+            "materialized_at": build.materialized_at,
+            "row_counts": dg.MetadataValue.json(build.row_counts),
+            "outputs": dg.MetadataValue.json({o.path: o.sha256 for o in build.outputs}),
+            "feature_build": dg.MetadataValue.path(str(path)),
+            "dagster/row_count": build.row_counts.get("dataset_features", 0),
+            "duration_s": round(time.perf_counter() - started, 3),
+        },
+        data_version=dg.DataVersion(build.dataset_sha256),
+    )
+
+
+@dg.asset_check(asset=feature_build, blocking=True, name="feature_contract_drift",
+                description="The Feast dataset_features view matches feature_contract.yaml: names, types, order.")
+def feature_contract_drift(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    from feature_platform.features.build import check_drift
+
+    report = check_drift(FEATURE_REPO)
+    return dg.AssetCheckResult(
+        passed=report.ok, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"diff": dg.MetadataValue.md(f"```\n{report.diff_text}\n```" if report.diff_text else "no drift"),
+                  "missing": dg.MetadataValue.json(report.missing), "extra": dg.MetadataValue.json(report.extra),
+                  "retyped": dg.MetadataValue.json([list(r) for r in report.retyped]),
+                  "reordered": dg.MetadataValue.json(list(report.reordered))},
+    )
+
+
+feature_job = dg.define_asset_job("feature_build_job", selection=dg.AssetSelection.assets(feature_build),
+                                  description="feature_build for one dataset_version (after publish)")

@@ -1,0 +1,227 @@
+"""Market data: daily OHLCV backfill (coingecko_sync), validation, review queue and idempotent upsert."""
+
+import os
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from feature_platform.orchestration.resources import NotifierResource, PlatformPaths
+
+GROUP = "market_data"
+OVERRIDE_TAG = "fp/override-data-gap"
+market_days = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
+
+
+class TimeSeriesResource(dg.ConfigurableResource):
+    """The time-series store: DuckDB under the data root, or PostgreSQL/TimescaleDB by URL."""
+
+    url: str | None = Field(default_factory=lambda: os.environ.get("FP_TIMESERIES_URL"))
+
+    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+        from feature_platform.market.store import open_store
+
+        return open_store(self.url or f"duckdb:///{paths.root / 'market.duckdb'}")
+
+
+class MarketConfig(dg.Config):
+    source: Literal["simulator", "coingecko"] = Field("simulator", description="closed network: simulator")
+    assets: list[str] = Field(default_factory=lambda: ["bitcoin", "ethereum", "solana"])
+    vs_currency: str = "usd"
+    seed: int = Field(7, ge=0, description="simulator seed")
+    base_url: str = Field(default_factory=lambda: os.environ.get("FP_COINGECKO_URL",
+                                                                 "https://api.coingecko.com/api/v3"))
+    rate_per_second: float = Field(0.5, gt=0, description="MarketDataLimiter rate shared by every call")
+    inject_gap_minutes: int = Field(0, ge=0, description="demo/test: drop this many minutes of bars at 12:00")
+    inject_jump: float = Field(0.0, description="demo/test: log-return level jump at 15:00 for the first asset")
+
+
+def _window(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> Any:
+    ctx = context if isinstance(context, dg.AssetExecutionContext) else context.op_execution_context
+    return ctx.partition_time_window
+
+
+def _source(config: MarketConfig, day_start: Any) -> Any:
+    from feature_platform.market.client import CoinGeckoClient
+    from feature_platform.market.limiter import MarketDataLimiter
+    from feature_platform.market.source import CoinGeckoSource, SimulatedMarketSource
+
+    if config.source == "coingecko":
+        limiter = MarketDataLimiter(rate_per_second=config.rate_per_second, burst=5)
+        return CoinGeckoSource(CoinGeckoClient(config.base_url, limiter=limiter), config.vs_currency)
+    faults: dict[str, Any] = {}
+    if config.inject_gap_minutes:
+        faults.update(gap_at=day_start + timedelta(hours=12), gap=timedelta(minutes=config.inject_gap_minutes))
+    if config.inject_jump:
+        faults.update(jump_at=day_start + timedelta(hours=15), jump_log_return=config.inject_jump,
+                      fault_assets=[config.assets[0]])
+    return SimulatedMarketSource(config.seed, **faults)
+
+
+def _source_times(table: Any, config: MarketConfig, fetched_at: datetime) -> Any:
+    """When the source produced each row: a simulated bar is final at its close, a fetched one when fetched.
+
+    Re-ingesting the same rows therefore changes nothing, while a re-fetch from the API counts as newer.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if config.source == "coingecko":
+        return pa.array([fetched_at] * table.num_rows, pa.timestamp("us", tz="UTC"))
+    return pc.add(table.column("ts"), pa.scalar(timedelta(minutes=1), pa.duration("us")))
+
+
+def raw_path(paths: PlatformPaths, day: str) -> Path:
+    return paths.root / "market" / "raw" / f"{day}.parquet"
+
+
+def curated_dir(paths: PlatformPaths) -> Path:
+    return paths.root / "market" / "curated"
+
+
+def _write_parquet(table: Any, path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+
+
+@dg.asset(partitions_def=market_days, group_name=GROUP, kinds={"python", "parquet"})
+def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
+                    paths: PlatformPaths) -> dg.MaterializeResult:
+    """coingecko_sync: one UTC day of OHLCV for the configured assets, payloads validated against
+    schemas/market_data.json by the client and the frame against the pandera schema."""
+    import pyarrow as pa
+
+    from feature_platform.market.validation import validate_frame
+
+    started = time.perf_counter()
+    window = _window(context)
+    source = _source(config, window.start)
+    fetched_at = datetime.now(tz=UTC)
+    table = pa.concat_tables([source.fetch_ohlcv(asset, window.start, window.end) for asset in config.assets])
+    table = table.append_column("source_ts", _source_times(table, config, fetched_at))
+    problems = validate_frame(table.drop_columns(["source_ts"]))
+    if problems:
+        raise dg.Failure(f"market data {context.partition_key} failed validation: {problems[0]}",
+                         metadata={"problems": dg.MetadataValue.json(problems)})
+    path = raw_path(paths, context.partition_key)
+    _write_parquet(table, path)
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": table.num_rows,
+        "assets": dg.MetadataValue.json(config.assets),
+        "coingecko_snapshot": source.snapshot_id(),
+        "source": config.source,
+        "path": dg.MetadataValue.path(str(path)),
+        "duration_s": round(time.perf_counter() - started, 3),
+    })
+
+
+def _review(paths: PlatformPaths) -> Any:
+    from feature_platform.market.review import ReviewQueue
+
+    return ReviewQueue(paths.root / "review.sqlite")
+
+
+@dg.asset_check(asset=market_data_raw, name="no_data_gaps",
+                description="No asset has a gap over 5 minutes; gaps block training until overridden "
+                            f"(`fp market blocks override`, or run tag {OVERRIDE_TAG}=true).")
+def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    import pyarrow.parquet as pq
+
+    from feature_platform.market.validation import find_gaps
+
+    day = context.op_execution_context.partition_key
+    window = _window(context)
+    gaps = find_gaps(pq.read_table(raw_path(paths, day)), timedelta(minutes=5), expected_start=window.start,
+                     expected_end=window.end - timedelta(minutes=1))
+    review = _review(paths)
+    review.record_gaps(gaps, day)
+    overridden = context.run.tags.get(OVERRIDE_TAG) == "true"
+    if overridden:
+        for block in review.open_blocks():
+            if block.kind == "data-gap" and block.partition == day:
+                review.override_block(block.id, f"run-tag:{context.run.run_id}", f"{OVERRIDE_TAG}=true")
+    rows = [{"asset": g.asset, "from": g.start.isoformat(), "to": g.end.isoformat(), "minutes": g.minutes}
+            for g in gaps]
+    return dg.AssetCheckResult(
+        passed=not gaps or overridden, severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"gaps": dg.MetadataValue.json(rows), "expected": "no gap over 5 minutes",
+                  "actual": f"{len(gaps)} gap(s)", "overridden": overridden},
+    )
+
+
+@dg.asset_check(asset=market_data_raw, name="no_unreviewed_anomalies",
+                description="Price jumps beyond 8σ of the rolling window go to the review queue (fp market review).")
+def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    import pyarrow.parquet as pq
+
+    from feature_platform.market.validation import flag_anomalies
+
+    day = context.op_execution_context.partition_key
+    flagged = flag_anomalies(pq.read_table(raw_path(paths, day)), sigma=8.0)
+    review = _review(paths)
+    added = review.enqueue_anomalies(flagged, day)
+    still_open = [i for i in review.list(status="open") if i.kind == "anomaly" and i.partition == day]
+    return dg.AssetCheckResult(
+        passed=not still_open, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"flagged": flagged.num_rows, "queued_now": added, "open": len(still_open),
+                  "rows": dg.MetadataValue.json([{"id": i.id, "asset": i.asset, "ts": i.ts.isoformat(), **i.detail}
+                                                 for i in still_open[:50]])},
+    )
+
+
+@dg.asset(partitions_def=market_days, group_name=GROUP, deps=[market_data_raw], kinds={"duckdb", "postgres"})
+def market_data(context: dg.AssetExecutionContext, paths: PlatformPaths,
+                timeseries: TimeSeriesResource) -> dg.MaterializeResult:
+    """timescale_upsert: idempotent upsert of the day into the time-series store, then the curated
+    parquet the Feast `market_ohlcv` view reads."""
+    import pyarrow.parquet as pq
+
+    day = context.partition_key
+    window = _window(context)
+    store = timeseries.open(paths)
+    try:
+        result = store.upsert(pq.read_table(raw_path(paths, day)))
+        curated = store.read(start=window.start, end=window.end)
+        marker = store.snapshot_marker()
+    finally:
+        store.close()
+    path = curated_dir(paths) / f"{day}.parquet"
+    _write_parquet(curated, path)
+    return dg.MaterializeResult(metadata={
+        "inserted": result.inserted, "updated": result.updated, "unchanged": result.unchanged,
+        "batches": result.batches, "copy_batches": result.copy_batches,
+        "dagster/row_count": curated.num_rows, "snapshot_marker": marker,
+        "curated": dg.MetadataValue.path(str(path)), "duration_s": round(result.seconds, 3),
+    })
+
+
+market_job = dg.define_asset_job("market_backfill_job", selection=dg.AssetSelection.assets(market_data_raw,
+                                                                                            market_data),
+                                 description="coingecko_sync → validation → timescale_upsert for one UTC day")
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
+def data_gap_alert(context: dg.SensorEvaluationContext, paths: PlatformPaths,
+                   notifier: NotifierResource) -> dg.SkipReason:
+    """Pages (`data-gap`, P2) once for every new open data-gap block; training stays blocked until overridden."""
+    from feature_platform.observability.notify import Notification
+
+    last = int(context.cursor or 0)
+    new = [b for b in _review(paths).open_blocks() if b.kind == "data-gap" and b.id > last]
+    if not new:
+        return dg.SkipReason("no new data gaps")
+    notifier.open(paths, paging=True).send(Notification(
+        title=f"data-gap: {len(new)} gap(s) in market data; training blocked",
+        text="\n".join(b.reason for b in new[:20]) + "\nOverride after review: fp market blocks override ID --by NAME",
+        severity="error", dataset_version=None, kind="data-gap",
+        details={"blocks": len(new), "partitions": ", ".join(sorted({b.partition for b in new}))},
+    ))
+    context.update_cursor(str(max(b.id for b in new)))
+    return dg.SkipReason(f"alerted on {len(new)} new data gap(s)")
