@@ -450,22 +450,23 @@ def _features_build(args: argparse.Namespace) -> int:
 
 def _contracts_schema(args: argparse.Namespace) -> int:
     from feature_platform.contracts.manifest import SCHEMA_PATH, json_schema_text
+    from feature_platform.contracts.model_manifest import MODEL_SCHEMA_PATH, model_json_schema_text
 
-    text = json_schema_text()
-    if args.write:
-        SCHEMA_PATH.write_text(text, encoding="utf-8")
-        print(f"wrote {SCHEMA_PATH}")
+    schemas = [(SCHEMA_PATH, json_schema_text()), (MODEL_SCHEMA_PATH, model_json_schema_text())]
+    if not args.write and not args.check:
+        sys.stdout.write(schemas[0][1])
         return EXIT_OK
-    if args.check:
-        committed = SCHEMA_PATH.read_text(encoding="utf-8") if SCHEMA_PATH.exists() else ""
-        if committed != text:
-            print(f"{SCHEMA_PATH}: drifted from the manifest models; run `fp contracts schema --write`",
-                  file=sys.stderr)
-            return EXIT_FAILED
-        print(f"{SCHEMA_PATH}: matches the manifest models")
-        return EXIT_OK
-    sys.stdout.write(text)
-    return EXIT_OK
+    drifted = False
+    for path, text in schemas:
+        if args.write:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        elif (path.read_text(encoding="utf-8") if path.exists() else "") != text:
+            print(f"{path}: drifted from the models; run `fp contracts schema --write`", file=sys.stderr)
+            drifted = True
+        else:
+            print(f"{path}: matches the models")
+    return EXIT_FAILED if drifted else EXIT_OK
 
 
 def _contracts_features(args: argparse.Namespace) -> int:

@@ -135,3 +135,15 @@ def test_manifest_error_is_one_line_naming_file_and_field(golden: BuildResult) -
     assert "\n" not in message
     assert message.startswith("x/manifest.json: field files.0.sha256:")
     assert "not-a-hash" in message
+
+
+def test_committed_model_manifest_schema_matches_models() -> None:
+    from feature_platform.contracts.model_manifest import MODEL_SCHEMA_PATH, model_json_schema_text
+
+    assert MODEL_SCHEMA_PATH.read_text(encoding="utf-8") == model_json_schema_text()
+    schema = json.loads(MODEL_SCHEMA_PATH.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    for field in ["model_id", "dataset_id", "dataset_manifest_digest", "feature_order", "onnx",
+                  "hyperparameters", "hyperparameters_sha256", "code_git_sha", "feature_build", "metrics",
+                  "mlflow_run_id"]:
+        assert field in schema["required"]
