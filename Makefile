@@ -49,6 +49,7 @@ lint: $(STAMP)  ## ruff, mypy and the committed JSON Schema
 bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows) and the demo refresh (several minutes)
 	$(BIN)/python bench/bench_dataset.py
 	$(BIN)/python bench/bench_refresh.py
+	$(BIN)/python bench/bench_pit.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the manifest models
 	$(BIN)/fp contracts schema --write
