@@ -18,7 +18,17 @@ def test_assignment_is_deterministic_and_per_key() -> None:
 def test_fractions_hold_over_many_keys() -> None:
     spec = SplitSpec({"train": 0.7, "val": 0.2, "test": 0.1})
     counts = np.bincount(spec.assign(np.arange(50_000)), minlength=3) / 50_000
-    assert np.allclose(counts, [0.7, 0.2, 0.1], atol=0.01)
+    shares = dict(zip(spec.names, counts, strict=True))
+    assert np.allclose([shares["train"], shares["val"], shares["test"]], [0.7, 0.2, 0.1], atol=0.01)
+
+
+def test_assignment_does_not_depend_on_dict_order() -> None:
+    """A manifest stores fractions as a JSON object with sorted keys; the split must survive that."""
+    keys = np.arange(5_000)
+    a = SplitSpec({"train": 0.8, "val": 0.1, "test": 0.1})
+    b = SplitSpec({"test": 0.1, "train": 0.8, "val": 0.1})
+    assert a.names == b.names == ("test", "train", "val")
+    assert (a.assign(keys) == b.assign(keys)).all()
 
 
 def test_salt_changes_the_assignment() -> None:

@@ -1,7 +1,9 @@
 """Deterministic train/val/test assignment by hash of the entity id.
 
 A key's split depends only on ``salt`` and the key's text, so the same entity lands in the same
-split in every build, every batch and every consumer (no entity leaks across splits).
+split in every build, every batch and every consumer (no entity leaks across splits). The hash
+range is cut in the *sorted* order of the split names, never in dict order: a manifest stores the
+fractions as a JSON object (canonical JSON sorts its keys), so any other order would be lost.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
-DERIVATION = "bucket = int.from_bytes(sha256(f'{salt}:{key}'.encode())[:8], 'big') / 2**64"
+DERIVATION = ("bucket = int.from_bytes(sha256(f'{salt}:{key}'.encode())[:8], 'big') / 2**64, compared with the "
+              "cumulative fractions in sorted split-name order")
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,8 @@ class SplitSpec:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return tuple(self.fractions)
+        """Split names in the order the hash range is cut: sorted, so a JSON round trip keeps it."""
+        return tuple(sorted(self.fractions))
 
     def bucket(self, key: object) -> float:
         return _bucket(self.salt, str(key))
@@ -41,8 +45,8 @@ class SplitSpec:
 
     def _index(self, bucket: float) -> int:
         edge = 0.0
-        for i, f in enumerate(self.fractions.values()):
-            edge += f
+        for i, name in enumerate(self.names):
+            edge += self.fractions[name]
             if bucket < edge:
                 return i
         return len(self.fractions) - 1
