@@ -28,6 +28,13 @@ from feature_platform.orchestration.resources import (
 )
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
+from feature_platform.orchestration.training_assets import (
+    TRAINING_ASSETS,
+    TRAINING_CHECKS,
+    rerun_job,
+    rollback_job,
+    training_job,
+)
 
 
 def resources() -> dict[str, object]:
@@ -48,9 +55,10 @@ def resources() -> dict[str, object]:
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
     """The code location, with some resources replaced or jobs added (tests, other deployments)."""
     return dg.Definitions(
-        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build],
-        asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift],
-        jobs=[refresh_job, archive_job, market_job, feature_job, *extra_jobs],
+        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS],
+        asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift, *TRAINING_CHECKS],
+        jobs=[refresh_job, archive_job, market_job, feature_job, training_job, rollback_job, rerun_job,
+              *extra_jobs],
         schedules=[nightly_refresh],
         sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
         resources={**resources(), **overrides},

@@ -104,7 +104,8 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
-                    "archive_artifacts", "market_data_raw", "market_data", "feature_build"}
+                    "archive_artifacts", "market_data_raw", "market_data", "feature_build", "trained_model",
+                    "model_evaluation", "registered_model", "promotion"}
     checks = {(c.asset_key.to_user_string(), c.name): c.blocking
               for a in defs.asset_checks or [] for c in a.check_specs}  # type: ignore[union-attr]
     assert checks == {("source_snapshot", "source_valid"): True, ("dataset", "sha256_matches"): True,
@@ -112,7 +113,8 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
                       ("dataset", "size_within_limit"): True, ("quality_report", "quality_thresholds"): True,
                       ("published_dataset", "published_copy_verifies"): True,
                       ("market_data_raw", "no_data_gaps"): False, ("market_data_raw", "no_unreviewed_anomalies"): False,
-                      ("feature_build", "feature_contract_drift"): True}
+                      ("feature_build", "feature_contract_drift"): True,
+                      ("trained_model", "trained_on_verified_dataset"): True, ("model_evaluation", "guardrails"): True}
     schedule = defs.resolve_schedule_def("nightly_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
 

@@ -2,9 +2,10 @@
 
 Rows come in batches; batch ``i`` draws only from its own seed, derived from the global seed,
 so any batch can be regenerated alone and the same seed always gives the same bytes.
-The features follow a latent market regime (the label): trend, volatility and volume factors
-drive returns, oscillators, trend ratios and microstructure with realistic shapes (heavy-tailed
-returns, log-normal volatility and volume, bounded oscillators, a few missing cross-asset betas).
+The features follow a latent market regime (the label), which persists per asset for a few days:
+trend, volatility and volume factors drive returns, oscillators, trend ratios and microstructure
+with realistic shapes (heavy-tailed returns, log-normal volatility and volume, bounded oscillators,
+a few missing cross-asset betas).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SEED_DERIVATION = (
 )
 DEFAULT_BATCH_ROWS = 131_072
 REGIME_PROBS = np.array([0.25, 0.45, 0.30])  # bear, sideways, bull
+REGIME_DAYS = 3  # how long an asset stays in one regime
 F32 = np.float32
 
 
@@ -147,10 +149,21 @@ class SyntheticMarketSource:
         log_pop = popularity_rng.normal(0.0, 1.0, entities)
         self._entity_probs = np.exp(log_pop) / np.exp(log_pop).sum()
         self._log_pop = log_pop.astype(F32)
+        self._regime_salt = derive_seed(seed, "regimes")
 
     @property
     def schema(self) -> pa.Schema:
         return self._schema
+
+    def _regimes(self, entity: np.ndarray, timestamps_us: np.ndarray) -> np.ndarray:
+        """An asset's regime holds for REGIME_DAYS: a hash of (seed, entity, period), so rows of the same
+        asset close in time share it (the label is predictable from recent rows) and any batch still
+        regenerates alone."""
+        period = (timestamps_us - self._start_us) // (REGIME_DAYS * 86_400_000_000)
+        key = (np.uint64(self._regime_salt) ^ (entity.astype(np.uint64) << np.uint64(24))
+               ^ period.astype(np.uint64))
+        u = (_splitmix64(key) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        return np.searchsorted(np.cumsum(REGIME_PROBS), u, side="right").astype(np.int8)
 
     @property
     def expected_rows(self) -> int:
@@ -188,7 +201,8 @@ class SyntheticMarketSource:
         n = min(self.batch_rows, self.rows - first)
         rng = np.random.Generator(np.random.PCG64(derive_seed(self.seed, index)))
         entity = rng.choice(self.entities, size=n, p=self._entity_probs)
-        regime = rng.choice(3, size=n, p=REGIME_PROBS).astype(np.int8)
+        timestamps = self._start_us + (first + np.arange(n, dtype=np.int64)) * self._step_us
+        regime = self._regimes(entity, timestamps)
         direction = (regime - 1).astype(F32)
         log_sigma = (
             F32(-3.9) + F32(0.35) * (regime == 0) - F32(0.1) * (regime == 2)
@@ -208,14 +222,22 @@ class SyntheticMarketSource:
         missing = rng.random(n) < self.null_rate
         arrays: list[pa.Array] = [
             pa.array(entity.astype(np.int64) + 1, self.contract.entity.arrow_type),
-            pa.array(self._start_us + (first + np.arange(n, dtype=np.int64)) * self._step_us,
-                     self.contract.timestamp.arrow_type),
+            pa.array(timestamps, self.contract.timestamp.arrow_type),
         ]
         for feature in self.contract.features:
             mask = missing if feature.nullable else None
             arrays.append(pa.array(values[feature.name], feature.arrow_type, mask=mask))
         arrays.append(pa.array(regime, self.contract.label.arrow_type))  # type: ignore[union-attr]
         return pa.RecordBatch.from_arrays(arrays, schema=self._schema)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A fast, well-mixed 64-bit hash (vectorised), so regimes need no state across batches."""
+    with np.errstate(over="ignore"):
+        z = x + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
 
 
 def _generic_recipe(state: _Latent, _: dict[str, np.ndarray]) -> np.ndarray:

@@ -115,3 +115,16 @@ def run_feature_build(version: str, *, instance: dg.DagsterInstance, defs: dg.De
         instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
         tags={"fp/trigger": "headless"})
     return summarize_run(instance, result.run_id)
+
+
+def run_training(version: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+                 run_config: Mapping[str, Any] | None = None) -> RunSummary:
+    """training_job (train → evaluate → register → promote) for one dataset_version, in process."""
+    if defs is None:
+        from feature_platform.definitions import defs as default_defs
+
+        defs = default_defs
+    result = defs.resolve_job_def("training_job").execute_in_process(
+        instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
+        tags={"fp/trigger": "headless"})
+    return summarize_run(instance, result.run_id)

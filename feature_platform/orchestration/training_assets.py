@@ -1,0 +1,276 @@
+"""Training: trained_model → model_evaluation → registered_model → promotion, plus rollback and rerun jobs.
+
+The `training_job` run config is the payload users send today (model_key, feature_repo_ref,
+hyperparams, schedule, run_coingecko_fetch, auto_promote); the partition is the dataset_version.
+"""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+from feature_platform.orchestration.assets import published_dataset
+from feature_platform.orchestration.feature_assets import feature_build
+from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
+from feature_platform.orchestration.partitions import dataset_versions
+from feature_platform.orchestration.resources import PlatformPaths
+
+GROUP = "training"
+
+
+class TrainingConfig(dg.Config):
+    model_key: str = Field("market_regime", description="registered model name and MLflow experiment")
+    feature_repo_ref: str | None = Field(None, description="git ref of feature_repo the features were built at")
+    hyperparams: dict[str, Any] = Field(default_factory=dict, description="overrides of the profile")
+    hyperparam_profile: str | None = Field(None, description="saved tuning profile (default: 'default')")
+    seed: int = Field(0, ge=0)
+    schedule: Literal["adhoc", "backfill"] = "adhoc"
+    run_coingecko_fetch: bool = Field(True, description="backfill the last UTC day of market data first")
+
+
+class PromotionConfig(dg.Config):
+    auto_promote: bool = Field(False, description="promote to production after a successful training run")
+    dataset_id: str | None = Field(None, description="refuse unless the model was trained on this dataset_id")
+    min_sharpe: float = Field(0.0, description="guardrail: test Sharpe at least this")
+    max_drawdown: float = Field(0.5, description="guardrail: test max drawdown at most this")
+
+
+def models_dir(paths: PlatformPaths) -> Path:
+    return paths.root / "models"
+
+
+def _record_path(paths: PlatformPaths, version: str) -> Path:
+    return models_dir(paths) / "by_dataset_version" / f"{version}.json"
+
+
+def read_record(paths: PlatformPaths, version: str) -> dict[str, Any]:
+    path = _record_path(paths, version)
+    if not path.exists():
+        raise dg.Failure(f"no trained model recorded for dataset_version {version} ({path})")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str:
+    """run_coingecko_fetch: the previous UTC day through validation, review queue and upsert."""
+    import pyarrow as pa
+
+    from feature_platform.market.review import ReviewQueue
+    from feature_platform.market.validation import find_gaps, flag_anomalies, validate_frame
+    from feature_platform.orchestration.market_assets import _source, _source_times
+
+    config = MarketConfig.model_validate({})
+    end = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, day = end - timedelta(days=1), (end - timedelta(days=1)).date().isoformat()
+    source = _source(config, start)
+    table = pa.concat_tables([source.fetch_ohlcv(a, start, end) for a in config.assets])
+    problems = validate_frame(table)
+    if problems:
+        raise dg.Failure(f"market data {day} failed validation: {problems[0]}")
+    review = ReviewQueue(paths.root / "review.sqlite")
+    review.record_gaps(find_gaps(table, expected_start=start, expected_end=end - timedelta(minutes=1)), day)
+    review.enqueue_anomalies(flag_anomalies(table), day)
+    store = timeseries.open(paths)
+    try:
+        store.upsert(table.append_column("source_ts", _source_times(table, config, datetime.now(tz=UTC))))
+        return str(store.snapshot_marker())
+    finally:
+        store.close()
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, feature_build],
+          kinds={"sklearn", "onnx", "mlflow"})
+def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, paths: PlatformPaths,
+                  timeseries: TimeSeriesResource) -> dg.MaterializeResult:
+    """Trains the regime classifier on the verified dataset's train split (refuses otherwise), exports and
+    checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
+    from feature_platform.registry.tracking import log_training
+    from feature_platform.training.train import new_training_id, train_model
+
+    version = context.partition_key
+    started = time.perf_counter()
+    snapshot = _fetch_last_day(paths, timeseries) if config.run_coingecko_fetch else None
+    build_json = paths.root / "features" / "offline" / version / "feature_build.json"
+    result = train_model(
+        paths.dataset_dir(version) / "manifest.json", models_dir(paths), model_key=config.model_key,
+        training_id=new_training_id(), hyperparameters=config.hyperparams or None,
+        profile=config.hyperparam_profile, seed=config.seed, schedule=config.schedule,
+        feature_build_path=build_json if build_json.exists() else None, feature_repo_ref=config.feature_repo_ref,
+        market_snapshot=snapshot,
+    )
+    logged = log_training(result.model_dir, data_root=paths.root,
+                          feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule)
+    m = result.model_manifest
+    record = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model_name": logged.model_name,
+              "model_version": str(logged.version), "run_id": logged.run_id, "model_key": m.model_key}
+    path = _record_path(paths, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2))
+    return dg.MaterializeResult(metadata={
+        "training_id": m.training_id, "model_version": str(logged.version), "mlflow_run_id": logged.run_id,
+        "dataset_manifest_digest": m.dataset_manifest_digest, "onnx_sha256": m.onnx.sha256,
+        "onnx_parity_max_abs_diff": m.onnx.parity_max_abs_diff, "hyperparameters": dg.MetadataValue.json(
+            m.hyperparameters), "metrics": dg.MetadataValue.json(m.metrics),
+        "model_dir": dg.MetadataValue.path(str(result.model_dir)), "coingecko_snapshot": snapshot or "skipped",
+        "duration_s": round(time.perf_counter() - started, 3),
+    })
+
+
+@dg.asset_check(asset=trained_model, blocking=True, name="trained_on_verified_dataset",
+                description="The model manifest names a dataset that verifies now, with the same digest.")
+def trained_on_verified_dataset(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    from feature_platform.datasets.verify import verify_dataset
+    from feature_platform.training.artifacts import read_model_manifest
+
+    record = read_record(paths, context.op_execution_context.partition_key)
+    manifest = read_model_manifest(Path(record["model_dir"]) / "model_manifest.json")
+    report = verify_dataset(manifest.dataset_manifest_path)
+    same = report.manifest_digest == manifest.dataset_manifest_digest
+    return dg.AssetCheckResult(passed=report.ok and same, severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "expected": manifest.dataset_manifest_digest, "actual": report.manifest_digest or "unverifiable",
+        "failed_checks": dg.MetadataValue.json([c.line() for c in report.failures])})
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[trained_model], kinds={"onnx"})
+def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
+                     paths: PlatformPaths) -> dg.MaterializeResult:
+    """Positions from the ONNX model, backtest on val and test (all splits with schedule=backfill)."""
+    from feature_platform.storage.files import write_atomic
+    from feature_platform.training.artifacts import read_model_manifest
+    from feature_platform.training.data import load_splits
+    from feature_platform.training.evaluate import evaluate_model
+
+    record = read_record(paths, context.partition_key)
+    model_dir = Path(record["model_dir"])
+    manifest = read_model_manifest(model_dir / "model_manifest.json")
+    evaluation = evaluate_model(model_dir / "model.onnx", load_splits(Path(manifest.dataset_manifest_path)),
+                                schedule=config.schedule)
+    out = write_atomic(paths.reports(context.partition_key) / f"model_evaluation_{config.schedule}.json",
+                       json.dumps(evaluation.to_json_dict(), indent=2, sort_keys=True).encode())
+    metrics = evaluation.metrics
+    return dg.MaterializeResult(metadata={
+        **{k: round(v, 6) for k, v in metrics.items() if k.startswith(("test_", "val_", "backtest_"))
+           and k.split("_", 1)[1] in ("sharpe", "sortino", "max_drawdown", "pnl", "accuracy")},
+        "schedule": config.schedule, "report": dg.MetadataValue.path(str(out))})
+
+
+@dg.asset_check(asset=model_evaluation, blocking=True, name="guardrails",
+                description="Offline Sharpe at least the target, drawdown within policy (test split).")
+def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
+               paths: PlatformPaths) -> dg.AssetCheckResult:
+    version = context.op_execution_context.partition_key
+    found = sorted(paths.reports(version).glob("model_evaluation_*.json"))
+    metrics = json.loads(found[-1].read_text())["metrics"] if found else {}
+    sharpe, drawdown = metrics.get("test_sharpe"), metrics.get("test_max_drawdown")
+    ok = sharpe is not None and drawdown is not None and sharpe >= config.min_sharpe and drawdown <= config.max_drawdown
+    return dg.AssetCheckResult(passed=bool(ok), severity=dg.AssetCheckSeverity.ERROR, metadata={
+        "expected": f"test_sharpe >= {config.min_sharpe}, test_max_drawdown <= {config.max_drawdown}",
+        "actual": f"test_sharpe = {sharpe}, test_max_drawdown = {drawdown}"})
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[model_evaluation], kinds={"mlflow"})
+def registered_model(context: dg.AssetExecutionContext, paths: PlatformPaths) -> dg.MaterializeResult:
+    """The MLflow registry version of this training run: aliases and lineage tags as the registry holds them."""
+    from feature_platform.registry.tracking import describe_version
+
+    record = read_record(paths, context.partition_key)
+    info = describe_version(record["model_name"], record["model_version"], data_root=paths.root)
+    return dg.MaterializeResult(metadata={
+        "model_name": record["model_name"], "model_version": record["model_version"],
+        "aliases": dg.MetadataValue.json(info.get("aliases", [])), "tags": dg.MetadataValue.json(info.get("tags", {}))})
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[registered_model], kinds={"mlflow"})
+def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
+              paths: PlatformPaths) -> dg.MaterializeResult:
+    """auto_promote: move alias `production` after every promotion check passes *now*; otherwise a no-op.
+
+    The checks run here, at promotion time, never cached: the dataset is re-verified, the registry's ONNX
+    re-hashed, guardrails and open data-gap/anomaly blocks re-read.
+    """
+    from feature_platform.registry.promotion import Guardrails, promote
+
+    record = read_record(paths, context.partition_key)
+    if not config.auto_promote:
+        return dg.MaterializeResult(metadata={"promoted": False, "reason": "auto_promote is off (fp promote)",
+                                              "model_version": record["model_version"]})
+    result = promote(record["model_name"], record["model_version"], data_root=paths.root,
+                     dataset_id=config.dataset_id,
+                     guardrails=Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown),
+                     review_db=paths.root / "review.sqlite")
+    if not result.promoted:
+        raise dg.Failure(f"promotion of {record['model_name']} v{record['model_version']} refused: "
+                         + "; ".join(result.decision.reasons),
+                         metadata={"reasons": dg.MetadataValue.json(result.decision.reasons)})
+    return dg.MaterializeResult(metadata={"promoted": True, "model_version": record["model_version"],
+                                          "previous_production": str(result.previous_version or "none")})
+
+
+TRAINING_ASSETS = [trained_model, model_evaluation, registered_model, promotion]
+TRAINING_CHECKS = [trained_on_verified_dataset, guardrails]
+training_job = dg.define_asset_job("training_job", selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
+                                   description="train → evaluate → register → (auto) promote for a dataset_version")
+
+
+class RollbackConfig(dg.Config):
+    model_key: str = "market_regime"
+    to_version: str = Field(description="registered model version to put back in production")
+
+
+@dg.op
+def rollback_model(context: dg.OpExecutionContext, config: RollbackConfig, paths: PlatformPaths) -> None:
+    from feature_platform.registry.rollback import rollback
+
+    result = rollback(config.model_key, config.to_version, data_root=paths.root,
+                      review_db=paths.root / "review.sqlite")
+    if not result.ok:
+        raise dg.Failure("rollback refused: " + "; ".join(result.reasons))
+    context.log.info(f"production is version {config.to_version} again (was {result.previous_version})")
+
+
+@dg.job(description="re-verify version V's dataset and artifacts, replay its reference batch, move production")
+def rollback_job() -> None:
+    rollback_model()
+
+
+class RerunConfig(dg.Config):
+    training_id: str
+
+
+@dg.op
+def rerun_model(context: dg.OpExecutionContext, config: RerunConfig, paths: PlatformPaths) -> None:
+    from feature_platform.training.rerun import rerun_training
+
+    manifest = models_dir(paths) / config.training_id / "training_manifest.yaml"
+    report = rerun_training(manifest, models_dir(paths) / "reruns")
+    context.log.info(json.dumps(report.to_json_dict()))
+    if not report.reproduced:
+        raise dg.Failure("rerun did not reproduce: " + "; ".join(report.differences))
+
+
+@dg.job(description="retrain from training_manifest.yaml with every reference locked and report reproducibility")
+def rerun_job() -> None:
+    rerun_model()
+
+
+PAYLOAD_KEYS = {"model_key", "dataset_version", "feature_repo_ref", "hyperparams", "hyperparam_profile", "seed",
+                "schedule", "run_coingecko_fetch", "auto_promote"}
+
+
+def training_run_config(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The training payload users send today → (dataset_version partition, training_job run config)."""
+    from feature_platform.contracts.paths import require_safe_id
+
+    unknown = sorted(set(payload) - PAYLOAD_KEYS)
+    if unknown:
+        raise ValueError(f"unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}")
+    version = require_safe_id(payload.get("dataset_version"), "dataset_version")
+    train: dict[str, Any] = {k: v for k, v in payload.items() if k not in ("dataset_version", "auto_promote")}
+    promote: dict[str, Any] = {"auto_promote": bool(payload.get("auto_promote", False))}
+    ops: dict[str, Any] = {name: {"config": train} for name in ("trained_model", "model_evaluation")}
+    ops["promotion"] = {"config": promote}
+    ops["model_evaluation_guardrails"] = {"config": {}}
+    return version, {"ops": ops}

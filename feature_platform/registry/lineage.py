@@ -1,0 +1,182 @@
+"""Lineage: model version → training run → model manifest → dataset manifest digest → data file
+sha256s → source hash, every link re-verified now (nothing is taken from a cache or a tag alone).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.manifest import DatasetManifest, ManifestError, parse_manifest
+from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME, ModelManifest
+from feature_platform.contracts.paths import UnsafePathError, resolve_inside
+from feature_platform.datasets.verify import sha256_file
+from feature_platform.registry.tracking import RegistryError, client, download_version, read_model_manifest
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+SNAPSHOT_NAME = "snapshot.json"
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    expected: str
+    actual: str
+    ok: bool
+
+
+@dataclass
+class LineageReport:
+    model_name: str
+    version: str | None
+    links: list[Link] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.links) and all(link.ok for link in self.links)
+
+    @property
+    def broken(self) -> list[Link]:
+        return [link for link in self.links if not link.ok]
+
+    def add(self, name: str, expected: object, actual: object, ok: bool) -> bool:
+        self.links.append(Link(name, str(expected), str(actual), bool(ok)))
+        return bool(ok)
+
+    def render(self) -> str:
+        head = f"lineage {self.model_name} v{self.version or '?'}: {'OK' if self.ok else 'BROKEN'}"
+        lines = [head]
+        for link in self.links:
+            if link.ok:
+                lines.append(f"  ok    {link.name}: {link.actual}")
+            else:
+                lines.append(f"  FAIL  {link.name}: expected {link.expected}, actual {link.actual}")
+        return "\n".join(lines)
+
+
+def _resolve_version(mc: MlflowClient, report: LineageReport, version: str | None, alias: str | None) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    if (version is None) == (alias is None):
+        raise ValueError("give exactly one of version or alias")
+    try:
+        if alias is not None:
+            mv = mc.get_model_version_by_alias(report.model_name, alias)
+        else:
+            mv = mc.get_model_version(report.model_name, str(version))
+    except MlflowException as exc:
+        report.add("model_version", f"{report.model_name} {alias or 'v' + str(version)}", exc.message, False)
+        return None
+    report.version = str(mv.version)
+    report.add("model_version", f"{report.model_name} {alias or 'v' + str(version)}", f"v{mv.version} ← {mv.source}",
+               True)
+    return str(mv.version)
+
+
+def _run_links(mc: MlflowClient, report: LineageReport, run_id: str | None, manifest: ModelManifest,
+               model_dir: Path) -> None:
+    from mlflow.exceptions import MlflowException
+
+    if run_id is None:
+        report.add("training_run", "a run id on the model version", "none", False)
+        return
+    try:
+        run = mc.get_run(run_id)
+    except MlflowException as exc:
+        report.add("training_run", run_id, exc.message, False)
+        return
+    report.add("training_run", f"{run_id} FINISHED", f"{run_id} {run.info.status}", run.info.status == "FINISHED")
+    report.add("model_manifest.mlflow_run_id", run_id, manifest.mlflow_run_id, manifest.mlflow_run_id == run_id)
+    tags = run.data.tags
+    for tag, value in (("training_id", manifest.training_id),
+                       ("dataset_manifest_digest", manifest.dataset_manifest_digest),
+                       ("onnx_sha256", manifest.onnx.sha256)):
+        report.add(f"run_tag[{tag}]", value, tags.get(tag, "missing"), tags.get(tag) == value)
+    training = model_dir / TRAINING_MANIFEST_NAME
+    actual = sha256_file(training) if training.is_file() else "missing"
+    report.add("run_tag[training_manifest_sha]", tags.get("training_manifest_sha", "missing"), actual,
+               tags.get("training_manifest_sha") == actual)
+
+
+def _dataset_links(report: LineageReport, manifest: ModelManifest, data_root: Path) -> None:
+    path = Path(manifest.dataset_manifest_path)
+    try:
+        dataset = parse_manifest(json.loads(path.read_bytes()), str(path))
+    except (OSError, ValueError, ManifestError) as exc:
+        report.add("dataset_manifest_digest", manifest.dataset_manifest_digest,
+                   f"unreadable {path}: {type(exc).__name__}", False)
+        return
+    actual = dataset.digest()
+    report.add("dataset_manifest_digest", manifest.dataset_manifest_digest, f"{actual} ({path})",
+               actual == manifest.dataset_manifest_digest)
+    for entry in dataset.files:
+        try:
+            file_path = resolve_inside(path.parent, entry.path)
+            sha = sha256_file(file_path) if file_path.is_file() else "missing"
+        except UnsafePathError as exc:
+            sha = f"unsafe path: {exc}"
+        report.add(f"data_file_sha256[{entry.path}]", entry.sha256, sha, sha == entry.sha256)
+    _source_links(report, dataset, data_root)
+
+
+def _source_links(report: LineageReport, dataset: DatasetManifest, data_root: Path) -> None:
+    """Recompute the source hash where the source is reproducible (synthetic parameters, snapshot files)."""
+    recorded = dataset.source.source_hash
+    if dataset.source.kind == "synthetic":
+        # a candidate (sampled/augmented) keeps its input's hash: the generator parameters without it
+        generator = {k: v for k, v in dataset.source.parameters.items() if k != "candidate"}
+        actual = digest(generator)
+        report.add("source_hash", recorded, f"{actual} (from generator parameters)", actual == recorded)
+    else:
+        report.add("source_hash", recorded, f"{recorded} (recorded; {dataset.source.kind} source)", True)
+    snap_path = Path(data_root) / "sources" / dataset.dataset_version / SNAPSHOT_NAME
+    if not snap_path.is_file():
+        return
+    try:
+        snap = json.loads(snap_path.read_bytes())
+        snap_hash = snap["source_hash"]
+        files = snap.get("files", [])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        report.add("snapshot", str(snap_path), f"unreadable: {type(exc).__name__}", False)
+        return
+    report.add("snapshot.source_hash", recorded, snap_hash, snap_hash == recorded)
+    for entry in files:
+        try:
+            file_path = resolve_inside(snap_path.parent, entry["path"])
+            sha = sha256_file(file_path) if file_path.is_file() else "missing"
+        except (UnsafePathError, KeyError, TypeError) as exc:
+            sha = f"unusable entry: {exc}"
+        report.add(f"snapshot_file_sha256[{entry.get('path')}]", entry.get("sha256"), sha, sha == entry.get("sha256"))
+
+
+def lineage(model_name: str, *, version: str | int | None = None, alias: str | None = None,
+            data_root: Path) -> LineageReport:
+    """Walk and re-verify the chain for one version (by number or alias); ``ok`` only if every link holds."""
+    from mlflow.exceptions import MlflowException
+
+    mc = client(data_root)
+    report = LineageReport(model_name, None if version is None else str(version))
+    resolved = _resolve_version(mc, report, None if version is None else str(version), alias)
+    if resolved is None:
+        return report
+    mv = mc.get_model_version(model_name, resolved)
+    with tempfile.TemporaryDirectory(prefix="fp-lineage-") as tmp:
+        try:
+            model_dir = download_version(mc, model_name, resolved, Path(tmp))
+            manifest = read_model_manifest(model_dir / MODEL_MANIFEST_NAME)
+        except (MlflowException, OSError, ValueError, RegistryError) as exc:
+            report.add("model_manifest", "a valid model manifest in the registry", f"{type(exc).__name__}", False)
+            return report
+        report.add("model_manifest", "valid", f"{manifest.model_id} (training {manifest.training_id})", True)
+        onnx = model_dir / manifest.onnx.path
+        sha = sha256_file(onnx) if onnx.is_file() else "missing"
+        report.add("onnx_sha256", manifest.onnx.sha256, sha, sha == manifest.onnx.sha256)
+        _run_links(mc, report, mv.run_id, manifest, model_dir)
+    _dataset_links(report, manifest, data_root)
+    return report

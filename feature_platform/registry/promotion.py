@@ -1,0 +1,219 @@
+"""Promotion: blocking checks evaluated at call time, then the ``production`` alias moves.
+
+Dagster's blocking checks hold only inside one run (DESIGN.md §7), so promotion re-verifies the
+dataset and the registry's model bytes itself, every time; a failure leaves every alias as it was
+and lists every failed reason, not just the first.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest
+from feature_platform.contracts.provenance import utc_now, utc_timestamp
+from feature_platform.datasets.verify import sha256_file, verify_dataset
+from feature_platform.registry.tracking import (
+    PRODUCTION,
+    RegistryError,
+    client,
+    download_version,
+    read_model_manifest,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+HISTORY_TAG = "production_history"
+HISTORY_KEEP = 100  # newest events kept in the registered-model tag (tag values are size-limited)
+EVENT_TAGS = {"promote": "promoted_at", "rollback": "rolled_back_at"}
+DEFAULT_SHARPE_METRIC = "test_sharpe"
+DEFAULT_DRAWDOWN_METRIC = "test_max_drawdown"
+
+
+@dataclass(frozen=True)
+class Guardrails:
+    """Deployment policy: Sharpe at or above target, drawdown within policy, no open review block."""
+
+    min_sharpe: float = 0.0
+    max_drawdown: float = 0.5
+    require_unblocked: bool = True
+    sharpe_metric: str = DEFAULT_SHARPE_METRIC
+    drawdown_metric: str = DEFAULT_DRAWDOWN_METRIC
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    expected: str
+    actual: str
+
+    def reason(self) -> str:
+        return f"{self.name}: expected {self.expected}, actual {self.actual}"
+
+
+@dataclass
+class PromotionDecision:
+    model_name: str
+    version: str
+    checks: list[CheckResult] = field(default_factory=list)
+    manifest: ModelManifest | None = None
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def reasons(self) -> list[str]:
+        return [c.reason() for c in self.checks if not c.passed]
+
+    def add(self, name: str, passed: bool, expected: Any, actual: Any) -> bool:
+        self.checks.append(CheckResult(name, bool(passed), str(expected), str(actual)))
+        return bool(passed)
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    promoted: bool
+    previous_version: str | None
+    decision: PromotionDecision
+
+
+def integrity_checks(decision: PromotionDecision, model_dir: Path, run_id: str | None, *,
+                     dataset_id: str | None = None) -> ModelManifest | None:
+    """Checks on the downloaded version and its dataset, as they are now; returns the manifest if readable."""
+    try:
+        manifest = read_model_manifest(model_dir / MODEL_MANIFEST_NAME)
+    except (OSError, ValueError) as exc:
+        decision.add("model_manifest", False, "a valid model manifest in the registry", f"{type(exc).__name__}")
+        return None
+    decision.add("model_manifest", True, "a valid model manifest in the registry", "valid")
+    decision.manifest = manifest
+    decision.add("mlflow_run_id", manifest.mlflow_run_id == run_id, run_id, manifest.mlflow_run_id)
+    for entry in (manifest.onnx, manifest.reference):
+        path = model_dir / entry.path
+        actual = sha256_file(path) if path.is_file() else "missing"
+        decision.add(f"artifact_sha256[{entry.path}]", actual == entry.sha256, entry.sha256, actual)
+
+    ds_manifest = Path(manifest.dataset_manifest_path)
+    ds_dir = ds_manifest.parent
+    decision.add("dataset_dir_exists", ds_dir.is_dir(), str(ds_dir), "exists" if ds_dir.is_dir() else "missing")
+    exists = ds_manifest.is_file()
+    decision.add("dataset_manifest_exists", exists, str(ds_manifest), "exists" if exists else "missing")
+    if exists:
+        report = verify_dataset(ds_manifest)
+        failed = "; ".join(c.line() for c in report.failures)
+        decision.add("verify_dataset", report.ok, "PASS", "PASS" if report.ok else f"FAIL ({failed})")
+        decision.add("dataset_manifest_digest", report.manifest_digest == manifest.dataset_manifest_digest,
+                     manifest.dataset_manifest_digest, report.manifest_digest)
+    else:
+        decision.add("verify_dataset", False, "PASS", "not run: dataset manifest missing")
+    if dataset_id is not None:
+        decision.add("dataset_id", dataset_id == manifest.dataset_id, dataset_id, manifest.dataset_id)
+    return manifest
+
+
+def guardrail_checks(decision: PromotionDecision, manifest: ModelManifest | None, guardrails: Guardrails,
+                     review_db: Path | None) -> None:
+    """Metric policy and open review blocks; a missing metric fails (fail closed)."""
+    metrics = manifest.metrics if manifest is not None else {}
+    sharpe = metrics.get(guardrails.sharpe_metric)
+    decision.add(f"guardrail[{guardrails.sharpe_metric}]", sharpe is not None and sharpe >= guardrails.min_sharpe,
+                 f">= {guardrails.min_sharpe}", "missing" if sharpe is None else sharpe)
+    drawdown = metrics.get(guardrails.drawdown_metric)
+    decision.add(f"guardrail[{guardrails.drawdown_metric}]",
+                 drawdown is not None and drawdown <= guardrails.max_drawdown,
+                 f"<= {guardrails.max_drawdown}", "missing" if drawdown is None else drawdown)
+    review_check(decision, review_db, guardrails.require_unblocked)
+
+
+def review_check(decision: PromotionDecision, review_db: Path | None, required: bool = True) -> None:
+    if not required or review_db is None:
+        return
+    from feature_platform.market.review import ReviewQueue
+
+    blocked, reasons = ReviewQueue(review_db).training_blocked()
+    decision.add("review_queue_unblocked", not blocked, "no open data-gap or anomaly block",
+                 "; ".join(reasons) if blocked else "none open")
+
+
+def _evaluate(mc: MlflowClient, model_name: str, version: str, *, dataset_id: str | None,
+              guardrails: Guardrails | None, review_db: Path | None) -> PromotionDecision:
+    from mlflow.exceptions import MlflowException
+
+    decision = PromotionDecision(model_name, str(version))
+    try:
+        mv = mc.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        decision.add("model_version", False, f"{model_name} v{version} registered", exc.message)
+        return decision
+    decision.add("model_version", True, f"{model_name} v{version} registered", mv.source)
+    with tempfile.TemporaryDirectory(prefix="fp-promote-") as tmp:
+        try:
+            model_dir = download_version(mc, model_name, str(version), Path(tmp))
+        except (MlflowException, OSError, RegistryError) as exc:
+            decision.add("registry_artifacts", False, "downloadable", f"{type(exc).__name__}: {exc}")
+            manifest = None
+        else:
+            manifest = integrity_checks(decision, model_dir, mv.run_id, dataset_id=dataset_id)
+    if guardrails is not None:
+        guardrail_checks(decision, manifest, guardrails, review_db)
+    return decision
+
+
+def evaluate_promotion(
+    model_name: str, version: str | int, *, data_root: Path, dataset_id: str | None = None,
+    guardrails: Guardrails | None = None, review_db: Path | None = None,
+) -> PromotionDecision:
+    """Every blocking check for promoting ``version``, evaluated now against registry and disk."""
+    return _evaluate(client(data_root), model_name, str(version), dataset_id=dataset_id,
+                     guardrails=guardrails or Guardrails(), review_db=review_db)
+
+
+def current_production(mc: MlflowClient, model_name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(mc.get_model_version_by_alias(model_name, PRODUCTION).version)
+    except MlflowException:
+        return None
+
+
+def production_history(mc: MlflowClient, model_name: str) -> list[dict[str, Any]]:
+    raw = mc.get_registered_model(model_name).tags.get(HISTORY_TAG)
+    try:
+        events = json.loads(raw) if raw else []
+    except ValueError:
+        events = []
+    return events if isinstance(events, list) else []
+
+
+def move_production(mc: MlflowClient, model_name: str, version: str, action: str, **extra: Any) -> str | None:
+    """Point ``production`` at ``version``, append the event to the history; returns the previous version."""
+    previous = current_production(mc, model_name)
+    at = utc_timestamp(utc_now())
+    mc.set_registered_model_alias(model_name, PRODUCTION, version)
+    event = {"action": action, "version": version, "previous": previous, "at": at, **extra}
+    history = [*production_history(mc, model_name), event][-HISTORY_KEEP:]
+    mc.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history, sort_keys=True))
+    mc.set_model_version_tag(model_name, version, EVENT_TAGS.get(action, f"{action}_at"), at)
+    mc.set_model_version_tag(model_name, version, "previous_production", previous or "")
+    return previous
+
+
+def promote(
+    model_name: str, version: str | int, *, data_root: Path, dataset_id: str | None = None,
+    guardrails: Guardrails | None = None, review_db: Path | None = None,
+) -> PromotionResult:
+    """Move ``production`` to ``version`` only if every check passes now; otherwise change nothing."""
+    mc = client(data_root)
+    decision = _evaluate(mc, model_name, str(version), dataset_id=dataset_id,
+                         guardrails=guardrails or Guardrails(), review_db=review_db)
+    if not decision.ok:
+        return PromotionResult(False, current_production(mc, model_name), decision)
+    previous = move_production(mc, model_name, str(version), "promote")
+    return PromotionResult(True, previous, decision)
