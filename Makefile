@@ -26,11 +26,13 @@ home:
 	@mkdir -p $(DAGSTER_HOME)
 	@[ -e $(DAGSTER_HOME)/dagster.yaml ] || ln -s $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: $(STAMP) home  ## market backfill, the refresh graph for a new dataset_version, then its feature build
+demo: $(STAMP) home  ## market data → dataset refresh → features → training → promotion, then the lineage
 	$(BIN)/fp market backfill --start $$(date -u -d yesterday +%F)
 	version=demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/fp refresh run --version $$version --rows $(DEMO_ROWS) && \
-	$(BIN)/fp features build --version $$version
+	$(BIN)/fp features build --version $$version && \
+	$(BIN)/fp training run --payload "{\"dataset_version\": \"$$version\", \"auto_promote\": true}" && \
+	$(BIN)/fp lineage --model-key market_regime --alias production
 	@echo
 	@echo "Dagster instance: $(DAGSTER_HOME)   data: $(FP_DATA_ROOT)"
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(UI_PORT) (Assets > dataset_refresh)."

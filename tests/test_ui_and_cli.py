@@ -136,3 +136,19 @@ def test_webserver_reports_check_results_per_version(webserver: str) -> None:
     # blocked by the failed gate: planned in the run, never executed
     assert _check_results(webserver, "published_dataset", "published_copy_verifies") == {
         "cli-good": ok, "cli-drift": "EXECUTION_FAILED"}
+
+
+def test_training_payload_is_submitted_through_graphql(webserver: str, env: dict[str, str]) -> None:
+    """`fp training submit` launches training_job on the webserver; without a daemon the run waits queued."""
+    payload = json.dumps({"dataset_version": "cli-good", "hyperparam_profile": "fast", "auto_promote": False})
+    run = subprocess.run([FP, "training", "submit", "--url", webserver, "--payload", payload, "--no-wait"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    run_id, status = run.stdout.strip().removeprefix("run ").split(": ")
+    assert status in ("QUEUED", "NOT_STARTED", "STARTING", "STARTED")
+    data = _graphql(webserver, '{ runOrError(runId: "' + run_id + '") { ... on Run { jobName tags { key value } } } }')
+    tags = {t["key"]: t["value"] for t in data["runOrError"]["tags"]}
+    assert data["runOrError"]["jobName"] == "training_job" and tags["dagster/partition"] == "cli-good"
+    bad = subprocess.run([FP, "training", "submit", "--url", webserver, "--payload", '{"epochs": 1}'],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "dataset_version" in bad.stderr
