@@ -87,44 +87,34 @@ def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
     return "\n".join(lines)
 
 
-def run_market_backfill(days: list[str], *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
-                        run_config: Mapping[str, Any] | None = None,
-                        tags: Mapping[str, str] | None = None) -> list[RunSummary]:
-    """One market_backfill_job run per UTC day, in process; a failed day does not stop the next."""
+def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None,
+             run_config: Mapping[str, Any] | None, tags: Mapping[str, str] | None = None) -> RunSummary:
+    """One partition of a job, in process, never raising on failure: the summary says what happened."""
     if defs is None:
         from feature_platform.definitions import defs as default_defs
 
         defs = default_defs
-    job = defs.resolve_job_def("market_backfill_job")
-    summaries = []
-    for day in days:
-        result = job.execute_in_process(instance=instance, partition_key=day, run_config=dict(run_config or {}),
-                                        raise_on_error=False, tags={"fp/trigger": "headless", **(tags or {})})
-        summaries.append(summarize_run(instance, result.run_id))
-    return summaries
+    result = defs.resolve_job_def(job_name).execute_in_process(
+        instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
+        tags={"fp/trigger": "headless", **(tags or {})})
+    return summarize_run(instance, result.run_id)
+
+
+def run_market_backfill(days: list[str], *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+                        run_config: Mapping[str, Any] | None = None,
+                        tags: Mapping[str, str] | None = None) -> list[RunSummary]:
+    """One market_backfill_job run per UTC day, in process; a failed day does not stop the next."""
+    return [_execute("market_backfill_job", day, instance=instance, defs=defs, run_config=run_config, tags=tags)
+            for day in days]
 
 
 def run_feature_build(version: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
                       run_config: Mapping[str, Any] | None = None) -> RunSummary:
     """feature_build for one published dataset_version, in process."""
-    if defs is None:
-        from feature_platform.definitions import defs as default_defs
-
-        defs = default_defs
-    result = defs.resolve_job_def("feature_build_job").execute_in_process(
-        instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
-        tags={"fp/trigger": "headless"})
-    return summarize_run(instance, result.run_id)
+    return _execute("feature_build_job", version, instance=instance, defs=defs, run_config=run_config)
 
 
 def run_training(version: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
                  run_config: Mapping[str, Any] | None = None) -> RunSummary:
     """training_job (train → evaluate → register → promote) for one dataset_version, in process."""
-    if defs is None:
-        from feature_platform.definitions import defs as default_defs
-
-        defs = default_defs
-    result = defs.resolve_job_def("training_job").execute_in_process(
-        instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
-        tags={"fp/trigger": "headless"})
-    return summarize_run(instance, result.run_id)
+    return _execute("training_job", version, instance=instance, defs=defs, run_config=run_config)
