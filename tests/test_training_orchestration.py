@@ -132,3 +132,27 @@ def test_promotion_refusals_rollback_rerun_and_lineage(trained: RunSummary, defs
     code, out, _ = cli("lineage", "--model-key", "market_regime", "--alias", "production")
     data.write_bytes(original)
     assert code == 1 and "FAIL  data_file_sha256[data.parquet]" in out
+
+
+def test_rollback_and_rerun_jobs_run_through_dagster(trained: RunSummary, defs: dg.Definitions,
+                                                     instance: dg.DagsterInstance, root: Path) -> None:
+    from feature_platform.registry.promotion import promote
+
+    assert promote("market_regime", "1", data_root=root, review_db=root / "review.sqlite").promoted
+    version, config = training_run_config({**PAYLOAD, "auto_promote": True})
+    run_training(version, instance=instance, defs=defs, run_config={**config, **QUIET})
+    newest = _production(root)
+    assert newest is not None and newest != "1"
+    rollback = defs.resolve_job_def("rollback_job").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"rollback_model": {"config": {"model_key": "market_regime", "to_version": "1"}}}})
+    assert rollback.success and _production(root) == "1"
+    missing = defs.resolve_job_def("rollback_job").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"rollback_model": {"config": {"to_version": "999"}}}})
+    assert not missing.success and _production(root) == "1"
+    training_id = json.loads((root / "models" / "by_dataset_version" / "m1.json").read_text())["training_id"]
+    rerun = defs.resolve_job_def("rerun_job").execute_in_process(
+        instance=instance, raise_on_error=False,
+        run_config={**QUIET, "ops": {"rerun_model": {"config": {"training_id": training_id}}}})
+    assert rerun.success
