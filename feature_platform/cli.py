@@ -667,8 +667,8 @@ def _training_submit(args: argparse.Namespace) -> int:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"run {run_id}: {status}")
-    return EXIT_OK if status in ("SUCCESS", "QUEUED", "STARTED", "STARTING", "NOT_STARTED") and (
-        args.no_wait or status == "SUCCESS") else EXIT_FAILED
+    failed = status in ("FAILURE", "CANCELED") or (not args.no_wait and status != "SUCCESS")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _contracts_schema(args: argparse.Namespace) -> int:

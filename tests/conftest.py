@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,3 +50,47 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return code, out, err
 
     return run
+
+
+# Dagster tests: one data root, one instance and one code location per test module, all offline
+# (notifications to the outbox file, metrics to a textfile, DuckDB time series under the root).
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("data_root")
+
+
+@pytest.fixture(scope="module")
+def paths(root: Path) -> Any:
+    from feature_platform.orchestration.resources import PlatformPaths
+
+    return PlatformPaths(data_root=str(root))
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[Any]:
+    import dagster as dg
+
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def offline_defs(root: Path, paths: Any, *extra_jobs: Any, **overrides: Any) -> Any:
+    from feature_platform.definitions import build_defs
+    from feature_platform.orchestration.market_assets import TimeSeriesResource
+    from feature_platform.orchestration.resources import MetricsResource, NotifierResource
+
+    resources: dict[str, Any] = {
+        "paths": paths,
+        "timeseries": TimeSeriesResource(url=None),
+        "notifier": NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
+                                     pagerduty_routing_key=None),
+        "metrics": MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None),
+    }
+    return build_defs(*extra_jobs, **{**resources, **overrides})
+
+
+@pytest.fixture(scope="module")
+def defs(root: Path, paths: Any) -> Any:
+    return offline_defs(root, paths)

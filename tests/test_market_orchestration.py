@@ -1,46 +1,21 @@
 """Market data through Dagster: daily backfill, gap and anomaly checks, review queue, alerts, CLI."""
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import pytest
 
-from feature_platform.definitions import build_defs
 from feature_platform.market.review import ReviewQueue
 from feature_platform.orchestration.headless import run_market_backfill
-from feature_platform.orchestration.market_assets import OVERRIDE_TAG, TimeSeriesResource, data_gap_alert
-from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths
+from feature_platform.orchestration.market_assets import OVERRIDE_TAG, data_gap_alert
+from feature_platform.orchestration.resources import PlatformPaths
 from tests.conftest import CliResult
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 FAULTY = {**QUIET, "ops": {"market_data_raw": {"config": {"inject_gap_minutes": 12, "inject_jump": 0.3}}}}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("market")
-
-
-@pytest.fixture(scope="module")
-def paths(root: Path) -> PlatformPaths:
-    return PlatformPaths(data_root=str(root))
-
-
-@pytest.fixture(scope="module")
-def defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
-    return build_defs(paths=paths, timeseries=TimeSeriesResource(url=None),
-                      notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None,
-                                                smtp_host=None, pagerduty_routing_key=None),
-                      metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None))
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 def _materialization(instance: dg.DagsterInstance, run_id: str, asset: str) -> dict[str, Any]:

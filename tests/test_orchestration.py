@@ -21,7 +21,7 @@ from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed
 from feature_platform.storage.catalog import Catalog
 from feature_platform.storage.dataset_publish import current_pointer, verify_published
 from feature_platform.storage.local_store import LocalObjectStore
-from tests.conftest import BuildResult
+from tests.conftest import BuildResult, offline_defs
 from tests.s3_server import FAKE_CREDENTIALS, REGION, s3_bucket_fixture, s3_server_fixture  # noqa: F401
 from tests.servers import LoopbackHttp, serve
 
@@ -38,16 +38,6 @@ publish_only_job = dg.define_asset_job("publish_only_job", selection=["published
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("refresh")
-
-
-@pytest.fixture(scope="module")
-def paths(root: Path) -> PlatformPaths:
-    return PlatformPaths(data_root=str(root))
-
-
-@pytest.fixture(scope="module")
 def hooks() -> Iterator[LoopbackHttp]:
     """Stands in for Slack, PagerDuty and the Pushgateway: a real HTTP server on loopback."""
     yield from serve()
@@ -55,9 +45,8 @@ def hooks() -> Iterator[LoopbackHttp]:
 
 @pytest.fixture(scope="module")
 def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definitions:
-    return build_defs(
-        tamper_job, build_only_job, publish_only_job,
-        paths=paths,
+    return offline_defs(
+        root, paths, tamper_job, build_only_job, publish_only_job,
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
         notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
                                   smtp_host=None, pagerduty_routing_key="routing-key-1",
@@ -68,12 +57,6 @@ def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definition
 
 def _posted(hooks: LoopbackHttp, path: str, version: str) -> list[dict[str, Any]]:
     return [r.json() for r in hooks.requests if r.path == path and version in r.body.decode()]
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,14 @@ rollback, rerun and lineage, on an ephemeral instance and a real MLflow SQLite s
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from feature_platform.definitions import build_defs
 from feature_platform.orchestration.headless import RefreshOutcome, run_feature_build, run_refresh, run_training
-from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths
+from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary
 from feature_platform.orchestration.training_assets import training_run_config
 from tests.conftest import CliResult
@@ -22,30 +21,6 @@ SMALL = {**QUIET, "ops": {"source_snapshot": {"config": {"rows": 6_000, "entitie
                                                           "seed": 3}}}}
 PAYLOAD = {"model_key": "market_regime", "dataset_version": "m1", "hyperparam_profile": "fast",
            "schedule": "adhoc", "run_coingecko_fetch": False, "auto_promote": True}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("training")
-
-
-@pytest.fixture(scope="module")
-def paths(root: Path) -> PlatformPaths:
-    return PlatformPaths(data_root=str(root))
-
-
-@pytest.fixture(scope="module")
-def defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
-    return build_defs(paths=paths,
-                      notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None,
-                                                smtp_host=None, pagerduty_routing_key=None),
-                      metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None))
-
-
-@pytest.fixture(scope="module")
-def instance() -> Iterator[dg.DagsterInstance]:
-    with dg.instance_for_test() as inst:
-        yield inst
 
 
 @pytest.fixture(scope="module")
