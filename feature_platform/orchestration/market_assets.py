@@ -2,7 +2,7 @@
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,34 +44,13 @@ def _window(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -
     return ctx.partition_time_window
 
 
-def _source(config: MarketConfig, day_start: Any) -> Any:
-    from feature_platform.market.client import CoinGeckoClient
-    from feature_platform.market.limiter import MarketDataLimiter
-    from feature_platform.market.source import CoinGeckoSource, SimulatedMarketSource
+def market_source(config: MarketConfig, day_start: datetime) -> Any:
+    from feature_platform.market.ingest import make_source
 
-    if config.source == "coingecko":
-        limiter = MarketDataLimiter(rate_per_second=config.rate_per_second, burst=5)
-        return CoinGeckoSource(CoinGeckoClient(config.base_url, limiter=limiter), config.vs_currency)
-    faults: dict[str, Any] = {}
-    if config.inject_gap_minutes:
-        faults.update(gap_at=day_start + timedelta(hours=12), gap=timedelta(minutes=config.inject_gap_minutes))
-    if config.inject_jump:
-        faults.update(jump_at=day_start + timedelta(hours=15), jump_log_return=config.inject_jump,
-                      fault_assets=[config.assets[0]])
-    return SimulatedMarketSource(config.seed, **faults)
-
-
-def _source_times(table: Any, config: MarketConfig, fetched_at: datetime) -> Any:
-    """When the source produced each row: a simulated bar is final at its close, a fetched one when fetched.
-
-    Re-ingesting the same rows therefore changes nothing, while a re-fetch from the API counts as newer.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if config.source == "coingecko":
-        return pa.array([fetched_at] * table.num_rows, pa.timestamp("us", tz="UTC"))
-    return pc.add(table.column("ts"), pa.scalar(timedelta(minutes=1), pa.duration("us")))
+    return make_source(config.source, seed=config.seed, base_url=config.base_url,
+                       rate_per_second=config.rate_per_second, vs_currency=config.vs_currency, day_start=day_start,
+                       inject_gap_minutes=config.inject_gap_minutes, inject_jump=config.inject_jump,
+                       fault_asset=config.assets[0])
 
 
 def raw_path(paths: PlatformPaths, day: str) -> Path:
@@ -96,20 +75,16 @@ def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
                     paths: PlatformPaths) -> dg.MaterializeResult:
     """coingecko_sync: one UTC day of OHLCV for the configured assets, payloads validated against
     schemas/market_data.json by the client and the frame against the pandera schema."""
-    import pyarrow as pa
-
-    from feature_platform.market.validation import validate_frame
+    from feature_platform.market.ingest import MarketDataInvalid, fetch_day, require_valid
 
     started = time.perf_counter()
     window = _window(context)
-    source = _source(config, window.start)
-    fetched_at = datetime.now(tz=UTC)
-    table = pa.concat_tables([source.fetch_ohlcv(asset, window.start, window.end) for asset in config.assets])
-    table = table.append_column("source_ts", _source_times(table, config, fetched_at))
-    problems = validate_frame(table.drop_columns(["source_ts"]))
-    if problems:
-        raise dg.Failure(f"market data {context.partition_key} failed validation: {problems[0]}",
-                         metadata={"problems": dg.MetadataValue.json(problems)})
+    source = market_source(config, window.start)
+    table = fetch_day(source, config.source, config.assets, window.start, window.end)
+    try:
+        require_valid(table, context.partition_key)
+    except MarketDataInvalid as exc:
+        raise dg.Failure(str(exc), metadata={"problems": dg.MetadataValue.json(exc.problems)}) from None
     path = raw_path(paths, context.partition_key)
     _write_parquet(table, path)
     return dg.MaterializeResult(metadata={
@@ -134,12 +109,11 @@ def _review(paths: PlatformPaths) -> Any:
 def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
-    from feature_platform.market.validation import find_gaps
+    from feature_platform.market.ingest import day_gaps
 
     day = context.op_execution_context.partition_key
     window = _window(context)
-    gaps = find_gaps(pq.read_table(raw_path(paths, day)), timedelta(minutes=5), expected_start=window.start,
-                     expected_end=window.end - timedelta(minutes=1))
+    gaps = day_gaps(pq.read_table(raw_path(paths, day)), window.start, window.end)
     review = _review(paths)
     review.record_gaps(gaps, day)
     overridden = context.run.tags.get(OVERRIDE_TAG) == "true"
@@ -164,7 +138,7 @@ def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: Platf
     from feature_platform.market.validation import flag_anomalies
 
     day = context.op_execution_context.partition_key
-    flagged = flag_anomalies(pq.read_table(raw_path(paths, day)), sigma=8.0)
+    flagged = flag_anomalies(pq.read_table(raw_path(paths, day)).drop_columns(["source_ts"]), sigma=8.0)
     review = _review(paths)
     added = review.enqueue_anomalies(flagged, day)
     still_open = [i for i in review.list(status="open") if i.kind == "anomaly" and i.partition == day]

@@ -55,30 +55,21 @@ def read_record(paths: PlatformPaths, version: str) -> dict[str, Any]:
 
 
 def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str:
-    """run_coingecko_fetch: the previous UTC day through validation, review queue and upsert."""
-    import pyarrow as pa
-
+    """run_coingecko_fetch: the previous UTC day, through the same steps as the market assets."""
+    from feature_platform.market.ingest import ingest_day
     from feature_platform.market.review import ReviewQueue
-    from feature_platform.market.validation import find_gaps, flag_anomalies, validate_frame
-    from feature_platform.orchestration.market_assets import _source, _source_times
+    from feature_platform.orchestration.market_assets import market_source
 
     config = MarketConfig.model_validate({})
     end = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    start, day = end - timedelta(days=1), (end - timedelta(days=1)).date().isoformat()
-    source = _source(config, start)
-    table = pa.concat_tables([source.fetch_ohlcv(a, start, end) for a in config.assets])
-    problems = validate_frame(table)
-    if problems:
-        raise dg.Failure(f"market data {day} failed validation: {problems[0]}")
-    review = ReviewQueue(paths.root / "review.sqlite")
-    review.record_gaps(find_gaps(table, expected_start=start, expected_end=end - timedelta(minutes=1)), day)
-    review.enqueue_anomalies(flag_anomalies(table), day)
+    start = end - timedelta(days=1)
     store = timeseries.open(paths)
     try:
-        store.upsert(table.append_column("source_ts", _source_times(table, config, datetime.now(tz=UTC))))
-        return str(store.snapshot_marker())
+        result = ingest_day(market_source(config, start), config.source, config.assets, start, end, store,
+                            ReviewQueue(paths.root / "review.sqlite"))
     finally:
         store.close()
+    return result.snapshot_marker
 
 
 @dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, feature_build],
