@@ -528,7 +528,7 @@ def _train(args: argparse.Namespace) -> int:
                              hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
                              schedule=args.schedule, feature_build_path=args.feature_build)
     except TrainingRefused as exc:
-        print(f"fp: error: training refused: {exc}", file=sys.stderr)
+        print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except HyperparameterError as exc:
         raise UsageError(str(exc)) from None
@@ -605,7 +605,7 @@ def _rerun(args: argparse.Namespace) -> int:
     try:
         report = rerun_training(manifest, root / "models" / "reruns")
     except TrainingRefused as exc:
-        print(f"fp: error: rerun refused: {exc}", file=sys.stderr)
+        print(f"fp: error: rerun {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2))
