@@ -109,23 +109,18 @@ class NotifierResource(dg.ConfigurableResource):
 
     def open(self, paths: PlatformPaths, *, paging: bool):  # type: ignore[no-untyped-def]
         """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty)."""
-        from feature_platform.observability.notify import (
-            Channel,
-            EmailSmtp,
-            FileOutbox,
-            Notifier,
-            PagerDutyEvents,
-            SlackWebhook,
-        )
+        from feature_platform.observability.notify import NotifyConfig, notifier_from_config
 
-        channels: list[Channel] = [FileOutbox(Path(self.outbox_dir) if self.outbox_dir else paths.root / "outbox")]
-        if self.slack_webhook_url:
-            channels.append(SlackWebhook(self.slack_webhook_url))
-        if self.smtp_host and self.smtp_recipients:
-            channels.append(EmailSmtp(self.smtp_host, self.smtp_port, self.smtp_sender, self.smtp_recipients))
-        if paging and self.pagerduty_routing_key:
-            channels.append(PagerDutyEvents(self.pagerduty_routing_key, url=self.pagerduty_url, priority="P2"))
-        return Notifier(channels, retries=self.retries, retry_base_seconds=self.retry_base_seconds)
+        env = NotifyConfig.from_env()  # SMTP credentials and TLS settings come from FP_SMTP_* only
+        config = NotifyConfig(
+            slack_webhook_url=self.slack_webhook_url, smtp_host=self.smtp_host, smtp_port=self.smtp_port,
+            smtp_sender=self.smtp_sender, smtp_recipients=self.smtp_recipients,
+            smtp_username=env.smtp_username, smtp_password=env.smtp_password, smtp_starttls=env.smtp_starttls,
+            smtp_ssl=env.smtp_ssl, pagerduty_routing_key=self.pagerduty_routing_key,
+            pagerduty_url=self.pagerduty_url, retries=self.retries, retry_base_seconds=self.retry_base_seconds,
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.root / "outbox",
+        )
+        return notifier_from_config(config, paging=paging)
 
 
 class MetricsResource(dg.ConfigurableResource):
