@@ -1,0 +1,71 @@
+"""What every command shares: exit codes, usage errors, argument types, the Dagster instance."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+OVERRIDE_TAG = "fp/override-data-gap"  # also in orchestration.market_assets; the CLI avoids importing Dagster
+
+
+class UsageError(Exception):
+    """Bad arguments: reported on one line, exit code 2."""
+
+
+def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a {what} integer, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1, "positive")
+non_negative_int = int_at_least(0, "non-negative")
+
+
+def dagster_instance() -> dg.DagsterInstance:
+    """The Dagster instance at $DAGSTER_HOME, defaulting to <project>/.dagster_home with dagster.yaml."""
+    import dagster as dg
+
+    from feature_platform.contracts.provenance import PROJECT_ROOT
+
+    if not os.environ.get("DAGSTER_HOME"):
+        home = PROJECT_ROOT / ".dagster_home"
+        home.mkdir(exist_ok=True)
+        config = home / "dagster.yaml"
+        if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
+            config.symlink_to(PROJECT_ROOT / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()
+
+
+def data_root() -> Path:
+    from feature_platform.orchestration.resources import PlatformPaths
+
+    return PlatformPaths().root
+
+
+def parse_payload(text: str) -> dict[str, Any]:
+    """A training payload given inline or as @file.json."""
+    try:
+        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+        payload = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--payload: {exc}") from None
+    if not isinstance(payload, dict) or "dataset_version" not in payload:
+        raise UsageError("--payload must be a JSON object with at least dataset_version")
+    return payload

@@ -1,0 +1,54 @@
+"""`fp contracts schema|features`: JSON Schemas and the feature contract."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from feature_platform.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+)
+
+
+def register(groups: Any) -> None:
+    contracts = groups.add_parser("contracts", help="manifest JSON Schemas and the feature contract")
+    contract_cmds = contracts.add_subparsers(dest="command", metavar="{schema,features}")
+    schema = contract_cmds.add_parser("schema", help="print, check or rewrite the committed JSON Schema")
+    mode = schema.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema drifted from the models")
+    mode.add_argument("--write", action="store_true", help="rewrite the committed schema from the models")
+    features_cmd = contract_cmds.add_parser("features", help="print FEATURE_ORDER from feature_contract.yaml")
+    schema.set_defaults(handler=_contracts_schema)
+    features_cmd.set_defaults(handler=_contracts_features)
+
+
+def _contracts_schema(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.manifest import SCHEMA_PATH, json_schema_text
+    from feature_platform.contracts.model_manifest import MODEL_SCHEMA_PATH, model_json_schema_text
+
+    schemas = [(SCHEMA_PATH, json_schema_text()), (MODEL_SCHEMA_PATH, model_json_schema_text())]
+    if not args.write and not args.check:
+        sys.stdout.write(schemas[0][1])
+        return EXIT_OK
+    drifted = False
+    for path, text in schemas:
+        if args.write:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+        elif (path.read_text(encoding="utf-8") if path.exists() else "") != text:
+            print(f"{path}: drifted from the models; run `fp contracts schema --write`", file=sys.stderr)
+            drifted = True
+        else:
+            print(f"{path}: matches the models")
+    return EXIT_FAILED if drifted else EXIT_OK
+
+
+def _contracts_features(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.feature_contract import load_feature_contract
+
+    contract = load_feature_contract()
+    for feature in contract.features:
+        print(f"{feature.name}\t{feature.type}{'' if feature.nullable else ' not null'}")
+    return EXIT_OK

@@ -1,0 +1,141 @@
+"""`fp market …`: backfill, review queue, training blocks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from feature_platform.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    OVERRIDE_TAG,
+    UsageError,
+    dagster_instance,
+    positive_int,
+)
+
+
+def register(groups: Any) -> None:
+    market = groups.add_parser("market", help="market data backfill, anomaly review queue and training blocks")
+    market_cmds = market.add_subparsers(dest="command", metavar="{backfill,review,resolve,blocks,override}")
+    backfill = market_cmds.add_parser(
+        "backfill", help="fetch, validate and upsert OHLCV for UTC days (the market_backfill_job, headless)")
+    backfill.add_argument("--start", required=True, help="first UTC day, YYYY-MM-DD")
+    backfill.add_argument("--end", default=None, help="last UTC day, inclusive (default: --start)")
+    backfill.add_argument("--config", type=Path, default=None, help="Dagster run config YAML (launchpad format)")
+    backfill.add_argument("--override-data-gap", action="store_true",
+                          help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
+    backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    review = market_cmds.add_parser("review", help="list the human-in-the-loop queue of flagged rows")
+    review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None)
+    review.add_argument("--asset", default=None)
+    review.add_argument("--json", action="store_true")
+    resolve = market_cmds.add_parser("resolve", help="approve (a real move) or reject (bad data) a flagged row")
+    resolve.add_argument("item_id", type=positive_int)
+    resolve.add_argument("--status", required=True, choices=["approved", "rejected"])
+    resolve.add_argument("--by", required=True, help="who reviewed it")
+    resolve.add_argument("--note", default="")
+    blocks = market_cmds.add_parser("blocks", help="what blocks training now (open data gaps, open anomalies)")
+    blocks.add_argument("--json", action="store_true")
+    override = market_cmds.add_parser("override", help="accept a data gap for training after review")
+    override.add_argument("block_id", type=positive_int)
+    override.add_argument("--by", required=True, help="who accepts it")
+    override.add_argument("--note", required=True, help="why (kept as the audit trail)")
+    backfill.set_defaults(handler=_market_backfill)
+    review.set_defaults(handler=_market_review)
+    resolve.set_defaults(handler=_market_resolve)
+    blocks.set_defaults(handler=_market_blocks)
+    override.set_defaults(handler=_market_override)
+
+
+def _review_queue() -> Any:
+    from feature_platform.market.review import ReviewQueue
+    from feature_platform.orchestration.resources import PlatformPaths
+
+    return ReviewQueue(PlatformPaths().root / "review.sqlite")
+
+
+def _market_backfill(args: argparse.Namespace) -> int:
+    from datetime import date, timedelta
+
+    import yaml
+
+    from feature_platform.orchestration.headless import run_market_backfill
+
+    try:
+        first = date.fromisoformat(args.start)
+        last = date.fromisoformat(args.end) if args.end else first
+        config = yaml.safe_load(args.config.read_text()) if args.config else {}
+    except (ValueError, OSError, yaml.YAMLError) as exc:
+        raise UsageError(str(exc)) from None
+    if last < first:
+        raise UsageError(f"--end {last} is before --start {first}")
+    if not args.verbose:
+        config.setdefault("loggers", {}).setdefault("console", {"config": {"log_level": "WARNING"}})
+    days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
+    ok = True
+    for summary in run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags):
+        failed = [k for k, passed in summary.checks.items() if not passed]
+        rows = summary.materialized.get("market_data")
+        print(f"{summary.partition}: {summary.status}, {rows if rows is not None else 0:,} rows"
+              + (f"; failed checks: {', '.join(failed)}" if failed else ""))
+        ok = ok and summary.succeeded and "market_data_raw:no_data_gaps" not in failed
+    blocked, reasons = _review_queue().training_blocked()
+    if blocked:
+        print(f"training blocked by {len(reasons)} open item(s): see `fp market blocks`")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _market_review(args: argparse.Namespace) -> int:
+    items = _review_queue().list(status=args.status, asset=args.asset)
+    if args.json:
+        print(json.dumps([{**i.__dict__, "ts": i.ts.isoformat(), "created_at": i.created_at.isoformat(),
+                           "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None} for i in items],
+                         indent=2))
+        return EXIT_OK
+    print(f"{'id':>5}  {'status':<9} {'asset':<10} {'ts (UTC)':<20} {'z-score':>8}  partition")
+    for i in items:
+        z = i.detail.get("zscore")
+        print(f"{i.id:>5}  {i.status:<9} {i.asset:<10} {i.ts:%Y-%m-%d %H:%M:%S} "
+              f"{'' if z is None else f'{z:8.1f}':>8}  {i.partition}")
+    print(f"{len(items)} item(s)")
+    return EXIT_OK
+
+
+def _market_resolve(args: argparse.Namespace) -> int:
+    from feature_platform.market.review import ReviewError
+
+    try:
+        item = _review_queue().resolve(args.item_id, args.status, args.by, args.note)
+    except ReviewError as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
+    return EXIT_OK
+
+
+def _market_blocks(args: argparse.Namespace) -> int:
+    blocks = _review_queue().open_blocks()
+    if args.json:
+        print(json.dumps([{**b.__dict__, "ts": b.ts.isoformat()} for b in blocks], indent=2))
+    else:
+        for b in blocks:
+            print(f"{b.id:>5}  {b.kind:<8}  {b.reason}")
+        print("training blocked" if blocks else "training not blocked")
+    return EXIT_OK
+
+
+def _market_override(args: argparse.Namespace) -> int:
+    from feature_platform.market.review import ReviewError
+
+    try:
+        item = _review_queue().override_block(args.block_id, args.by, args.note)
+    except ReviewError as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
+    return EXIT_OK

@@ -1,0 +1,227 @@
+"""`fp train|promote|rollback|rerun|lineage|training`: the model lifecycle."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from feature_platform.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    dagster_instance,
+    data_root,
+    non_negative_int,
+    parse_payload,
+)
+
+
+def register(groups: Any) -> None:
+    train = groups.add_parser(
+        "train", help="train, export ONNX, log to MLflow and register a model version",
+        description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
+        "a version of <model-key> with alias 'staging'.")
+    train.add_argument("--dataset-manifest", required=True, type=Path)
+    train.add_argument("--model-key", default="market_regime")
+    hp = train.add_mutually_exclusive_group()
+    hp.add_argument("--hyperparams", default=None, help="JSON object of hyperparameters")
+    hp.add_argument("--profile", default=None, help="saved tuning profile: default, fast, deep")
+    train.add_argument("--seed", type=non_negative_int, default=0)
+    train.add_argument("--schedule", choices=["adhoc", "backfill"], default="adhoc")
+    train.add_argument("--feature-build", type=Path, default=None, help="feature_build.json the features came from")
+    train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
+    train.add_argument("--json", action="store_true")
+
+    promote = groups.add_parser("promote", help="move alias 'production' after re-checking everything now")
+    promote.add_argument("--model-key", required=True)
+    promote.add_argument("--version", required=True)
+    promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
+    promote.add_argument("--min-sharpe", type=float, default=0.0, help="guardrail on test Sharpe (default 0)")
+    promote.add_argument("--max-drawdown", type=float, default=0.5, help="guardrail on test max drawdown")
+
+    rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
+    rollback.add_argument("--model-key", required=True)
+    rollback.add_argument("--to-version", required=True)
+
+    rerun = groups.add_parser("rerun", help="retrain from training_manifest.yaml and report reproducibility")
+    rerun.add_argument("--training-id", required=True)
+    rerun.add_argument("--json", action="store_true")
+
+    lineage = groups.add_parser("lineage", help="walk model → run → dataset → files → source, re-verifying each link")
+    lineage.add_argument("--model-key", required=True)
+    which = lineage.add_mutually_exclusive_group()
+    which.add_argument("--version", default=None)
+    which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
+
+    training = groups.add_parser("training", help="the Dagster training job: run headless or submit to a webserver")
+    training_cmds = training.add_subparsers(dest="command", metavar="{run,submit}")
+    trun = training_cmds.add_parser("run", help="run training_job for a dataset_version in process")
+    trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
+                      "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
+    trun.add_argument("-v", "--verbose", action="store_true")
+    submit = training_cmds.add_parser("submit", help="submit training_job to a running Dagster webserver (GraphQL)")
+    submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
+    submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
+    submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
+    submit.add_argument("--timeout", type=float, default=1800.0)
+    train.set_defaults(handler=_train)
+    promote.set_defaults(handler=_promote)
+    rollback.set_defaults(handler=_rollback)
+    rerun.set_defaults(handler=_rerun)
+    lineage.set_defaults(handler=_lineage)
+    trun.set_defaults(handler=_training_run)
+    submit.set_defaults(handler=_training_submit)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from feature_platform.registry.promotion import promote
+    from feature_platform.registry.tracking import log_training
+    from feature_platform.training.data import TrainingRefused
+    from feature_platform.training.profiles import HyperparameterError
+    from feature_platform.training.train import train_model
+
+    try:
+        hyperparameters = json.loads(args.hyperparams) if args.hyperparams else None
+        if hyperparameters is not None and not isinstance(hyperparameters, dict):
+            raise ValueError("must be a JSON object")
+    except ValueError as exc:
+        raise UsageError(f"--hyperparams: {exc}") from None
+    root = data_root()
+    try:
+        result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
+                             hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
+                             schedule=args.schedule, feature_build_path=args.feature_build)
+    except TrainingRefused as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except HyperparameterError as exc:
+        raise UsageError(str(exc)) from None
+    logged = log_training(result.model_dir, data_root=root, feature_build_path=args.feature_build,
+                          schedule=args.schedule)
+    m = result.model_manifest
+    out: dict[str, Any] = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model": logged.model_name,
+           "version": logged.version, "mlflow_run_id": logged.run_id, "metrics": m.metrics}
+    code = EXIT_OK
+    if args.auto_promote:
+        promoted = promote(logged.model_name, logged.version, data_root=root, review_db=root / "review.sqlite")
+        out["promoted"] = promoted.promoted
+        out["promotion_refused"] = promoted.decision.reasons
+        code = EXIT_OK if promoted.promoted else EXIT_FAILED
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"trained {m.model_id}: {logged.model_name} v{logged.version} (alias staging), run {logged.run_id}")
+        print(f"  model dir: {result.model_dir}")
+        print("  " + ", ".join(f"{k}={v:.4g}" for k, v in m.metrics.items() if k.startswith("test_")))
+        for reason in out.get("promotion_refused", []) or []:
+            print(f"  promotion refused: {reason}")
+    return code
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from feature_platform.registry.promotion import Guardrails, promote
+
+    root = data_root()
+    result = promote(args.model_key, args.version, data_root=root, dataset_id=args.dataset_id,
+                     guardrails=Guardrails(min_sharpe=args.min_sharpe, max_drawdown=args.max_drawdown),
+                     review_db=root / "review.sqlite")
+    for check in result.decision.checks:
+        print(f"{'PASS' if check.passed else 'FAIL'} {check.name}: expected {check.expected}, actual {check.actual}")
+    if not result.promoted:
+        print(f"REFUSED: {args.model_key} v{args.version} not promoted; production unchanged "
+              f"({len(result.decision.reasons)} failed check(s))")
+        return EXIT_FAILED
+    print(f"PROMOTED: {args.model_key} v{args.version} is production (previous: {result.previous_version or 'none'})")
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from feature_platform.registry.rollback import rollback
+
+    root = data_root()
+    result = rollback(args.model_key, args.to_version, data_root=root, review_db=root / "review.sqlite")
+    if result.replay is not None:
+        print(f"replay: {result.replay.rows} rows, max |Δp| {result.replay.max_abs_diff:.3g}, "
+              f"{'ok' if result.replay.ok else 'MISMATCH'}")
+    if not result.ok:
+        for reason in result.reasons:
+            print(f"FAIL {reason}")
+        print(f"REFUSED: production unchanged ({result.previous_version or 'none'})")
+        return EXIT_FAILED
+    print(f"ROLLED BACK: {args.model_key} production is v{args.to_version} (was {result.previous_version or 'none'})")
+    return EXIT_OK
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.training.data import TrainingRefused
+    from feature_platform.training.rerun import rerun_training
+
+    try:
+        require_safe_id(args.training_id, "--training-id")
+    except UnsafePathError as exc:
+        raise UsageError(str(exc)) from None
+    root = data_root()
+    manifest = root / "models" / args.training_id / "training_manifest.yaml"
+    if not manifest.exists():
+        print(f"fp: error: {manifest}: no such training", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        report = rerun_training(manifest, root / "models" / "reruns")
+    except TrainingRefused as exc:
+        print(f"fp: error: rerun {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2))
+    else:
+        print(f"dataset sha256 same: {report.dataset_digest_same}; metrics identical: {report.metrics_identical}; "
+              f"ONNX bytes identical: {report.onnx_bytes_identical}")
+        for difference in report.differences:
+            print(f"  differs: {difference}")
+    return EXIT_OK if report.reproduced else EXIT_FAILED
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from feature_platform.registry.lineage import lineage
+
+    alias = args.alias or (None if args.version else "production")
+    report = lineage(args.model_key, version=args.version, alias=alias, data_root=data_root())
+    print(report.render())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _training_run(args: argparse.Namespace) -> int:
+    from feature_platform.orchestration.headless import run_training
+    from feature_platform.orchestration.training_assets import training_run_config
+
+    payload = parse_payload(args.payload)
+    try:
+        version, config = training_run_config(payload)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.verbose:
+        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+    summary = run_training(version, instance=dagster_instance(), run_config=config)
+    for name, ok in summary.checks.items():
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
+    print(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
+
+
+def _training_submit(args: argparse.Namespace) -> int:
+    from feature_platform.orchestration.submit import submit_training
+
+    payload = parse_payload(args.payload)
+    try:
+        run_id, status = submit_training(args.url, payload, wait=not args.no_wait, timeout=args.timeout)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except RuntimeError as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"run {run_id}: {status}")
+    failed = status in ("FAILURE", "CANCELED") or (not args.no_wait and status != "SUCCESS")
+    return EXIT_FAILED if failed else EXIT_OK
