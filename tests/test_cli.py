@@ -116,3 +116,9 @@ def test_module_entry_point_and_console_script(tmp_path: Path) -> None:
     run = subprocess.run([fp, "dataset", "verify"], capture_output=True, text=True)
     assert run.returncode == 2
     assert verify_dataset(tmp_path / "m" / "manifest.json").ok
+
+
+@pytest.mark.parametrize("group", ["dataset", "refresh", "market", "features", "training", "contracts"])
+def test_a_group_without_subcommand_shows_its_own_help(cli: Callable[..., CliResult], group: str) -> None:
+    code, _, err = cli(group)
+    assert code == 2 and err.startswith(f"usage: fp {group} ")

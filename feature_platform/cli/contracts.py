@@ -9,6 +9,7 @@ from typing import Any
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    group_help,
 )
 
 
@@ -20,6 +21,7 @@ def register(groups: Any) -> None:
     mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema drifted from the models")
     mode.add_argument("--write", action="store_true", help="rewrite the committed schema from the models")
     features_cmd = contract_cmds.add_parser("features", help="print FEATURE_ORDER from feature_contract.yaml")
+    contracts.set_defaults(handler=group_help(contracts))
     schema.set_defaults(handler=_contracts_schema)
     features_cmd.set_defaults(handler=_contracts_features)
 

@@ -13,6 +13,7 @@ from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     UsageError,
+    group_help,
     non_negative_int,
     positive_int,
 )
@@ -59,6 +60,7 @@ def register(groups: Any) -> None:
     verify.add_argument("--expect-digest", default=None, help="manifest digest the dataset must have")
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
+    dataset.set_defaults(handler=group_help(dataset))
     build.set_defaults(handler=_dataset_build)
     verify.set_defaults(handler=_dataset_verify)
 

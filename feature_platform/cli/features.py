@@ -10,6 +10,7 @@ from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     dagster_instance,
+    group_help,
 )
 
 
@@ -24,6 +25,7 @@ def register(groups: Any) -> None:
     fbuild.add_argument("--ref", default=None, help="git ref feature_repo must be at")
     fbuild.add_argument("--allow-dirty", action="store_true", help="accept uncommitted feature_repo changes")
     fbuild.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    features.set_defaults(handler=group_help(features))
     fbuild.set_defaults(handler=_features_build)
 
 

@@ -14,6 +14,7 @@ from feature_platform.cli.common import (
     OVERRIDE_TAG,
     UsageError,
     dagster_instance,
+    group_help,
     positive_int,
 )
 
@@ -44,6 +45,7 @@ def register(groups: Any) -> None:
     override.add_argument("block_id", type=positive_int)
     override.add_argument("--by", required=True, help="who accepts it")
     override.add_argument("--note", required=True, help="why (kept as the audit trail)")
+    market.set_defaults(handler=group_help(market))
     backfill.set_defaults(handler=_market_backfill)
     review.set_defaults(handler=_market_review)
     resolve.set_defaults(handler=_market_resolve)

@@ -14,6 +14,7 @@ from feature_platform.cli.common import (
     UsageError,
     dagster_instance,
     data_root,
+    group_help,
     non_negative_int,
     parse_payload,
 )
@@ -67,6 +68,7 @@ def register(groups: Any) -> None:
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
     submit.add_argument("--timeout", type=float, default=1800.0)
+    training.set_defaults(handler=group_help(training))
     train.set_defaults(handler=_train)
     promote.set_defaults(handler=_promote)
     rollback.set_defaults(handler=_rollback)

@@ -12,6 +12,7 @@ from feature_platform.cli.common import (
     EXIT_OK,
     UsageError,
     dagster_instance,
+    group_help,
     non_negative_int,
     positive_int,
 )
@@ -36,6 +37,7 @@ def register(groups: Any) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", help="safe id, e.g. 2026-11-25 or adhoc-1")
+    refresh.set_defaults(handler=group_help(refresh))
     run.set_defaults(handler=_refresh_run)
     add.set_defaults(handler=_refresh_add_version)
 
