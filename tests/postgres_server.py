@@ -132,6 +132,8 @@ class PostgresServer:
 def postgres_server_fixture() -> Iterator[PostgresServer]:
     """The session's server; skipped (naming every directory searched) when the binaries are absent."""
     bin_dir = find_bin_dir()
+    if bin_dir is None and os.environ.get("FP_REQUIRE_POSTGRES") == "1":  # CI installs them: never skip there
+        pytest.fail(f"FP_REQUIRE_POSTGRES=1 but no PostgreSQL binaries found in: {', '.join(candidate_dirs())}")
     if bin_dir is None:
         pytest.skip(f"no PostgreSQL binaries ({', '.join(TOOLS)}) found in: {', '.join(candidate_dirs())}")
     server = PostgresServer(bin_dir)

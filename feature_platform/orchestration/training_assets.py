@@ -152,14 +152,15 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
                 description="Offline Sharpe at least the target, drawdown within policy (test split).")
 def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
                paths: PlatformPaths) -> dg.AssetCheckResult:
+    from feature_platform.registry.promotion import Guardrails
+
     version = context.op_execution_context.partition_key
     found = sorted(paths.reports(version).glob("model_evaluation_*.json"))
     metrics = json.loads(found[-1].read_text())["metrics"] if found else {}
-    sharpe, drawdown = metrics.get("test_sharpe"), metrics.get("test_max_drawdown")
-    ok = sharpe is not None and drawdown is not None and sharpe >= config.min_sharpe and drawdown <= config.max_drawdown
-    return dg.AssetCheckResult(passed=bool(ok), severity=dg.AssetCheckSeverity.ERROR, metadata={
-        "expected": f"test_sharpe >= {config.min_sharpe}, test_max_drawdown <= {config.max_drawdown}",
-        "actual": f"test_sharpe = {sharpe}, test_max_drawdown = {drawdown}"})
+    results = Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown).check(metrics)
+    return dg.AssetCheckResult(passed=all(r.passed for r in results), severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"expected": "; ".join(f"{r.name} {r.expected}" for r in results),
+                                         "actual": "; ".join(f"{r.name} = {r.actual}" for r in results)})
 
 
 @dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[model_evaluation], kinds={"mlflow"})

@@ -44,6 +44,17 @@ class Guardrails:
     sharpe_metric: str = DEFAULT_SHARPE_METRIC
     drawdown_metric: str = DEFAULT_DRAWDOWN_METRIC
 
+    def check(self, metrics: dict[str, float]) -> list[CheckResult]:
+        """The metric policy on ``metrics``; a missing metric fails (fail closed)."""
+        sharpe, drawdown = metrics.get(self.sharpe_metric), metrics.get(self.drawdown_metric)
+        return [
+            CheckResult(f"guardrail[{self.sharpe_metric}]", sharpe is not None and sharpe >= self.min_sharpe,
+                        f">= {self.min_sharpe}", "missing" if sharpe is None else str(sharpe)),
+            CheckResult(f"guardrail[{self.drawdown_metric}]",
+                        drawdown is not None and drawdown <= self.max_drawdown,
+                        f"<= {self.max_drawdown}", "missing" if drawdown is None else str(drawdown)),
+        ]
+
 
 @dataclass(frozen=True)
 class CheckResult:
@@ -120,14 +131,7 @@ def integrity_checks(decision: PromotionDecision, model_dir: Path, run_id: str |
 def guardrail_checks(decision: PromotionDecision, manifest: ModelManifest | None, guardrails: Guardrails,
                      review_db: Path | None) -> None:
     """Metric policy and open review blocks; a missing metric fails (fail closed)."""
-    metrics = manifest.metrics if manifest is not None else {}
-    sharpe = metrics.get(guardrails.sharpe_metric)
-    decision.add(f"guardrail[{guardrails.sharpe_metric}]", sharpe is not None and sharpe >= guardrails.min_sharpe,
-                 f">= {guardrails.min_sharpe}", "missing" if sharpe is None else sharpe)
-    drawdown = metrics.get(guardrails.drawdown_metric)
-    decision.add(f"guardrail[{guardrails.drawdown_metric}]",
-                 drawdown is not None and drawdown <= guardrails.max_drawdown,
-                 f"<= {guardrails.max_drawdown}", "missing" if drawdown is None else drawdown)
+    decision.checks.extend(guardrails.check(manifest.metrics if manifest is not None else {}))
     review_check(decision, review_db, guardrails.require_unblocked)
 
 
