@@ -2,12 +2,12 @@
 
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import dagster as dg
 
 from feature_platform.contracts.manifest import MANIFEST_NAME
-from feature_platform.datasets.verify import CHECK_GROUPS, Check, grouped, verify_dataset
+from feature_platform.datasets.verify import Check, VerifyReport, grouped, verify_dataset
 from feature_platform.orchestration.assets import dataset, published_dataset, quality_report, source_snapshot
 from feature_platform.orchestration.metadata import checks_metadata
 from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource, PlatformPaths
@@ -33,23 +33,46 @@ DATASET_CHECK_DESCRIPTIONS = {
 }
 
 
-@dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec(name, asset=dataset, blocking=True, description=DATASET_CHECK_DESCRIPTIONS[name])
-           for name in CHECK_GROUPS],
-    name="dataset_integrity",
-)
-def dataset_integrity(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> Iterator[dg.AssetCheckResult]:
-    """One `verify_dataset` pass (one read of the bytes) feeds all four checks."""
+def integrity_checks(
+    asset: dg.AssetsDefinition,
+    *,
+    name: str,
+    descriptions: Mapping[str, str],
+    verify: Callable[[dg.AssetCheckExecutionContext, PlatformPaths], VerifyReport],
+    groups: Callable[[VerifyReport], dict[str, list[Check]]] = grouped,
+) -> dg.AssetChecksDefinition:
+    """Blocking checks fed by one verify pass (one read of the bytes), one check per group of named checks.
+
+    Every dataset-shaped asset (tabular, definition-driven, tensor) gets its checks from here, so a
+    verification failure blocks the chain the same way everywhere.
+    """
+
+    @dg.multi_asset_check(
+        specs=[dg.AssetCheckSpec(check, asset=asset, blocking=True, description=text)
+               for check, text in descriptions.items()],
+        name=name,
+    )
+    def _checks(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> Iterator[dg.AssetCheckResult]:
+        report = verify(context, paths)
+        for check, found in groups(report).items():
+            passed = bool(found) and all(c.passed for c in found)
+            if not found:
+                found = [Check(check, False, "verification reached this check", "stopped earlier",
+                               detail="see the other checks of this asset for the failure that stopped verification")]
+            yield dg.AssetCheckResult(check_name=check, asset_key=asset.key, passed=passed, severity=_ERROR,
+                                      metadata={**checks_metadata(found),
+                                                "manifest_digest": report.manifest_digest or ""})
+
+    return _checks
+
+
+def _verify_dataset(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> VerifyReport:
     version = context.op_execution_context.partition_key
-    dataset_dir = paths.dataset_dir(version)
-    report = verify_dataset(dataset_dir / MANIFEST_NAME, paths.datasets)
-    for name, checks in grouped(report).items():
-        passed = bool(checks) and all(c.passed for c in checks)
-        if not checks:
-            checks = [Check(name, False, "verification reached this check", "stopped earlier", detail="see "
-                            "sha256_matches / schema_valid for the failure that stopped verification")]
-        yield dg.AssetCheckResult(check_name=name, asset_key=dataset.key, passed=passed, severity=_ERROR,
-                                  metadata={**checks_metadata(checks), "manifest_digest": report.manifest_digest or ""})
+    return verify_dataset(paths.dataset_dir(version) / MANIFEST_NAME, paths.datasets)
+
+
+dataset_integrity = integrity_checks(dataset, name="dataset_integrity", descriptions=DATASET_CHECK_DESCRIPTIONS,
+                                     verify=_verify_dataset)
 
 
 @dg.asset_check(asset=quality_report, blocking=True, name="quality_thresholds",
