@@ -33,6 +33,8 @@ demo: $(STAMP) home  ## market data → dataset refresh → features → trainin
 	$(BIN)/fp features build --version $$version && \
 	$(BIN)/fp training run --payload "{\"dataset_version\": \"$$version\", \"auto_promote\": true}" && \
 	$(BIN)/fp lineage --model-key market_regime --alias production
+	$(BIN)/fp warehouse seed --force
+	$(BIN)/fp definitions build purchases_90d --version demo-$$(date -u +%Y%m%dT%H%M%SZ)
 	@echo
 	@echo "Dagster instance: $(DAGSTER_HOME)   data: $(FP_DATA_ROOT)"
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(UI_PORT) (Assets > dataset_refresh)."
@@ -48,10 +50,12 @@ lint: $(STAMP)  ## ruff, mypy and the committed JSON Schema
 	$(BIN)/mypy
 	$(BIN)/fp contracts schema --check
 
-bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows) and the demo refresh (several minutes)
+bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows), the demo refresh, tensor datasets (100k samples); several minutes
 	$(BIN)/python bench/bench_dataset.py
 	$(BIN)/python bench/bench_refresh.py
 	$(BIN)/python bench/bench_pit.py
+	$(BIN)/python bench/bench_tensor.py
+	$(BIN)/python bench/bench_definitions.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the manifest models
 	$(BIN)/fp contracts schema --write

@@ -7,6 +7,7 @@ from dagster_aws.s3 import S3Resource
 
 from feature_platform.orchestration.assets import ALL_ASSETS
 from feature_platform.orchestration.checks import ALL_CHECKS
+from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS, DEFINITION_CHECKS, DEFINITION_JOBS
 from feature_platform.orchestration.feature_assets import feature_build, feature_contract_drift, feature_job
 from feature_platform.orchestration.jobs import archive_job, refresh_job
 from feature_platform.orchestration.market_assets import (
@@ -28,6 +29,7 @@ from feature_platform.orchestration.resources import (
 )
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
+from feature_platform.orchestration.tensor_assets import TENSOR_ASSETS, TENSOR_CHECKS, tensor_dataset_job
 from feature_platform.orchestration.training_assets import (
     TRAINING_ASSETS,
     TRAINING_CHECKS,
@@ -55,10 +57,12 @@ def resources() -> dict[str, object]:
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
     """The code location, with some resources replaced or jobs added (tests, other deployments)."""
     return dg.Definitions(
-        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS],
-        asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift, *TRAINING_CHECKS],
+        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS, *TENSOR_ASSETS,
+                *DEFINITION_ASSETS],
+        asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift, *TRAINING_CHECKS,
+                      *TENSOR_CHECKS, *DEFINITION_CHECKS],
         jobs=[refresh_job, archive_job, market_job, feature_job, training_job, rollback_job, rerun_job,
-              *extra_jobs],
+              tensor_dataset_job, *DEFINITION_JOBS, *extra_jobs],
         schedules=[nightly_refresh],
         sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
         resources={**resources(), **overrides},

@@ -94,3 +94,33 @@ def offline_defs(root: Path, paths: Any, *extra_jobs: Any, **overrides: Any) -> 
 @pytest.fixture(scope="module")
 def defs(root: Path, paths: Any) -> Any:
     return offline_defs(root, paths)
+
+
+# Declarative definitions: one small seeded sample warehouse per session (read-only in tests; copy to modify).
+WAREHOUSE_END_DATE = "2026-06-01"
+
+
+@pytest.fixture(scope="session")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from datetime import date
+
+    from feature_platform.warehouse.sample import seed_sample_warehouse
+
+    path = tmp_path_factory.mktemp("warehouse") / "warehouse.duckdb"
+    end = date.fromisoformat(WAREHOUSE_END_DATE)
+    seed_sample_warehouse(path, users=300, products=60, days=90, seed=11, end_date=end)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[str | None]:
+    """One local Ray instance (2 CPUs, no dashboard) for the whole session; run_tasks(executor="ray") reuses it."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    address = ray.get_runtime_context().gcs_address
+    yield str(address) if address else None
+    if started:
+        ray.shutdown()

@@ -88,7 +88,8 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
                     "archive_artifacts", "market_data_raw", "market_data", "feature_build", "trained_model",
-                    "model_evaluation", "registered_model", "promotion"}
+                    "model_evaluation", "registered_model", "promotion", "tensor_dataset", "tensor_sanity_report",
+                    "definitions/purchases_90d", "definitions/recent_activity_time_split"}
     checks = {(c.asset_key.to_user_string(), c.name): c.blocking
               for a in defs.asset_checks or [] for c in a.check_specs}  # type: ignore[union-attr]
     assert checks == {("source_snapshot", "source_valid"): True, ("dataset", "sha256_matches"): True,
@@ -97,7 +98,13 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
                       ("published_dataset", "published_copy_verifies"): True,
                       ("market_data_raw", "no_data_gaps"): False, ("market_data_raw", "no_unreviewed_anomalies"): False,
                       ("feature_build", "feature_contract_drift"): True,
-                      ("trained_model", "trained_on_verified_dataset"): True, ("model_evaluation", "guardrails"): True}
+                      ("trained_model", "trained_on_verified_dataset"): True, ("model_evaluation", "guardrails"): True,
+                      **{("tensor_dataset", name): True for name in ("sha256_matches", "merkle_root_matches",
+                                                                     "schema_valid", "values_finite",
+                                                                     "size_within_limit")},
+                      **{(f"definitions/{definition}", name): True
+                         for definition in ("purchases_90d", "recent_activity_time_split")
+                         for name in ("sha256_matches", "feature_order_matches", "schema_valid", "size_within_limit")}}
     schedule = defs.resolve_schedule_def("nightly_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
 

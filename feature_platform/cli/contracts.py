@@ -29,8 +29,10 @@ def register(groups: Any) -> None:
 def _contracts_schema(args: argparse.Namespace) -> int:
     from feature_platform.contracts.manifest import SCHEMA_PATH, json_schema_text
     from feature_platform.contracts.model_manifest import MODEL_SCHEMA_PATH, model_json_schema_text
+    from feature_platform.contracts.tensor_manifest import TENSOR_SCHEMA_PATH, tensor_json_schema_text
 
-    schemas = [(SCHEMA_PATH, json_schema_text()), (MODEL_SCHEMA_PATH, model_json_schema_text())]
+    schemas = [(SCHEMA_PATH, json_schema_text()), (MODEL_SCHEMA_PATH, model_json_schema_text()),
+               (TENSOR_SCHEMA_PATH, tensor_json_schema_text())]
     if not args.write and not args.check:
         sys.stdout.write(schemas[0][1])
         return EXIT_OK

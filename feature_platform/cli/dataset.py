@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import (
     EXIT_FAILED,
@@ -18,39 +19,76 @@ from feature_platform.cli.common import (
     positive_int,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
+
 
 def register(groups: Any) -> None:
-    dataset = groups.add_parser("dataset", help="build and verify dataset artifacts (spec v1)")
-    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify}")
+    dataset = groups.add_parser("dataset", help="build, verify and report on dataset artifacts (spec v1)")
+    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify,report}")
 
     build = dataset_cmds.add_parser(
         "build", help="build a dataset, verify it and publish it atomically",
-        description="Stream a source into <out-dir>/<dataset-id>/{data.parquet,manifest.json}: "
-        "hash while writing, verify, then publish with one atomic rename. On any failure nothing is "
-        "left behind; an existing dataset is replaced (--force) only after the new one verifies.",
+        description="Build <out-dir>/<dataset-id>/ with its manifest.json: --source synthetic streams rows into "
+        "data.parquet (--format parquet); --source simulator writes simulator trajectories, shocks, impulse "
+        "responses and parameters into a Zarr v3 store data.zarr (--format zarr), chunk by chunk in parallel "
+        "(local processes, or Ray when --ray-address/$RAY_ADDRESS is set). Hash while writing, verify, then "
+        "publish with one atomic rename. On any failure nothing is left behind; an existing dataset is replaced "
+        "(--force) only after the new one verifies.",
     )
     build.add_argument("--out-dir", required=True, type=Path, help="directory holding datasets")
     build.add_argument("--dataset-id", required=True, help="safe id: letters, digits, '.', '_', '-'")
-    build.add_argument("--source", required=True, choices=["synthetic"], help="where rows come from")
-    build.add_argument("--rows", type=positive_int, default=10_000, help="rows to generate (default 10000)")
+    build.add_argument("--source", required=True, choices=["synthetic", "simulator"], help="where rows come from")
+    build.add_argument("--format", choices=["parquet", "zarr"], default="parquet",
+                       help="storage format (default parquet): synthetic needs parquet, simulator needs zarr")
     build.add_argument("--seed", type=non_negative_int, default=0, help="global seed (default 0)")
     build.add_argument("--dataset-version", help="version tag (default: UTC build time, YYYYMMDDTHHMMSSZ)")
-    build.add_argument("--batch-rows", type=positive_int, default=None,
-                       help="rows per record batch and parquet row group (default 131072)")
-    build.add_argument("--entities", type=positive_int, default=2_000, help="distinct entities (default 2000)")
-    build.add_argument("--split-fractions", default="train=0.8,val=0.1,test=0.1",
-                       help="split fractions by entity hash (default train=0.8,val=0.1,test=0.1)")
-    build.add_argument("--split-salt", default=None, help="salt of the split hash (default fp-split-v1)")
     build.add_argument("--max-bytes", type=positive_int, default=None,
                        help="size limit recorded in the manifest (default 8 GiB)")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
     build.add_argument("--json", action="store_true", help="print the result as JSON")
     build.add_argument("-v", "--verbose", action="store_true", help="show progress and every check")
+    table = build.add_argument_group("--source synthetic (parquet)")
+    table.add_argument("--rows", type=positive_int, default=None, help="rows to generate (default 10000)")
+    table.add_argument("--batch-rows", type=positive_int, default=None,
+                       help="rows per record batch and parquet row group (default 131072)")
+    table.add_argument("--entities", type=positive_int, default=None, help="distinct entities (default 2000)")
+    table.add_argument("--split-fractions", default=None,
+                       help="split fractions by entity hash (default train=0.8,val=0.1,test=0.1)")
+    table.add_argument("--split-salt", default=None, help="salt of the split hash (default fp-split-v1)")
+    tensor = build.add_argument_group("--source simulator (zarr)")
+    tensor.add_argument("--samples", type=positive_int, default=None, help="samples to simulate (required)")
+    tensor.add_argument("--simulator", default=None, help="simulator name: var (default) or regime_switching")
+    tensor.add_argument("--T", type=positive_int, default=None, dest="T", help="trajectory length (default 200)")
+    tensor.add_argument("--H", type=non_negative_int, default=None, dest="H",
+                        help="impulse response horizon; H+1 steps are stored (default 40)")
+    tensor.add_argument("--chunk-samples", type=positive_int, default=None,
+                        help="samples per chunk file, the unit of work and of integrity (default 1000)")
+    tensor.add_argument("--inner-chunk-samples", type=positive_int, default=None, metavar="N",
+                        help="zarr v3 sharding: files stay one per --chunk-samples samples (the integrity unit), "
+                        "trajectories/irfs/shocks get inner chunks of N samples (must divide --chunk-samples): "
+                        "about 2x faster random single-sample reads, slower sequential reads (default: no sharding)")
+    tensor.add_argument("--split", default=None, metavar="ALGO[:PARAMS]",
+                        help="split algorithm with parameters: 'random_interpolation[:0.8/0.1/0.1]' (default), "
+                        "'extrapolation_slice:rho>=0.9[;val=0.1]' (a parameter region held out), "
+                        "'extrapolation_corner:rho,sigma>=0.8[;val=0.1]' (joint extremes held out; '<=' for low)")
+    tensor.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
+                        help="where chunks are computed (default: ray when a Ray address is set, else process)")
+    tensor.add_argument("--workers", type=positive_int, default=None,
+                        help="parallel workers (default: the CPU count); the bytes do not depend on it")
+    tensor.add_argument("--ray-address", default=None,
+                        help="Ray cluster address (default $RAY_ADDRESS; with --executor ray and none, a local Ray)")
+    tensor.add_argument("--bitround-keepbits", type=positive_int, default=None, metavar="K",
+                        help="LOSSY opt-in: keep K (1..22) of float32's 23 mantissa bits, relative error <= 2**-K, "
+                        "recorded in the manifest; default lossless")
 
     verify = dataset_cmds.add_parser(
         "verify", help="verify a dataset against its manifest (fail-closed)",
-        description="Re-hash every file, read schema, feature order and row counts from parquet "
-        "footers, and check path safety and size limits. Exit 0 only when every check passes.",
+        description="Re-hash every file and check path safety and size limits. Parquet: schema, feature order "
+        "and row counts from parquet footers. Zarr: every chunk file's sha256, the Merkle root, shapes, dtypes, "
+        "codecs and NaN/Inf counts; --samples limits the chunk reads to a sample range, --reproduce K "
+        "regenerates K random samples from their seeds and compares them bit for bit. Exit 0 only when every "
+        "check passes; a failure names the chunk.",
     )
     verify.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     verify.add_argument("--base-dir", type=Path, default=None,
@@ -58,14 +96,61 @@ def register(groups: Any) -> None:
     verify.add_argument("--max-bytes", type=positive_int, default=None,
                         help="policy size limit; the smaller of this and the manifest's applies")
     verify.add_argument("--expect-digest", default=None, help="manifest digest the dataset must have")
+    verify.add_argument("--samples", type=sample_range, default=None, metavar="START:STOP",
+                        help="zarr only: verify only the chunks holding samples [START, STOP)")
+    verify.add_argument("--reproduce", type=non_negative_int, default=0, metavar="K",
+                        help="zarr only: regenerate K random samples from their seeds, compare bit for bit")
+    verify.add_argument("--reproduce-seed", type=non_negative_int, default=None,
+                        help="zarr only: seed choosing which samples --reproduce regenerates (default random)")
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
+
+    report = dataset_cmds.add_parser(
+        "report", help="sanity report of a tensor dataset: parameter histograms and impulse responses (PNG)",
+        description="Verify the zarr dataset, then read a bounded, evenly spaced sample of it and render "
+        "histograms of every parameter and a grid of sample impulse responses into --out.",
+    )
+    report.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
+    report.add_argument("--out", required=True, type=Path, help="directory for the PNG files")
+    report.add_argument("--max-samples", type=positive_int, default=2_000,
+                        help="samples read for the report, evenly spaced over the store (default 2000)")
+    report.add_argument("--json", action="store_true", help="print the result as JSON")
     dataset.set_defaults(handler=group_help(dataset))
     build.set_defaults(handler=_dataset_build)
     verify.set_defaults(handler=_dataset_verify)
+    report.set_defaults(handler=_dataset_report)
+
+
+def sample_range(text: str) -> tuple[int, int]:
+    """START:STOP with 0 <= START < STOP."""
+    start, sep, stop = text.partition(":")
+    try:
+        bounds = (int(start), int(stop)) if sep else (-1, -1)
+    except ValueError:
+        bounds = (-1, -1)
+    if not 0 <= bounds[0] < bounds[1]:
+        raise argparse.ArgumentTypeError(f"expected START:STOP with 0 <= START < STOP, got {text!r}")
+    return bounds
+
+
+_TABLE_OPTIONS = ("rows", "batch_rows", "entities", "split_fractions", "split_salt")
+_TENSOR_OPTIONS = ("samples", "simulator", "T", "H", "chunk_samples", "inner_chunk_samples", "split", "executor",
+                   "workers", "ray_address", "bitround_keepbits")
 
 
 def _dataset_build(args: argparse.Namespace) -> int:
+    """Check that source, format and options belong together, then build the one or the other."""
+    wanted = {"synthetic": "parquet", "simulator": "zarr"}[args.source]
+    if args.format != wanted:
+        raise UsageError(f"--source {args.source} writes --format {wanted}, got --format {args.format}")
+    foreign = _TENSOR_OPTIONS if args.source == "synthetic" else _TABLE_OPTIONS
+    given = [f"--{name.replace('_', '-')}" for name in foreign if getattr(args, name) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)}: not an option of --source {args.source}")
+    return _table_build(args) if args.source == "synthetic" else _tensor_build(args)
+
+
+def _table_build(args: argparse.Namespace) -> int:
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
     from feature_platform.datasets.splits import SplitSpec, parse_fractions
@@ -75,10 +160,10 @@ def _dataset_build(args: argparse.Namespace) -> int:
         require_safe_id(args.dataset_id, "--dataset-id")
         if args.dataset_version is not None:
             require_safe_id(args.dataset_version, "--dataset-version")
-        fractions = parse_fractions(args.split_fractions)
+        fractions = parse_fractions(args.split_fractions or "train=0.8,val=0.1,test=0.1")
         splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
-        source = SyntheticMarketSource(args.rows, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
-                                       entities=args.entities)
+        source = SyntheticMarketSource(args.rows or 10_000, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
+                                       entities=args.entities or 2_000)
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -127,7 +212,8 @@ def _dataset_build(args: argparse.Namespace) -> int:
 class _ProgressPrinter:
     """Progress on stderr, at most a few lines a second."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "rows") -> None:
+        self.unit = unit
         self.started = self.last = time.perf_counter()
 
     def __call__(self, done: int, total: int | None) -> None:
@@ -138,13 +224,138 @@ class _ProgressPrinter:
         rate = done / max(now - self.started, 1e-9)
         share = f" ({100 * done / total:.1f}%)" if total else ""
         of = f"/{total:,}" if total else ""
-        print(f"  wrote {done:,}{of} rows{share}, {rate:,.0f} rows/s", file=sys.stderr, flush=True)
+        print(f"  wrote {done:,}{of} {self.unit}{share}, {rate:,.0f} {self.unit}/s", file=sys.stderr, flush=True)
+
+
+def _tensor_build(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.datasets.build import BuildError
+    from feature_platform.datasets.executors import TaskError, default_executor
+    from feature_platform.datasets.tensor_build import build_tensor_dataset
+    from feature_platform.datasets.tensor_splits import TensorSplitSpec, parse_split_arg
+    from feature_platform.simulators import DEFAULT_SIMULATOR, get_simulator
+
+    if args.samples is None:
+        raise UsageError("--source simulator needs --samples N")
+    simulator = args.simulator or DEFAULT_SIMULATOR
+    ray_address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        require_safe_id(args.dataset_id, "--dataset-id")
+        if args.dataset_version is not None:
+            require_safe_id(args.dataset_version, "--dataset-version")
+        spec = get_simulator(simulator).spec
+        splits = parse_split_arg(args.split) if args.split is not None else TensorSplitSpec.default()
+        splits.check(spec)
+        executor = args.executor or ("ray" if ray_address else default_executor())
+    except (UnsafePathError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+    progress = _ProgressPrinter("samples") if args.verbose else None
+    try:
+        result = build_tensor_dataset(
+            args.out_dir, args.dataset_id, samples=args.samples, seed=args.seed, simulator=simulator, splits=splits,
+            executor=executor, workers=args.workers, ray_address=ray_address, bitround_keepbits=args.bitround_keepbits,
+            dataset_version=args.dataset_version, force=args.force, progress=progress,
+            inner_chunk_samples=args.inner_chunk_samples,
+            **{k: v for k, v in (("T", args.T), ("H", args.H), ("chunk_samples", args.chunk_samples),
+                                 ("max_bytes", args.max_bytes)) if v is not None})
+    except ValueError as exc:  # bad arguments, rejected before anything is written
+        raise UsageError(str(exc)) from None
+    except TaskError as exc:
+        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
+        return EXIT_FAILED
+    except BuildError as exc:
+        if args.verbose and exc.report is not None:
+            for check in exc.report.failures:
+                print(check.line(), file=sys.stderr)
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
+              file=sys.stderr)
+        return EXIT_FAILED
+    summary = tensor_summary(result.manifest, result.digest)
+    summary.update(path=str(result.path), manifest=str(result.manifest_path), executor=executor,
+                   workers=args.workers, seconds=round(result.seconds, 3), checks_passed=len(result.report.checks))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    print(f"built {summary['dataset_id']} ({summary['samples']:,} samples, zarr, {summary['bytes']:,} bytes) "
+          f"in {result.seconds:.2f}s")
+    print(f"  path:            {result.path}")
+    print(f"  manifest digest: {result.digest}")
+    print(f"  merkle root:     {summary['merkle_root']}")
+    print(f"  simulator:       {summary['simulator']} (T={summary['T']}, H={summary['H']}, seed {args.seed}), "
+          f"{summary['chunk_samples']:,} samples per chunk file{summary['sharding']}, executor {executor}")
+    print(f"  compression:     {summary['compression']}")
+    for line in _array_table(summary["arrays"]):
+        print(f"  {line}")
+    print(f"  splits:          {summary['split_algorithm']}: "
+          + ", ".join(f"{k}={v:,}" for k, v in summary["splits"].items()))
+    print(f"  verified:        {len(result.report.checks)} checks passed")
+    return EXIT_OK
+
+
+def tensor_summary(manifest: TensorDatasetManifest, digest: str) -> dict[str, Any]:
+    """What a person wants to see of a tensor manifest: sizes and the real compression ratio per array."""
+    from feature_platform.contracts.tensor_manifest import BitroundCompression
+
+    comp = manifest.compression
+    return {
+        "dataset_id": manifest.dataset_id,
+        "dataset_version": manifest.dataset_version,
+        "format": "zarr",
+        "manifest_digest": digest,
+        "merkle_root": manifest.merkle_root,
+        "samples": manifest.n_samples,
+        "simulator": ", ".join(manifest.simulators),
+        "T": manifest.T,
+        "H": manifest.H,
+        "chunk_samples": manifest.chunk_samples,
+        "sharding": "".join(sorted({f" (sharded, inner chunks of {a.chunk_shape[0]:,})"
+                                    for a in manifest.arrays.values() if a.shard_shape is not None})),
+        "compression": f"LOSSY bitround keepbits={comp.keepbits} (relative error <= {comp.max_relative_error:g})"
+        if isinstance(comp, BitroundCompression) else "lossless",
+        "bytes": sum(b for _, b, _ in manifest.files()),
+        "arrays": {name: {"shape": a.shape, "dtype": a.dtype, "raw_bytes": a.raw_bytes, "stored_bytes": a.stored_bytes,
+                          "compression_ratio": round(a.compression_ratio, 4), "chunks": len(a.chunks),
+                          "nan_count": a.nan_count, "inf_count": a.inf_count}
+                   for name, a in manifest.arrays.items()},
+        "split_algorithm": manifest.splits.algorithm,
+        "splits": manifest.splits.counts,
+    }
+
+
+def _array_table(arrays: dict[str, dict[str, Any]]) -> list[str]:
+    w = max(len("array"), *(len(name) for name in arrays))
+    lines = [f"{'array':<{w}} {'shape':<20} {'dtype':<8} {'raw bytes':>13} {'stored bytes':>13} {'ratio':>7} "
+             f"{'chunks':>6} {'NaN/Inf':>8}"]
+    for name, a in arrays.items():
+        lines.append(f"{name:<{w}} {tuple(a['shape'])!s:<20} {a['dtype']:<8} {a['raw_bytes']:>13,} "
+                     f"{a['stored_bytes']:>13,} {a['compression_ratio']:>6.3f}x {a['chunks']:>6} "
+                     f"{a['nan_count']:>4}/{a['inf_count']}")
+    return lines
 
 
 def _dataset_verify(args: argparse.Namespace) -> int:
     from feature_platform.datasets.verify import verify_dataset
 
-    report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes, expected_digest=args.expect_digest)
+    if args.samples is not None or args.reproduce or args.reproduce_seed is not None:
+        from feature_platform.datasets.tensor_verify import verify_tensor_dataset
+
+        kind = _manifest_format(args.path)
+        if kind not in (None, "zarr"):
+            raise UsageError(f"--samples/--reproduce/--reproduce-seed apply to zarr datasets; "
+                             f"{args.path} has format {kind!r}")
+        try:
+            report = verify_tensor_dataset(args.path, args.base_dir, samples=args.samples, reproduce=args.reproduce,
+                                           reproduce_seed=args.reproduce_seed, max_bytes=args.max_bytes,
+                                           expected_digest=args.expect_digest)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes,
+                                expected_digest=args.expect_digest)
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:
@@ -152,6 +363,43 @@ def _dataset_verify(args: argparse.Namespace) -> int:
             print(check.line())
         status = "OK" if report.ok else "FAILED"
         failed = ", ".join(sorted({c.name for c in report.failures}))
+        where = sorted({c.target for c in report.failures if c.target})
+        at = f" at {', '.join(where[:5])}" + (f" (+{len(where) - 5} more)" if len(where) > 5 else "") if where else ""
         print(f"{status}: {report.dataset_id or args.path}: {len(report.checks) - len(report.failures)}/"
-              f"{len(report.checks)} checks passed" + (f"; failed: {failed}" if failed else ""))
+              f"{len(report.checks)} checks passed" + (f"; failed: {failed}{at}" if failed else ""))
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _manifest_format(path: Path) -> str | None:
+    """The manifest's declared format ('parquet' when it has none), or None when it cannot be read:
+    then verify itself reports why, as a failed check."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return str(raw.get("format", "parquet")) if isinstance(raw, dict) else None
+
+
+def _dataset_report(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.tensor_sanity import sanity_report_of
+    from feature_platform.datasets.tensor_verify import verify_tensor_dataset
+
+    kind = _manifest_format(args.path)
+    if kind not in (None, "zarr"):
+        raise UsageError(f"fp dataset report renders zarr (simulator) datasets; {args.path} has format {kind!r}")
+    report = verify_tensor_dataset(args.path)
+    if not report.ok:
+        for check in report.failures:
+            print(check.line(), file=sys.stderr)
+        print(f"fp: error: {args.path} does not verify; no report written", file=sys.stderr)
+        return EXIT_FAILED
+    sampled, written = sanity_report_of(args.path, args.out, max_samples=args.max_samples)
+    result = {"dataset_id": report.dataset_id, "manifest_digest": report.manifest_digest, "samples_read": sampled,
+              "files": [str(p) for p in written]}
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"sanity report of {report.dataset_id} from {sampled:,} samples (dataset verified first):")
+        for path in written:
+            print(f"  {path}")
+    return EXIT_OK

@@ -84,6 +84,47 @@ class Splits(_Strict):
         return self
 
 
+class FarmFingerprintSplits(_Strict):
+    """A declarative definition's random split, the same predicate as its BigQuery SQL: a row is eval iff
+    ``ABS(MOD(FARM_FINGERPRINT(CONCAT(salt, CAST(key AS STRING))), buckets)) < threshold``."""
+
+    algorithm: Literal["farm_fingerprint"]
+    key: str = Field(min_length=1, description="column whose text is hashed")
+    salt: str
+    buckets: int = Field(gt=0)
+    threshold: int = Field(ge=0, description="buckets [0, threshold) are eval")
+    fractions: dict[str, float] = Field(description="configured share per split (eval_fraction and the rest)")
+    rows: dict[str, Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FarmFingerprintSplits:
+        if set(self.rows) != {"train", "eval"} or set(self.fractions) != {"train", "eval"}:
+            raise ValueError("a farm_fingerprint split has exactly the splits train and eval")
+        if self.threshold > self.buckets:
+            raise ValueError("threshold cannot exceed buckets")
+        return self
+
+
+class TimeCutoffSplits(_Strict):
+    """A declarative definition's time split: a row is eval iff ``column >= cutoff`` (the last ``eval_days``)."""
+
+    algorithm: Literal["time_cutoff"]
+    column: str = Field(min_length=1, description="timestamp column compared with cutoff")
+    cutoff: UtcTimestamp
+    eval_days: int = Field(gt=0)
+    rows: dict[str, Annotated[int, Field(ge=0)]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TimeCutoffSplits:
+        if set(self.rows) != {"train", "eval"}:
+            raise ValueError("a time_cutoff split has exactly the splits train and eval")
+        return self
+
+
+# ``entity_hash`` manifests keep their exact canonical JSON (and digest): the union only adds alternatives.
+AnySplits = Annotated[Splits | FarmFingerprintSplits | TimeCutoffSplits, Field(discriminator="algorithm")]
+
+
 class RngSeeds(_Strict):
     global_seed: int = Field(ge=0)
     derivation: str = Field(min_length=1, description="how each batch seed derives from global_seed")
@@ -115,7 +156,7 @@ class DatasetManifest(_Strict):
     timestamp_column: str
     label_column: str | None
     row_count: int = Field(ge=0)
-    splits: Splits
+    splits: AnySplits
     rng_seeds: RngSeeds | None
     limits: Limits
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,7 @@ from feature_platform.contracts.feature_contract import FeatureContract, load_fe
 from feature_platform.contracts.manifest import (
     MANIFEST_NAME,
     SPEC_VERSION,
+    AnySplits,
     Column,
     DataFile,
     DatasetManifest,
@@ -38,6 +40,19 @@ DATA_FILE = "data.parquet"
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
 Progress = Callable[[int, int | None], None]
+
+
+class Splitter(Protocol):
+    """A split rule other than the entity hash (e.g. a definition's FARM_FINGERPRINT or time cutoff)."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    def count(self, batch: pa.RecordBatch) -> np.ndarray:
+        """Rows of ``batch`` per split, in ``names`` order."""
+        ...
+
+    def manifest_splits(self, rows: dict[str, int]) -> AnySplits: ...
 
 
 class BuildError(RuntimeError):
@@ -76,25 +91,30 @@ def build_dataset(
     force: bool = False,
     contract: FeatureContract | None = None,
     progress: Progress | None = None,
+    splitter: Splitter | None = None,
 ) -> BuildResult:
+    """``splitter`` replaces the entity-hash ``splits`` with another rule; the manifest records that rule."""
     started = time.perf_counter()
     require_safe_id(dataset_id, "dataset_id")
     created = utc_now()
     version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
     contract = contract or load_feature_contract()
+    if splitter is not None and splits is not None:
+        raise ValueError("pass either splits or splitter, not both")
     splits = splits or SplitSpec()
+    names = splitter.names if splitter is not None else splits.names
     target = Path(out_dir) / dataset_id
     if (target.exists() or target.is_symlink()) and not force:
         raise DatasetExistsError(f"{target} already exists; pass --force to replace it (nothing was changed)")
     _require_contract_schema(source.schema, contract)
 
     entity = contract.entity.name
-    split_rows = np.zeros(len(splits.names), dtype=np.int64)
+    split_rows = np.zeros(len(names), dtype=np.int64)
     done = 0
 
     def on_batch(batch: pa.RecordBatch) -> None:
         nonlocal done
-        split_rows[:] += splits.count(batch.column(entity))
+        split_rows[:] += splitter.count(batch) if splitter is not None else splits.count(batch.column(entity))
         done += batch.num_rows
         if progress is not None:
             progress(done, source.expected_rows)
@@ -102,15 +122,20 @@ def build_dataset(
     with staging_dir(target) as staged:
         written = write_parquet(staged / DATA_FILE, source.schema, source.batches(), on_batch)
         source_info = Source(kind=source.kind, parameters=source.parameters(), source_hash=source.source_hash())
-        split_info = Splits(
-            algorithm="entity_hash", key=entity, salt=splits.salt, fractions=dict(splits.fractions),
-            rows=dict(zip(splits.names, (int(n) for n in split_rows), strict=True)),
-        )
+        rows = dict(zip(names, (int(n) for n in split_rows), strict=True))
+        split_info: AnySplits
+        if splitter is not None:
+            split_info = splitter.manifest_splits(rows)
+            split_config = split_info.model_dump(mode="json", exclude={"rows"})
+        else:
+            split_info = Splits(algorithm="entity_hash", key=entity, salt=splits.salt,
+                                fractions=dict(splits.fractions), rows=rows)
+            split_config = {"algorithm": split_info.algorithm, "key": entity, "salt": splits.salt,
+                            "fractions": split_info.fractions}
         limits = Limits(max_bytes=max_bytes)
         config = {
             "source": {"kind": source_info.kind, "parameters": source_info.parameters},
-            "splits": {"algorithm": split_info.algorithm, "key": entity, "salt": splits.salt,
-                       "fractions": split_info.fractions},
+            "splits": split_config,
             "limits": limits.model_dump(),
             "writer": writer_options(source.schema),
             "feature_contract_sha256": contract.digest(),

@@ -117,6 +117,17 @@ def verify_dataset(
     ``known_sha256`` lets the builder pass digests it computed from the very bytes it wrote,
     instead of re-reading files it has just hashed.
     """
+    try:  # a tensor (Zarr) manifest has its own verify; anything unreadable falls through and fails below
+        p = Path(manifest_path)
+        raw = json.loads(p.read_bytes()) if p.is_file() and p.stat().st_size <= MAX_MANIFEST_BYTES else None
+        fmt = raw.get("format") if isinstance(raw, dict) else None
+    except (OSError, ValueError):
+        fmt = None
+    if fmt == "zarr":
+        from feature_platform.datasets.tensor_verify import verify_tensor_dataset
+
+        return verify_tensor_dataset(manifest_path, base_dir, max_bytes=max_bytes, expected_digest=expected_digest,
+                                     known_sha256=known_sha256)
     report = VerifyReport(manifest_path=str(manifest_path))
     try:
         _verify(report, Path(manifest_path), None if base_dir is None else Path(base_dir),
@@ -144,7 +155,9 @@ def _verify(
     entries = _walk(dataset_dir)
     _check_no_extra_files(report, manifest, entries)
     _check_schema(report, manifest, footers)
-    _check_contract(report, manifest, footers, contract or load_feature_contract())
+    resolved = contract or _contract_for(report, manifest)
+    if resolved is not None:
+        _check_contract(report, manifest, footers, resolved)
     _check_row_counts(report, manifest, footers)
     _check_size(report, manifest, entries, max_bytes)
     if expected_digest is not None:
@@ -288,6 +301,21 @@ def _check_contract(
             for name, c in wanted.items()
         )
         report.add("contract_types", ok, expected, actual, path)
+
+
+def _contract_for(report: VerifyReport, m: DatasetManifest) -> FeatureContract | None:
+    """The global feature contract; for a definition-driven dataset, the contract of its (unchanged) definition."""
+    if m.source.kind != "definition":
+        return load_feature_contract()
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.source import recorded_contract
+
+    try:
+        return recorded_contract(m)
+    except DefinitionError as exc:
+        report.add("feature_order", False, f"definition {m.source.parameters.get('definition')!r}, unchanged",
+                   "missing or changed", MANIFEST_NAME, detail=str(exc))
+        return None
 
 
 def _order_diff(expected: list[str], actual: list[str]) -> str:

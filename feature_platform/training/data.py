@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feature_platform.contracts.feature_contract import FEATURE_ORDER, FeatureContract, load_feature_contract
-from feature_platform.contracts.manifest import DatasetManifest
+from feature_platform.contracts.manifest import DatasetManifest, Splits
 from feature_platform.contracts.paths import resolve_inside
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import verify_dataset
@@ -111,7 +111,7 @@ def load_splits(
     ts = table.column(manifest.timestamp_column).cast(pa.int64()).to_numpy()
     fwd = forward_returns(entity, ts, X[:, order.index(RETURN_FEATURE)])
 
-    spec, codes = _assign_splits(manifest, table.column(manifest.splits.key).to_numpy())
+    spec, codes = _assign_splits(manifest, table.column(_entity_hash(manifest).key).to_numpy())
     splits = {}
     for i, name in enumerate(spec.names):
         mask = codes == i
@@ -125,7 +125,7 @@ def load_splits(
 
 def _assign_splits(manifest: DatasetManifest, keys: np.ndarray) -> tuple[SplitSpec, np.ndarray]:
     """Split code per row, exactly as the builder counted it; refuse if the counts disagree."""
-    spec = SplitSpec(dict(manifest.splits.fractions), manifest.splits.salt)
+    spec = SplitSpec(dict(_entity_hash(manifest).fractions), _entity_hash(manifest).salt)
     codes = spec.assign(keys)
     counts = np.bincount(codes, minlength=len(spec.names))
     got = {n: int(c) for n, c in zip(spec.names, counts, strict=True)}
@@ -134,10 +134,18 @@ def _assign_splits(manifest: DatasetManifest, keys: np.ndarray) -> tuple[SplitSp
     return spec, codes
 
 
+def _entity_hash(manifest: DatasetManifest) -> Splits:
+    """Training re-derives splits with SplitSpec, so it accepts entity_hash splits only."""
+    if not isinstance(manifest.splits, Splits):
+        raise TrainingRefused([f"split algorithm {manifest.splits.algorithm!r} is not supported for training "
+                               "(entity_hash only)"])
+    return manifest.splits
+
+
 def _read(manifest: DatasetManifest, dataset_dir: Path, order: tuple[str, ...]) -> pa.Table:
     columns = [manifest.entity_column, manifest.timestamp_column, *order, manifest.label_column]
-    if manifest.splits.key not in columns:
-        columns.append(manifest.splits.key)
+    if _entity_hash(manifest).key not in columns:
+        columns.append(_entity_hash(manifest).key)
     tables = [pq.read_table(resolve_inside(dataset_dir, f.path), columns=columns) for f in manifest.files]
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 

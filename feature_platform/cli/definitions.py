@@ -1,0 +1,300 @@
+"""`fp definitions list|validate|query|tfx|activate|clone|build` (+ analyze|preview|compare): dataset definitions.
+
+Exit codes: 0 ok; 1 a definition does not validate against the warehouse, activate/clone refuse, or a build
+fails (nothing written); 2 bad input: bad arguments, an unreadable or malformed definition file, an unknown
+definition name, a missing warehouse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, group_help
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from feature_platform.datasets.definitions.model import DatasetDefinition
+
+COMMANDS = "{list,validate,query,tfx,activate,clone,build,analyze,preview,compare}"
+
+
+def register(groups: Any) -> None:
+    group = groups.add_parser(
+        "definitions", help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
+        description="Dataset definitions are YAML files in $FP_DEFINITIONS_DIR (default ./definitions): tables of "
+        "the DuckDB warehouse (schema raw_data) or Parquet files, joins, columns with ML roles, filters and a "
+        "train/eval split. Exit codes: 0 ok, 1 validation failure or refusal, 2 bad input.",
+    )
+    cmds = group.add_subparsers(dest="command", metavar=COMMANDS)
+
+    lst = cmds.add_parser("list", help="every definition with its status, tables, columns and split")
+    validate = cmds.add_parser("validate", help="check definitions against the warehouse; show join suggestions",
+                               description="Check the named definitions (default: all) against the warehouse "
+                               "schema: tables, columns, role types, joins and the query itself. Exit 1 on any "
+                               "problem.")
+    validate.add_argument("names", nargs="*", metavar="NAME", help="definitions to check (default: all)")
+    query = cmds.add_parser("query", help="print the generated SQL of a definition")
+    query.add_argument("name", help="definition name")
+    query.add_argument("--split", choices=["train", "eval"], help="only the train or eval rows")
+    query.add_argument("--dialect", choices=["duckdb", "bigquery", "postgres"], default="duckdb",
+                       help="SQL dialect (default duckdb)")
+    query.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
+    tfx = cmds.add_parser("tfx", help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
+    tfx.add_argument("name", help="definition name")
+    activate = cmds.add_parser("activate", help="set status: active (refused unless it validates)",
+                               description="Validate against the warehouse, then rewrite the file's status line "
+                               "atomically. Exit 1 (file unchanged) if validation fails.")
+    activate.add_argument("name", help="definition name")
+    clone = cmds.add_parser("clone", help="copy a definition to a new draft file under a new name")
+    clone.add_argument("name", help="definition to copy")
+    clone.add_argument("new_name", help="name of the copy (also its file name, <new_name>.yaml)")
+    clone.add_argument("--description", help="description of the copy")
+    build = cmds.add_parser("build", help="build the definition's spec v1 dataset (verified, published atomically)",
+                            description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
+                            "through the same builder, verification and atomic publish as every dataset.")
+    build.add_argument("name", help="definition name")
+    build.add_argument("--version", required=True, dest="dataset_version", help="dataset version (safe id)")
+    build.add_argument("--out-dir", type=Path, help="datasets directory (default: $FP_DATA_ROOT/datasets)")
+    build.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
+    build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
+
+    for parser in (lst, validate, query, tfx, activate, clone, build):
+        parser.add_argument("--definitions-dir", type=Path,
+                            help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
+        if parser in (validate, activate, build):
+            parser.add_argument("--warehouse", type=Path,
+                                help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
+        if parser is not tfx:
+            parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    group.set_defaults(handler=group_help(group))
+    lst.set_defaults(handler=_list)
+    validate.set_defaults(handler=_validate)
+    query.set_defaults(handler=_query)
+    tfx.set_defaults(handler=_tfx)
+    activate.set_defaults(handler=_activate)
+    clone.set_defaults(handler=_clone)
+    build.set_defaults(handler=_build)
+    _register_analysis(cmds)
+
+
+def _register_analysis(cmds: Any) -> None:
+    from feature_platform.cli.definitions_analysis import register_analysis
+
+    register_analysis(cmds)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
+    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
+
+    try:
+        return find_definition(name, args.definitions_dir)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _connect(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
+    from feature_platform.warehouse.connection import WarehouseError, connect
+
+    try:
+        return connect(args.warehouse)
+    except WarehouseError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _split_text(defn: DatasetDefinition) -> str:
+    s = defn.split
+    if s.strategy == "time":
+        return f"time: last {s.eval_days} days eval"
+    return f"random: {s.eval_fraction:g} eval by {defn.split_key}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, load_definition
+
+    directory = args.definitions_dir or definitions_dir()
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: definitions directory does not exist")
+    entries: list[dict[str, Any]] = []
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            d = load_definition(path)
+        except DefinitionError as exc:
+            entries.append({"file": path.name, "name": None, "status": "invalid", "error": str(exc)})
+            continue
+        entries.append({"file": path.name, "name": d.name, "status": d.status, "description": d.description,
+                        "tables": [t.name for t in d.tables], "columns": len(d.columns), "split": _split_text(d),
+                        "sha256": d.digest()})
+    if args.json:
+        print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
+    else:
+        rows = [[e["name"] or "-", e["status"], ",".join(e.get("tables", [])), str(e.get("columns", "")),
+                 e.get("split", ""), e["file"]] for e in entries]
+        print(_table(["name", "status", "tables", "columns", "split", "file"], rows))
+        for e in entries:
+            if e["status"] == "invalid":
+                print(f"invalid: {e['error']}", file=sys.stderr)
+    return EXIT_FAILED if any(e["status"] == "invalid" for e in entries) else EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions, validate_against
+
+    try:
+        defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    results: list[dict[str, Any]] = []
+    with _connect(args) as conn:
+        for d in defns:
+            problems = validate_against(d, conn)
+            results.append({"name": d.name, "file": d.where, "ok": not problems, "problems": problems,
+                            "join_suggestions": _join_suggestions(d, conn) if not problems else []})
+    if args.json:
+        print(json.dumps({"ok": all(r["ok"] for r in results), "definitions": results}, indent=2))
+    else:
+        for r in results:
+            print(f"{'OK' if r['ok'] else 'INVALID'}  {r['name']}  ({r['file']})")
+            for p in r["problems"]:
+                print(f"  {p}")
+            for s in r["join_suggestions"]:
+                print(f"  suggestion: join {s['left_table']}.{s['left_column']} = {s['right_table']}."
+                      f"{s['right_column']} (confidence {s['confidence']:.2f}: {s['reason']})")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
+
+
+def _join_suggestions(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Detected foreign-key joins between the definition's warehouse tables that it does not declare yet."""
+    from feature_platform.warehouse.introspect import detect_joins
+
+    tables = [t.name for t in defn.tables if t.path is None]
+    if len(tables) < 2:
+        return []
+    declared = {frozenset({(j.left_table, j.left_column), (j.right_table, j.right_column)}) for j in defn.joins}
+    return [s.to_json_dict() for s in detect_joins(conn, tables)
+            if frozenset({(s.left_table, s.left_column), (s.right_table, s.right_column)}) not in declared]
+
+
+def _query(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.sql import render_query
+
+    defn = _find(args, args.name)
+    try:
+        text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps({"name": defn.name, "dialect": args.dialect, "split": args.split,
+                          "as_of": args.as_of.isoformat() if args.as_of else None, "sql": text}, indent=2))
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _tfx(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.sql import tfx_query_config
+
+    print(json.dumps(tfx_query_config(_find(args, args.name)), indent=2))
+    return EXIT_OK
+
+
+def _activate(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.workflow import activate_definition
+
+    defn = _find(args, args.name)
+    with _connect(args) as conn:
+        try:
+            changed = activate_definition(defn, conn)
+        except DefinitionError as exc:
+            print(f"fp: refused: {exc}; status unchanged", file=sys.stderr)
+            return EXIT_FAILED
+    message = "activated" if changed else "already active"
+    if args.json:
+        print(json.dumps({"name": defn.name, "status": "active", "changed": changed, "file": defn.where}))
+    else:
+        print(f"{message}: {defn.name} ({defn.where})")
+    return EXIT_OK
+
+
+def _clone(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.workflow import clone_definition
+
+    defn = _find(args, args.name)
+    try:
+        target = clone_definition(defn, args.new_name, args.definitions_dir, args.description)
+    except UnsafePathError as exc:
+        raise UsageError(str(exc)) from None
+    except DefinitionError as exc:
+        print(f"fp: refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"name": args.new_name, "status": "draft", "file": str(target), "cloned_from": defn.name}))
+    else:
+        print(f"cloned {defn.name} → {args.new_name} (draft): {target}")
+    return EXIT_OK
+
+
+def _build(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.datasets.build import BuildError
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.source import build_definition_dataset
+    from feature_platform.warehouse.connection import WarehouseError
+
+    try:
+        require_safe_id(args.dataset_version, "--version")
+    except UnsafePathError as exc:
+        raise UsageError(str(exc)) from None
+    defn = _find(args, args.name)
+    out_dir = args.out_dir or Path(os.environ.get("FP_DATA_ROOT") or "data") / "datasets"
+    try:
+        result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
+                                          warehouse=args.warehouse, force=args.force, as_of=args.as_of)
+    except WarehouseError as exc:
+        raise UsageError(str(exc)) from None
+    except (DefinitionError, BuildError) as exc:
+        print(f"fp: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    m = result.manifest
+    rows_per_s = m.row_count / max(result.seconds, 1e-9)
+    summary = {"definition": defn.name, "dataset_id": m.dataset_id, "dataset_version": m.dataset_version,
+               "path": str(result.path), "manifest_digest": result.digest, "rows": m.row_count,
+               "splits": dict(m.splits.rows), "split_algorithm": m.splits.algorithm,
+               "sha256": {f.path: f.sha256 for f in m.files}, "seconds": round(result.seconds, 3),
+               "rows_per_second": round(rows_per_s), "checks_passed": len(result.report.checks)}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(f"built {m.dataset_id} from definition {defn.name} ({m.row_count:,} rows) in {result.seconds:.2f}s")
+        print(f"  path:            {result.path}")
+        print(f"  manifest digest: {result.digest}")
+        print(f"  splits:          {m.splits.algorithm}: "
+              + ", ".join(f"{k}={v:,}" for k, v in sorted(m.splits.rows.items())))
+        print(f"  verified:        {len(result.report.checks)} checks passed")
+    return EXIT_OK

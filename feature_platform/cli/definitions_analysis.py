@@ -1,0 +1,115 @@
+"""`fp definitions analyze|preview|compare`: what a definition would produce, before building it.
+
+Registered into the `fp definitions` group by `feature_platform.cli.definitions` (``register_analysis``).
+Bad input (unknown definition, table or column, a query DuckDB cannot run) is a one-line error, exit 2;
+``analyze`` exits 1 when the definition selects no rows or leaves a split empty (nothing worth building).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, positive_int
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from feature_platform.datasets.definitions.model import DatasetDefinition
+
+
+def register_analysis(subparsers: Any) -> None:
+    """Add analyze, preview and compare to the ``fp definitions`` subcommands."""
+    analyze = subparsers.add_parser(
+        "analyze", help="row/user/product counts, date range, split sizes and quality issues of a definition",
+        description="Analyze the rows a definition selects. Exit 1 if it selects no rows or a split is empty.",
+    )
+    analyze.add_argument("name", help="definition name (the `name:` field of a YAML file in the definitions dir)")
+    preview = subparsers.add_parser("preview", help="the first rows of a definition with each column's ML role")
+    preview.add_argument("name", help="definition name")
+    preview.add_argument("--limit", type=positive_int, default=20, help="rows to show (default 20)")
+    compare = subparsers.add_parser("compare", help="2 to 5 definitions side by side")
+    compare.add_argument("names", nargs="+", metavar="NAME", help="definition names (2 to 5)")
+    for parser, handler in ((analyze, _analyze), (preview, _preview), (compare, _compare)):
+        parser.add_argument("--definitions-dir", type=Path,
+                            help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
+        parser.add_argument("--warehouse", type=Path,
+                            help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
+        parser.add_argument("--as-of", type=_iso_date,
+                            help="pin 'today' for rolling ranges and time splits, YYYY-MM-DD (default: CURRENT_DATE)")
+        parser.add_argument("--json", action="store_true", help="print the result as JSON")
+        parser.set_defaults(handler=handler)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _load(args: argparse.Namespace, names: list[str]) -> tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]:
+    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
+    from feature_platform.warehouse.connection import WarehouseError, connect
+
+    try:
+        defns = [find_definition(name, args.definitions_dir) for name in names]
+        return defns, connect(args.warehouse)
+    except (DefinitionError, WarehouseError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _print(args: argparse.Namespace, result: Any) -> None:
+    print(json.dumps(result.to_json_dict(), indent=2) if args.json else result.render())
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.analysis import analyze_definition
+    from feature_platform.datasets.definitions.model import DefinitionError
+
+    (defn,), conn = _load(args, [args.name])
+    try:
+        with conn:
+            analysis = analyze_definition(defn, conn, as_of=args.as_of)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    _print(args, analysis)
+    empty = [i for i in analysis.issues if i.kind in ("empty", "empty_split")]
+    if empty:
+        print(f"fp: {defn.where}: {empty[0].message}; nothing worth building", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.analysis import preview_definition
+    from feature_platform.datasets.definitions.model import DefinitionError
+
+    (defn,), conn = _load(args, [args.name])
+    try:
+        with conn:
+            preview = preview_definition(defn, conn, args.limit, as_of=args.as_of)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    _print(args, preview)
+    return EXIT_OK
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.analysis import COMPARE_MAX, COMPARE_MIN, compare_definitions
+    from feature_platform.datasets.definitions.model import DefinitionError
+
+    if not COMPARE_MIN <= len(args.names) <= COMPARE_MAX:  # before touching any file or the warehouse
+        raise UsageError(f"compare: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; got {len(args.names)}")
+    defns, conn = _load(args, list(args.names))
+    try:
+        with conn:
+            comparison = compare_definitions(defns, conn, as_of=args.as_of)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    _print(args, comparison)
+    return EXIT_OK

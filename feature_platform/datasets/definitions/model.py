@@ -1,0 +1,434 @@
+"""Dataset definitions: reviewed YAML files that say which warehouse rows become a spec v1 dataset.
+
+The typed model checks everything that needs no warehouse (ids, roles, joins forming a tree, filters that
+need a role); ``validate_against`` checks the rest against the real warehouse schema. Every problem is
+one line naming the file, the field and the expected value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+
+from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.paths import SAFE_ID_PATTERN
+from feature_platform.contracts.provenance import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    import duckdb
+
+DEFINITIONS_ENV = "FP_DEFINITIONS_DIR"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Role = Literal["user_id", "product_id", "timestamp", "revenue", "label", "feature"]
+ROLES: tuple[str, ...] = ("user_id", "product_id", "timestamp", "revenue", "label", "feature")
+# Roles a definition may name at most once (user_id and timestamp exactly once).
+SINGLE_ROLES = ("user_id", "product_id", "timestamp", "revenue", "label")
+SPLIT_NAMES = ("train", "eval")
+
+
+class DefinitionError(ValueError):
+    """A definition that cannot be loaded, validated or built; the message is one line."""
+
+
+def definitions_dir() -> Path:
+    """``$FP_DEFINITIONS_DIR`` or ``<project root>/definitions``."""
+    return Path(os.environ.get(DEFINITIONS_ENV) or PROJECT_ROOT / "definitions")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TableRef(_Strict):
+    """A warehouse table ``raw_data.<name>``, or a Parquet file (``path``, relative to the definition file)."""
+
+    name: str = Field(pattern=IDENTIFIER)
+    path: str | None = None
+
+
+class Join(_Strict):
+    left_table: str
+    left_column: str
+    right_table: str
+    right_column: str
+    type: Literal["inner", "left"] = "inner"
+
+
+class ColumnSpec(_Strict):
+    table: str
+    column: str
+    alias: str | None = Field(None, pattern=IDENTIFIER)
+    role: Role = "feature"
+
+    @property
+    def output_name(self) -> str:
+        return self.alias or self.column
+
+
+class DateRange(_Strict):
+    """Rolling (``last_days``, up to and including today/as-of) or fixed (``start``..``end``, both inclusive)."""
+
+    last_days: int | None = Field(None, gt=0)
+    start: date | None = None
+    end: date | None = None
+
+    @property
+    def rolling(self) -> bool:
+        return self.last_days is not None
+
+
+class Filters(_Strict):
+    date_range: DateRange | None = None
+    top_products_percent: float | None = Field(None, gt=0, le=100)
+    min_transactions_per_user: int | None = Field(None, ge=1)
+
+
+class Split(_Strict):
+    """``time``: the last ``eval_days`` days go to eval. ``random``: FARM_FINGERPRINT(salt || key) buckets."""
+
+    strategy: Literal["time", "random"]
+    eval_days: int | None = Field(None, gt=0)
+    eval_fraction: float | None = Field(None, gt=0, lt=1)
+    salt: str = ""
+    key: str | None = None
+
+
+class DatasetDefinition(_Strict):
+    name: str = Field(pattern=SAFE_ID_PATTERN)
+    description: str = ""
+    status: Literal["draft", "active"] = "draft"
+    tables: list[TableRef] = Field(min_length=1)
+    joins: list[Join] = Field(default_factory=list)
+    columns: list[ColumnSpec] = Field(min_length=1)
+    filters: Filters = Field(default_factory=Filters)
+    split: Split
+
+    _source_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._source_file
+
+    @property
+    def where(self) -> str:
+        """How messages name this definition: its file, else its name."""
+        return str(self._source_file) if self._source_file else f"definition {self.name}"
+
+    def role_column(self, role: str) -> ColumnSpec | None:
+        return next((c for c in self.columns if c.role == role), None)
+
+    @property
+    def entity(self) -> ColumnSpec:
+        col = self.role_column("user_id")
+        assert col is not None  # guaranteed by load-time validation
+        return col
+
+    @property
+    def timestamp(self) -> ColumnSpec:
+        col = self.role_column("timestamp")
+        assert col is not None
+        return col
+
+    @property
+    def label(self) -> ColumnSpec | None:
+        return self.role_column("label")
+
+    @property
+    def features(self) -> list[ColumnSpec]:
+        """Every column that is not entity, timestamp or label, in listed order: the feature order."""
+        return [c for c in self.columns if c.role not in ("user_id", "timestamp", "label")]
+
+    @property
+    def output_columns(self) -> list[ColumnSpec]:
+        """Columns in dataset order: entity, timestamp, features, label."""
+        label = [self.label] if self.label else []
+        return [self.entity, self.timestamp, *self.features, *label]
+
+    @property
+    def split_key(self) -> str:
+        return self.split.key or self.entity.output_name
+
+    def table(self, name: str) -> TableRef:
+        return next(t for t in self.tables if t.name == name)
+
+    def parquet_path(self, table: TableRef) -> Path | None:
+        if table.path is None:
+            return None
+        path = Path(table.path)
+        if not path.is_absolute() and self._source_file is not None:
+            path = self._source_file.parent / path
+        return path
+
+    def join_order(self) -> list[Join]:
+        """Joins in listed order (each attaches a new right table to what is already joined)."""
+        return list(self.joins)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def digest(self) -> str:
+        """Identity of the definition's content; ``status`` is workflow, so activating keeps the identity."""
+        return digest(self.model_dump(mode="json", exclude={"status"}))
+
+
+def load_definition(path: Path | str) -> DatasetDefinition:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DefinitionError(f"{path}: cannot read definition: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise DefinitionError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    return parse_definition(raw, path)
+
+
+def parse_definition(raw: Any, path: Path | None = None) -> DatasetDefinition:
+    where = str(path) if path else "definition"
+    if not isinstance(raw, dict):
+        raise DefinitionError(f"{where}: expected a YAML mapping at the top level; got {type(raw).__name__}")
+    try:
+        defn = DatasetDefinition.model_validate(raw)
+    except ValidationError as exc:
+        raise DefinitionError(_pydantic_line(exc, where)) from None
+    defn._source_file = path
+    problems = static_problems(defn)
+    if problems:
+        raise DefinitionError(problems[0])
+    return defn
+
+
+def load_definitions(directory: Path | str | None = None) -> list[DatasetDefinition]:
+    """Every ``*.yaml``/``*.yml`` in ``directory``, sorted by name; the first bad file raises."""
+    directory = Path(directory) if directory is not None else definitions_dir()
+    if not directory.is_dir():
+        raise DefinitionError(f"{directory}: definitions directory does not exist")
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    defns = [load_definition(p) for p in files]
+    seen: dict[str, DatasetDefinition] = {}
+    for d in defns:
+        if d.name in seen:
+            raise DefinitionError(f"{d.where}: field name: expected a name no other definition uses; "
+                                  f"got {d.name!r}, also in {seen[d.name].where}")
+        seen[d.name] = d
+    return sorted(defns, key=lambda d: d.name)
+
+
+def find_definition(name: str, directory: Path | str | None = None) -> DatasetDefinition:
+    defns = load_definitions(directory)
+    for d in defns:
+        if d.name == name:
+            return d
+    known = ", ".join(d.name for d in defns) or "none"
+    where = directory if directory is not None else definitions_dir()
+    raise DefinitionError(f"{where}: no definition named {name!r} (known: {known})")
+
+
+def _pydantic_line(exc: ValidationError, where: str) -> str:
+    err = exc.errors()[0]
+    field = _field_path(err["loc"])
+    got = err.get("input")
+    if err["type"] == "literal_error":
+        expected = "one of " + re.sub(r"'([^']*)'", r"\1", err["ctx"]["expected"]).replace(" or ", ", ")
+    elif err["type"] == "extra_forbidden":
+        expected = "no such field"
+    elif err["type"] == "missing":
+        return f"{where}: field {field}: expected a value; got nothing (field is required)"
+    elif err["type"] == "string_pattern_mismatch":
+        expected = f"a value matching {err['ctx']['pattern']}"
+    else:
+        expected = err["msg"][0].lower() + err["msg"][1:]
+        expected = expected.removeprefix("input should be ").removeprefix("value error, ")
+    return f"{where}: field {field}: expected {expected}; got {got!r}"
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(root)"
+
+
+def static_problems(defn: DatasetDefinition) -> list[str]:
+    """Problems a definition has on its own (no warehouse needed), one line each."""
+    w = defn.where
+    out: list[str] = []
+    names = [t.name for t in defn.tables]
+    for i, t in enumerate(defn.tables):
+        if names.index(t.name) != i:
+            out.append(f"{w}: field tables[{i}].name: expected a table listed once; got {t.name!r} again")
+    known = ", ".join(names)
+    joined = {names[0]}
+    for i, j in enumerate(defn.joins):
+        for side in ("left_table", "right_table"):
+            value = getattr(j, side)
+            if value not in names:
+                out.append(f"{w}: field joins[{i}].{side}: expected one of the listed tables ({known}); got {value!r}")
+        if out:
+            continue
+        if j.left_table not in joined:
+            out.append(f"{w}: field joins[{i}].left_table: expected a table already joined "
+                       f"({', '.join(sorted(joined))}); got {j.left_table!r}")
+        elif j.right_table in joined:
+            out.append(f"{w}: field joins[{i}].right_table: join cycle: expected a table not yet joined; "
+                       f"got {j.right_table!r}, already joined via {', '.join(sorted(joined))}")
+        joined.add(j.right_table)
+    if not out:
+        for i, t in enumerate(defn.tables):
+            if t.name not in joined:
+                out.append(f"{w}: field tables[{i}]: expected every table after the first to be joined; "
+                           f"got {t.name!r} with no join")
+    outputs: dict[str, int] = {}
+    for i, c in enumerate(defn.columns):
+        if c.table not in names:
+            out.append(f"{w}: field columns[{i}].table: expected one of the listed tables ({known}); got {c.table!r}")
+        if not re.fullmatch(IDENTIFIER, c.output_name):
+            out.append(f"{w}: field columns[{i}].alias: expected an identifier ({IDENTIFIER}) for column "
+                       f"{c.column!r}; got {c.output_name!r}")
+        if c.output_name in outputs:
+            out.append(f"{w}: field columns[{i}].alias: expected a unique output name; got {c.output_name!r}, "
+                       f"also columns[{outputs[c.output_name]}]")
+        outputs.setdefault(c.output_name, i)
+    for role in SINGLE_ROLES:
+        idx = [i for i, c in enumerate(defn.columns) if c.role == role]
+        if len(idx) > 1:
+            out.append(f"{w}: field columns[{idx[1]}].role: expected at most one {role} column; got {len(idx)} "
+                       f"(columns {idx})")
+        if not idx and role in ("user_id", "timestamp"):
+            out.append(f"{w}: field columns: expected exactly one column with role {role}; got none")
+    if not any(c.role not in ("user_id", "timestamp", "label") for c in defn.columns):
+        out.append(f"{w}: field columns: expected at least one column with role feature, product_id or revenue; "
+                   f"got none")
+    f = defn.filters
+    if f.date_range is not None:
+        r = f.date_range
+        if r.rolling and (r.start or r.end):
+            out.append(f"{w}: field filters.date_range: expected either last_days or start/end; got both")
+        elif not r.rolling and (r.start is None or r.end is None):
+            out.append(f"{w}: field filters.date_range: expected last_days, or both start and end; got "
+                       f"{r.model_dump(mode='json', exclude_none=True)}")
+        elif r.start and r.end and r.start > r.end:
+            out.append(f"{w}: field filters.date_range.end: expected a date on or after start {r.start}; got {r.end}")
+    if f.top_products_percent is not None:
+        for role in ("product_id", "revenue"):
+            if defn.role_column(role) is None:
+                out.append(f"{w}: field filters.top_products_percent: expected a column with role {role} "
+                           f"(top products rank by revenue per product); got none")
+    s = defn.split
+    if s.strategy == "time":
+        if s.eval_days is None:
+            out.append(f"{w}: field split.eval_days: expected a positive number of days for a time split; got None")
+        if s.eval_fraction is not None or s.key is not None or s.salt:
+            out.append(f"{w}: field split: expected only eval_days for a time split; got "
+                       f"{s.model_dump(exclude_none=True, exclude_defaults=True)}")
+    else:
+        if s.eval_fraction is None:
+            out.append(f"{w}: field split.eval_fraction: expected a fraction in (0, 1) for a random split; got None")
+        if s.eval_days is not None:
+            out.append(f"{w}: field split.eval_days: expected no eval_days for a random split; got {s.eval_days}")
+        if s.key is not None and s.key not in outputs:
+            out.append(f"{w}: field split.key: expected one of the output columns ({', '.join(outputs)}); "
+                       f"got {s.key!r}")
+    return out
+
+
+# Warehouse types each role accepts (DuckDB type names, prefix match).
+_ROLE_TYPES: dict[str, tuple[str, ...]] = {
+    "user_id": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR"),
+    "product_id": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR"),
+    "timestamp": ("TIMESTAMP", "DATE"),
+    "revenue": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL"),
+    "label": ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL"),
+    "feature": ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                "FLOAT", "DOUBLE", "DECIMAL", "REAL", "VARCHAR", "DATE", "TIMESTAMP"),
+}
+_KEY_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR")
+
+
+def _type_ok(duck_type: str, allowed: tuple[str, ...]) -> bool:
+    t = duck_type.upper()
+    return any(t == a or t.startswith(a + "(") or t.startswith(a + " ") for a in allowed)
+
+
+def table_columns(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    """Column → DuckDB type for every listed table; unknown tables raise DefinitionError naming the field."""
+    from feature_platform.warehouse.connection import WarehouseError, one_line
+    from feature_platform.warehouse.introspect import table_names, table_schema
+
+    out: dict[str, dict[str, str]] = {}
+    for i, t in enumerate(defn.tables):
+        path = defn.parquet_path(t)
+        if path is not None:
+            if not path.is_file():
+                raise DefinitionError(f"{defn.where}: field tables[{i}].path: expected an existing Parquet file; "
+                                      f"got {t.path!r} ({path} does not exist)")
+            try:
+                rows = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
+            except Exception as exc:  # noqa: BLE001 - duckdb raises many error types for a bad file
+                raise DefinitionError(f"{defn.where}: field tables[{i}].path: expected a readable Parquet file; "
+                                      f"got {t.path!r}: {one_line(exc)}") from None
+            out[t.name] = {str(r[0]): str(r[1]) for r in rows}
+            continue
+        try:
+            out[t.name] = {c.name: c.type for c in table_schema(conn, t.name)}
+        except WarehouseError:
+            known = ", ".join(table_names(conn)) or "none"
+            raise DefinitionError(f"{defn.where}: field tables[{i}].name: expected a table in raw_data ({known}); "
+                                  f"got {t.name!r}") from None
+    return out
+
+
+def validate_against(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[str]:
+    """Problems against the warehouse (tables, columns, role types, the query itself); [] when valid."""
+    w = defn.where
+    try:
+        schemas = table_columns(defn, conn)
+    except DefinitionError as exc:
+        return [str(exc)]
+    out: list[str] = []
+
+    def known(table: str) -> str:
+        return ", ".join(schemas[table])
+
+    for i, j in enumerate(defn.joins):
+        for side in ("left", "right"):
+            table, column = getattr(j, f"{side}_table"), getattr(j, f"{side}_column")
+            if column not in schemas[table]:
+                out.append(f"{w}: field joins[{i}].{side}_column: expected a column of {table} ({known(table)}); "
+                           f"got {column!r}")
+    for i, c in enumerate(defn.columns):
+        columns = schemas[c.table]
+        if c.column not in columns:
+            out.append(f"{w}: field columns[{i}].column: expected a column of {c.table} ({known(c.table)}); "
+                       f"got {c.column!r}")
+            continue
+        duck_type = columns[c.column]
+        if not _type_ok(duck_type, _ROLE_TYPES[c.role]):
+            out.append(f"{w}: field columns[{i}].role: role {c.role} expects a column of type "
+                       f"{' | '.join(_ROLE_TYPES[c.role])}; got {c.role!r} on {c.table}.{c.column} ({duck_type})")
+        elif defn.split.strategy == "random" and c.output_name == defn.split_key and not _type_ok(duck_type,
+                                                                                                 _KEY_TYPES):
+            out.append(f"{w}: field split.key: expected an integer or text column (hashed as its text); got "
+                       f"{c.output_name!r} ({duck_type})")
+    if out:
+        return out
+    from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.warehouse.connection import one_line
+
+    try:
+        register_udfs(conn)
+        conn.execute(f"EXPLAIN {render_query(defn, dialect='duckdb')}")
+    except Exception as exc:  # noqa: BLE001 - any planner error is a problem of the definition
+        out.append(f"{w}: field (query): expected a query DuckDB can plan; got {one_line(exc)}")
+    return out
+
+
+def require_valid(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> None:
+    problems = validate_against(defn, conn)
+    if problems:
+        raise DefinitionError(problems[0])

@@ -1,0 +1,149 @@
+"""Run independent, picklable tasks inline, in local processes or on Ray, with results in task order.
+
+Callers rely on the result being a pure function of the task, so the executor and worker count can
+never change the bytes produced. Local processes start with ``forkserver`` (never ``fork``: the
+caller may be a threaded Dagster run, and forking a threaded process can deadlock); ``spawn`` is the
+fallback where forkserver does not exist. Ray is imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from typing import Any, Literal, TypeVar, cast, get_args
+
+T = TypeVar("T")
+R = TypeVar("R")
+Executor = Literal["inline", "process", "ray"]
+EXECUTORS: tuple[str, ...] = get_args(Executor)
+EXECUTOR_ENV = "FP_EXECUTOR"
+START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+class TaskError(RuntimeError):
+    """A task failed; names the task so a chunk failure points at the chunk. The cause is chained."""
+
+    def __init__(self, index: int, total: int, task: object, exc: BaseException) -> None:
+        text = repr(task)
+        text = text if len(text) <= 200 else text[:197] + "..."
+        super().__init__(f"task {index} of {total} ({text}) failed: {type(exc).__name__}: {exc}")
+        self.index = index
+        self.task = task
+
+
+def default_executor() -> Executor:
+    """``$FP_EXECUTOR`` if set (inline|process|ray), else ``process``."""
+    value = os.environ.get(EXECUTOR_ENV, "").strip() or "process"
+    if value not in EXECUTORS:
+        raise ValueError(f"environment variable {EXECUTOR_ENV}={value!r}: expected one of {', '.join(EXECUTORS)}")
+    return cast(Executor, value)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = "process", workers: int | None = None,
+              ray_address: str | None = None, progress: Callable[[int, int], None] | None = None) -> list[R]:
+    """``[fn(t) for t in tasks]`` on the chosen executor; the first failure raises TaskError.
+
+    ``workers`` defaults to the usable CPUs. For ``ray``: an already-initialised Ray in this process is
+    reused as is; otherwise connect to ``ray_address`` or ``$RAY_ADDRESS``, else start a local instance
+    with ``num_cpus=workers``; only a connection or instance started here is shut down.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    tasks = list(tasks)
+    if not tasks:
+        return []
+    if executor == "inline":
+        return _run_inline(fn, tasks, progress)
+    n_workers = workers or default_workers()
+    if executor == "process":
+        return _run_processes(fn, tasks, min(n_workers, len(tasks)), progress)
+    return _run_ray(fn, tasks, n_workers, ray_address, progress)
+
+
+def _run_inline(fn: Callable[[T], R], tasks: list[T], progress: Callable[[int, int], None] | None) -> list[R]:
+    results: list[R] = []
+    for i, task in enumerate(tasks):
+        try:
+            results.append(fn(task))
+        except Exception as exc:
+            raise TaskError(i, len(tasks), task, exc) from exc
+        if progress is not None:
+            progress(i + 1, len(tasks))
+    return results
+
+
+def _run_processes(fn: Callable[[T], R], tasks: list[T], workers: int,
+                   progress: Callable[[int, int], None] | None) -> list[R]:
+    ctx = multiprocessing.get_context(START_METHOD)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futures = [pool.submit(fn, task) for task in tasks]
+        index = {f: i for i, f in enumerate(futures)}
+        pending: set[Future[R]] = set(futures)
+        done_count = 0
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                failed = sorted(index[f] for f in done if f.exception() is not None)
+                if failed:
+                    i = failed[0]
+                    exc = futures[i].exception()
+                    assert exc is not None
+                    raise TaskError(i, len(tasks), tasks[i], exc) from exc
+                done_count += len(done)
+                if progress is not None:
+                    progress(done_count, len(tasks))
+        except BaseException:
+            for f in pending:
+                f.cancel()
+            raise
+        return [f.result() for f in futures]
+
+
+def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | None,
+             progress: Callable[[int, int], None] | None) -> list[R]:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        started = True
+    try:
+        remote: Any = ray.remote(max_retries=0)(_call)
+        refs = [remote.remote(fn, task) for task in tasks]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                i = index[ref]
+                try:
+                    results[i] = ray.get(ref)
+                except Exception as exc:
+                    for other in pending:  # not force: a shared instance keeps its workers
+                        ray.cancel(other)
+                    cause = getattr(exc, "cause", None)
+                    raise TaskError(i, len(tasks), tasks[i], cause if isinstance(cause, BaseException) else exc) \
+                        from exc
+            if progress is not None:
+                progress(len(refs) - len(pending), len(refs))
+        return cast(list[R], results)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _call(fn: Callable[[T], R], task: T) -> R:
+    return fn(task)

@@ -1,0 +1,190 @@
+"""Dataset definitions in Dagster: one partitioned asset per ACTIVE definition, ``["definitions", <name>]``.
+
+Each asset builds its spec v1 dataset from the definition's DuckDB query with the foundation's builder
+(``build_definition_dataset``), so it passes through the same verification and atomic publish; its
+blocking checks are the shared ``integrity_checks`` fed by the same ``verify_dataset`` as
+``fp dataset verify`` (which checks the file against the definition it was built from).
+
+Partitions are their own dynamic set, ``definition_version``: a definition-driven dataset is versioned by
+whoever builds it, not by the nightly market refresh, so adding a version must not add (or show as missing)
+a partition on every asset of the refresh graph. One set for all definitions: one version key builds every
+active definition in one run of ``definition_datasets_job``.
+"""
+
+
+import re
+import warnings
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError, load_definition
+from feature_platform.datasets.verify import VerifyReport
+from feature_platform.orchestration.checks import integrity_checks
+from feature_platform.orchestration.resources import PlatformPaths
+
+GROUP = "dataset_definitions"
+DEFINITION_VERSION = "definition_version"
+definition_versions = dg.DynamicPartitionsDefinition(name=DEFINITION_VERSION)
+
+CHECK_DESCRIPTIONS = {
+    "sha256_matches": "Every file exists inside the dataset directory and matches its manifest sha256 and size.",
+    "feature_order_matches": "The definition it was built from is unchanged; manifest and parquet footer follow "
+                             "its column roles and order.",
+    "schema_valid": "Manifest matches spec v1; footer columns, types, nullability and row counts match it.",
+    "size_within_limit": "The dataset directory is within its size limit.",
+}
+
+
+class DefinitionBuildConfig(dg.Config):
+    warehouse: str | None = Field(None, description="DuckDB warehouse file (default: $FP_WAREHOUSE or the data "
+                                                    "root's warehouse/warehouse.duckdb)")
+    as_of: str | None = Field(None, description="pin 'today' (YYYY-MM-DD) for rolling ranges and time splits; "
+                                                "default: today, UTC")
+
+
+def _dagster_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def definition_asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["definitions", _dagster_name(name)])
+
+
+def _sql_md(sql: str) -> dg.MetadataValue:
+    return dg.MetadataValue.md(f"```sql\n{sql}```")
+
+
+def definition_dataset_asset(defn: DatasetDefinition) -> dg.AssetsDefinition:
+    """The asset that builds ``defn`` (re-read from its file at run time, so the build uses what is committed)."""
+    name = defn.name
+    source_file = defn.source_file
+
+    @dg.asset(
+        key=definition_asset_key(name), partitions_def=definition_versions, group_name=GROUP,
+        kinds={"duckdb", "parquet"},
+        description=f"{defn.description or name} (definition file: {source_file.name if source_file else name})",
+        tags={"fp/definition": _dagster_name(name)},
+    )
+    def _build(context: dg.AssetExecutionContext, config: DefinitionBuildConfig,
+               paths: PlatformPaths) -> dg.MaterializeResult:
+        from datetime import date
+
+        from feature_platform.datasets.build import BuildError
+        from feature_platform.datasets.definitions.source import build_definition_dataset
+        from feature_platform.warehouse.connection import WarehouseError
+
+        version = context.partition_key
+        try:
+            current = load_definition(source_file) if source_file else defn
+            if current.status != "active":
+                raise DefinitionError(f"{current.where}: field status: expected active (this asset exists for an "
+                                      f"active definition; reload the code location); got {current.status!r}")
+            as_of = date.fromisoformat(config.as_of) if config.as_of else None
+            result = build_definition_dataset(current, paths.datasets, dataset_version=version,
+                                              warehouse=Path(config.warehouse) if config.warehouse else None,
+                                              force=True, as_of=as_of)
+        except (DefinitionError, WarehouseError, BuildError, ValueError) as exc:
+            raise dg.Failure(f"definition {name}: {exc}", allow_retries=False) from None
+        m = result.manifest
+        params = m.source.parameters
+        return dg.MaterializeResult(
+            metadata={
+                "definition": name,
+                "definition_sha256": str(params.get("definition_sha256")),
+                "dataset_id": m.dataset_id,
+                "dataset_version": m.dataset_version,
+                "manifest_digest": result.digest,
+                "source_hash": m.source.source_hash,
+                "dagster/row_count": m.row_count,
+                "rows_per_second": round(m.row_count / max(result.seconds, 1e-9)),
+                "sha256": dg.MetadataValue.json({f.path: f.sha256 for f in m.files}),
+                "splits": dg.MetadataValue.json({"algorithm": m.splits.algorithm, **m.splits.rows}),
+                "as_of": str(params.get("as_of")),
+                "sql": _sql_md(_rendered_sql(current, str(params.get("as_of")))),
+                "path": dg.MetadataValue.path(str(result.manifest_path)),
+                "dagster/column_schema": dg.TableSchema(columns=[
+                    dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable))
+                    for c in m.columns]),
+                "duration_s": round(result.seconds, 3),
+            },
+            data_version=dg.DataVersion(result.digest),
+            tags={"dataset_version": version},
+        )
+
+    return _build
+
+
+def _rendered_sql(defn: DatasetDefinition, as_of: str) -> str:
+    from datetime import date
+
+    from feature_platform.datasets.definitions.sql import render_query
+
+    return render_query(defn, dialect="duckdb", as_of=date.fromisoformat(as_of))
+
+
+def definition_checks(asset: dg.AssetsDefinition, defn: DatasetDefinition) -> dg.AssetChecksDefinition:
+    def verify(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> VerifyReport:
+        from feature_platform.datasets.definitions.source import dataset_id_for
+        from feature_platform.datasets.verify import verify_dataset
+
+        version = context.op_execution_context.partition_key
+        return verify_dataset(paths.datasets / dataset_id_for(defn, version) / MANIFEST_NAME, paths.datasets)
+
+    return integrity_checks(asset, name=f"{_dagster_name(defn.name)}_integrity", descriptions=CHECK_DESCRIPTIONS,
+                            verify=verify)
+
+
+def definition_assets(directory: Path | None = None) -> tuple[list[dg.AssetsDefinition],
+                                                              list[dg.AssetChecksDefinition]]:
+    """Assets and blocking checks for every active definition in ``directory`` (default: the definitions dir).
+
+    A file that does not load is left out with a warning naming it (the code location still loads, and
+    ``fp definitions list`` shows the error); drafts get no asset until ``fp definitions activate``.
+    """
+    from feature_platform.datasets.definitions.model import definitions_dir
+
+    directory = directory or definitions_dir()
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    if not directory.is_dir():
+        return assets, checks
+    seen: set[str] = set()
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            defn = load_definition(path)
+        except DefinitionError as exc:
+            warnings.warn(f"dataset definition skipped: {exc}", stacklevel=2)
+            continue
+        if defn.status != "active" or _dagster_name(defn.name) in seen:
+            continue
+        seen.add(_dagster_name(defn.name))
+        asset = definition_dataset_asset(defn)
+        assets.append(asset)
+        checks.append(definition_checks(asset, defn))
+    return assets, checks
+
+
+def definitions_job(name: str = "definition_datasets_job") -> "dg.UnresolvedAssetJobDefinition":
+    """Every active definition's dataset (and its blocking checks) for one ``definition_version``."""
+    return dg.define_asset_job(name, selection=dg.AssetSelection.groups(GROUP),
+                               description="Build the spec v1 dataset of every active dataset definition.")
+
+
+def ensure_definition_version(instance: dg.DagsterInstance, version: str) -> bool:
+    """Add ``version`` to the ``definition_version`` partitions; True when it was new."""
+    from feature_platform.contracts.paths import require_safe_id
+
+    require_safe_id(version, DEFINITION_VERSION)
+    if instance.has_dynamic_partition(DEFINITION_VERSION, version):
+        return False
+    instance.add_dynamic_partitions(DEFINITION_VERSION, [version])
+    return True
+
+
+DEFINITION_ASSETS, DEFINITION_CHECKS = definition_assets()
+definition_datasets_job = definitions_job()
+# A job over an empty group would not resolve: no active definition, no job.
+DEFINITION_JOBS = [definition_datasets_job] if DEFINITION_ASSETS else []
