@@ -26,7 +26,7 @@ home:
 	@mkdir -p $(DAGSTER_HOME)
 	@[ -e $(DAGSTER_HOME)/dagster.yaml ] || ln -s $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: $(STAMP) home  ## market data → dataset refresh → features → training → promotion, then the lineage
+demo: $(STAMP) home  ## market data → refresh → features → training → promotion → lineage; a definition-driven and a tensor dataset
 	$(BIN)/fp market backfill --start $$(date -u -d yesterday +%F)
 	version=demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/fp refresh run --version $$version --rows $(DEMO_ROWS) && \
@@ -35,6 +35,9 @@ demo: $(STAMP) home  ## market data → dataset refresh → features → trainin
 	$(BIN)/fp lineage --model-key market_regime --alias production
 	$(BIN)/fp warehouse seed --force
 	$(BIN)/fp definitions build purchases_90d --version demo-$$(date -u +%Y%m%dT%H%M%SZ)
+	$(BIN)/fp dataset build --source simulator --format zarr --out-dir $(FP_DATA_ROOT)/tensor_datasets \
+	  --dataset-id demo-simulated --samples 5000 --seed 0 --workers 2 --force
+	$(BIN)/fp dataset verify --path $(FP_DATA_ROOT)/tensor_datasets/demo-simulated/manifest.json --reproduce 5
 	@echo
 	@echo "Dagster instance: $(DAGSTER_HOME)   data: $(FP_DATA_ROOT)"
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(UI_PORT) (Assets > dataset_refresh)."

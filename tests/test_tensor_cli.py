@@ -67,6 +67,17 @@ def test_json_output_and_tensor_verify_options(cli: Cli, built: Path) -> None:
     assert hashed and all(p.endswith("json") or "/c/1" in p for p in hashed)  # only chunk 1 (samples 10..19) read
 
 
+def test_deep_verify_recounts_values_the_default_takes_from_the_manifest(cli: Cli, copy: Path) -> None:
+    from tests.test_tensor_verify import nan_chunk_resealed
+
+    nan_chunk_resealed(copy)  # a forger rewrote a chunk with a NaN and resealed every hash and the root
+    manifest = copy / "manifest.json"
+    code, out, _ = cli("dataset", "verify", "--path", manifest)
+    assert code == 0, out  # the hashes bind the bytes, and the manifest still declares 0 NaN
+    code, out, _ = cli("dataset", "verify", "--path", manifest, "--deep")
+    assert code == 1 and "failed: nan_inf_counts at trajectories" in out
+
+
 def test_build_json_matches_the_manifest(cli: Cli, tmp_path: Path) -> None:
     code, out, err = cli(*build_args(tmp_path, "j", "--executor", "inline", "--json",
                                      "--split", "extrapolation_slice:rho>=0.7"))
@@ -203,6 +214,7 @@ SIM = ["dataset", "build", "--source", "simulator", "--out-dir", "o", "--dataset
     [*SIM, "--format", "zarr", "--samples", "40", "--executor", "threads"],
     [*SIM, "--format", "zarr", "--samples", "40", "--workers", "0"],
     [*SIM, "--format", "zarr", "--samples", "40", "--dataset-version", "a/b"],
+    [*SIM, "--format", "zarr", "--samples", "40", "--chunk-samples", "10", "--inner-chunk-samples", "3"],
     ["dataset", "build", "--source", "synthetic", "--format", "zarr", "--out-dir", "o", "--dataset-id", "x"],
     ["dataset", "build", "--source", "synthetic", "--out-dir", "o", "--dataset-id", "x", "--samples", "4"],
     ["dataset", "verify", "--path", "m.json", "--samples", "5:2"],

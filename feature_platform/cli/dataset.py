@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -86,7 +85,8 @@ def register(groups: Any) -> None:
         "verify", help="verify a dataset against its manifest (fail-closed)",
         description="Re-hash every file and check path safety and size limits. Parquet: schema, feature order "
         "and row counts from parquet footers. Zarr: every chunk file's sha256, the Merkle root, shapes, dtypes, "
-        "codecs and NaN/Inf counts; --samples limits the chunk reads to a sample range, --reproduce K "
+        "codecs and NaN/Inf counts (--deep recounts them from the decoded chunks); --samples limits the chunk "
+        "reads to a sample range, --reproduce K "
         "regenerates K random samples from their seeds and compares them bit for bit. Exit 0 only when every "
         "check passes; a failure names the chunk.",
     )
@@ -102,6 +102,9 @@ def register(groups: Any) -> None:
                         help="zarr only: regenerate K random samples from their seeds, compare bit for bit")
     verify.add_argument("--reproduce-seed", type=non_negative_int, default=None,
                         help="zarr only: seed choosing which samples --reproduce regenerates (default random)")
+    verify.add_argument("--deep", action="store_true",
+                        help="zarr only: also decode every chunk read and recount NaN/Inf and split codes (about "
+                        "half the speed); by default the counts are the manifest's, bound to the hashed bytes")
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
@@ -230,7 +233,7 @@ class _ProgressPrinter:
 def _tensor_build(args: argparse.Namespace) -> int:
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import BuildError
-    from feature_platform.datasets.executors import TaskError, default_executor
+    from feature_platform.datasets.executors import TaskError, choose_executor
     from feature_platform.datasets.tensor_build import build_tensor_dataset
     from feature_platform.datasets.tensor_splits import TensorSplitSpec, parse_split_arg
     from feature_platform.simulators import DEFAULT_SIMULATOR, get_simulator
@@ -238,7 +241,6 @@ def _tensor_build(args: argparse.Namespace) -> int:
     if args.samples is None:
         raise UsageError("--source simulator needs --samples N")
     simulator = args.simulator or DEFAULT_SIMULATOR
-    ray_address = args.ray_address or os.environ.get("RAY_ADDRESS") or None
     try:
         require_safe_id(args.dataset_id, "--dataset-id")
         if args.dataset_version is not None:
@@ -246,7 +248,7 @@ def _tensor_build(args: argparse.Namespace) -> int:
         spec = get_simulator(simulator).spec
         splits = parse_split_arg(args.split) if args.split is not None else TensorSplitSpec.default()
         splits.check(spec)
-        executor = args.executor or ("ray" if ray_address else default_executor())
+        executor, ray_address = choose_executor(args.executor, args.ray_address)
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -340,19 +342,20 @@ def _array_table(arrays: dict[str, dict[str, Any]]) -> list[str]:
 def _dataset_verify(args: argparse.Namespace) -> int:
     from feature_platform.datasets.verify import verify_dataset
 
-    if args.samples is not None or args.reproduce or args.reproduce_seed is not None:
+    kind = _manifest_format(args.path)
+    tensor_only = args.samples is not None or bool(args.reproduce) or args.reproduce_seed is not None or args.deep
+    if kind == "zarr" or (kind is None and tensor_only):
         from feature_platform.datasets.tensor_verify import verify_tensor_dataset
 
-        kind = _manifest_format(args.path)
-        if kind not in (None, "zarr"):
-            raise UsageError(f"--samples/--reproduce/--reproduce-seed apply to zarr datasets; "
-                             f"{args.path} has format {kind!r}")
         try:
             report = verify_tensor_dataset(args.path, args.base_dir, samples=args.samples, reproduce=args.reproduce,
                                            reproduce_seed=args.reproduce_seed, max_bytes=args.max_bytes,
-                                           expected_digest=args.expect_digest)
+                                           expected_digest=args.expect_digest, scan_values=args.deep)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
+    elif tensor_only:
+        raise UsageError(f"--samples/--reproduce/--reproduce-seed/--deep apply to zarr datasets; "
+                         f"{args.path} has format {kind!r}")
     else:
         report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes,
                                 expected_digest=args.expect_digest)
@@ -381,7 +384,7 @@ def _manifest_format(path: Path) -> str | None:
 
 
 def _dataset_report(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.tensor_sanity import sanity_report_of
+    from feature_platform.datasets.tensor_report import sanity_report_of
     from feature_platform.datasets.tensor_verify import verify_tensor_dataset
 
     kind = _manifest_format(args.path)

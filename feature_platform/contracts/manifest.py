@@ -42,6 +42,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class CanonicalManifest(_Strict):
+    """A manifest whose identity is the sha256 of its canonical JSON (DESIGN.md §7)."""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def digest(self) -> str:
+        """The dataset's identity: sha256 of the manifest's canonical JSON."""
+        return digest(self.to_json_dict())
+
+    def canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_json_dict())
+
+    def dumps(self) -> str:
+        """Human-readable form for ``manifest.json``; parsing it gives back the same digest."""
+        return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
 class Source(_Strict):
     """Where the rows came from; ``source_hash`` identifies the exact input bytes or generator."""
 
@@ -136,7 +154,7 @@ class Limits(_Strict):
     max_bytes: int = Field(gt=0, le=SPEC_MAX_BYTES)
 
 
-class DatasetManifest(_Strict):
+class DatasetManifest(CanonicalManifest):
     model_config = ConfigDict(
         title="feature_platform dataset manifest, spec v1",
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID},
@@ -174,19 +192,6 @@ class DatasetManifest(_Strict):
             raise ValueError("file paths must be unique")
         return self
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-    def digest(self) -> str:
-        """The dataset's identity: sha256 of the manifest's canonical JSON."""
-        return digest(self.to_json_dict())
-
-    def canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_json_dict())
-
-    def dumps(self) -> str:
-        """Human-readable form for ``manifest.json``; parsing it gives back the same digest."""
-        return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def validation_message(exc: ValidationError, source: str) -> str:

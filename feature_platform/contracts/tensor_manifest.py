@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, JsonValue, ValidationError, model_validator
 
-from feature_platform.contracts.canonical import canonical_json, digest
 from feature_platform.contracts.manifest import (
     MANIFEST_NAME,
+    CanonicalManifest,
     DatasetManifest,
     Limits,
     ManifestError,
@@ -193,7 +193,7 @@ class BitroundCompression(_Strict):
     max_relative_error: float = Field(gt=0, lt=1, description="promised bound, 2**-keepbits, for normal floats")
 
 
-class TensorDatasetManifest(_Strict):
+class TensorDatasetManifest(CanonicalManifest):
     model_config = _Strict.model_config | {
         "title": "feature_platform tensor dataset manifest, spec v1 (zarr)",
         "json_schema_extra": {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": TENSOR_SCHEMA_ID},
@@ -255,18 +255,6 @@ class TensorDatasetManifest(_Strict):
     def computed_merkle_root(self) -> str:
         return merkle_root((p, h) for p, _, h in self.files())
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
-
-    def digest(self) -> str:
-        """The dataset's identity: sha256 of the manifest's canonical JSON."""
-        return digest(self.to_json_dict())
-
-    def canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_json_dict())
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json_dict(), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def parse_tensor_manifest(raw: Any, source: str = MANIFEST_NAME) -> TensorDatasetManifest:

@@ -41,6 +41,15 @@ def default_executor() -> Executor:
     return cast(Executor, value)
 
 
+def choose_executor(explicit: str | None, ray_address: str | None) -> tuple[Executor, str | None]:
+    """The executor and Ray address a build uses: an explicit choice, else Ray when an address is given
+    (argument or ``$RAY_ADDRESS``), else ``default_executor()``. CLI and Dagster both decide here."""
+    address = ray_address or os.environ.get("RAY_ADDRESS") or None
+    if explicit is not None and explicit not in EXECUTORS:
+        raise ValueError(f"executor {explicit!r}: expected one of {', '.join(EXECUTORS)}")
+    return cast(Executor, explicit) if explicit else ("ray" if address else default_executor()), address
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
 

@@ -46,6 +46,7 @@ from feature_platform.datasets.zarr_store import (
     array_layout,
     codecs_json,
     create_store,
+    require_inner_chunks,
     write_range,
 )
 from feature_platform.storage.publish import publish_dir, staging_dir
@@ -154,6 +155,7 @@ def build_tensor_dataset(
     require_safe_id(dataset_id, "dataset_id")
     _require_positive(samples=samples, T=T, chunk_samples=chunk_samples, max_bytes=max_bytes)
     _require_positive(seed=seed + 1, H=H + 1)  # seed and H may be 0
+    require_inner_chunks(chunk_samples, inner_chunk_samples)
     if bitround_keepbits is not None and not 1 <= bitround_keepbits <= 22:
         raise ValueError(f"bitround_keepbits must lie in [1, 22], got {bitround_keepbits}")
     created = utc_now()

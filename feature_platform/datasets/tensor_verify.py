@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import stat
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -23,16 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from feature_platform.contracts.manifest import MANIFEST_NAME, SPEC_MAX_BYTES, ManifestError
-from feature_platform.contracts.paths import SAFE_ID_PATTERN, UnsafePathError, id_problem, resolve_inside
+from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.tensor_manifest import TensorDatasetManifest, parse_tensor_manifest
 from feature_platform.datasets.verify import (
-    MAX_MANIFEST_BYTES,
     Check,
     VerifyReport,
-    _reject_constant,
-    _walk,
+    check_location,
+    check_no_extra_files,
+    check_size,
+    read_manifest,
     sha256_file,
+    walk_entries,
 )
 
 # How the named checks roll up into the blocking checks of the tensor dataset asset.
@@ -86,11 +87,11 @@ def verify_tensor_dataset(
 def _verify(report: VerifyReport, manifest_path: Path, base_dir: Path | None, samples: tuple[int, int] | None,
             reproduce: int, reproduce_seed: int | None, max_bytes: int | None, expected_digest: str | None,
             scan_values: bool, known_sha256: Mapping[str, str]) -> None:
-    m = _read_manifest(report, manifest_path)
+    m = read_manifest(report, manifest_path, parse_tensor_manifest, "tensor dataset manifest spec v1 (zarr)")
     if m is None:
         return
     dataset_dir = manifest_path.parent
-    _check_location(report, m, dataset_dir, base_dir)
+    check_location(report, m.dataset_id, dataset_dir, base_dir)
     lo, hi = 0, m.n_samples
     if samples is not None:
         lo, hi = int(samples[0]), int(samples[1])
@@ -101,57 +102,18 @@ def _verify(report: VerifyReport, manifest_path: Path, base_dir: Path | None, sa
     chunks_ok, values = _check_chunks(report, m, dataset_dir, known_sha256, lo, hi, scan_values)
     report.add("merkle_root", m.computed_merkle_root() == m.merkle_root, m.merkle_root, m.computed_merkle_root(),
                MANIFEST_NAME, detail="recomputed over every listed file's (path, sha256)")
-    entries = _walk(dataset_dir)
-    _check_no_extra_files(report, m, entries)
+    entries = walk_entries(dataset_dir)
+    check_no_extra_files(report, (p for p, _, _ in m.files()), entries)
     if meta_ok:
         _check_zarr_metadata(report, m, dataset_dir)
     _check_layout(report, m)
     _check_counts(report, m, dataset_dir, lo, hi, values if scan_values and chunks_ok and meta_ok else None)
-    _check_size(report, m, entries, max_bytes)
+    check_size(report, m.limits.max_bytes, entries, max_bytes)
     if reproduce > 0:
         _check_reproduce(report, m, dataset_dir, lo, hi, reproduce, reproduce_seed)
     if expected_digest is not None:
         report.add("manifest_digest", report.manifest_digest == expected_digest, expected_digest,
                    report.manifest_digest)
-
-
-def _read_manifest(report: VerifyReport, path: Path) -> TensorDatasetManifest | None:
-    try:
-        st = path.lstat()
-    except OSError as exc:
-        report.add("manifest_exists", False, "a regular file", exc.strerror or "missing", str(path))
-        return None
-    if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_MANIFEST_BYTES:
-        report.add("manifest_exists", False, f"a regular file of at most {MAX_MANIFEST_BYTES} bytes",
-                   f"mode {stat.filemode(st.st_mode)}, {st.st_size} bytes", str(path))
-        return None
-    report.add("manifest_exists", True, "a regular file", "a regular file", str(path))
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        report.add("manifest_parses", False, "UTF-8 JSON without NaN/Infinity", str(exc).splitlines()[0])
-        return None
-    report.add("manifest_parses", True, "UTF-8 JSON without NaN/Infinity", "parsed")
-    raw_id = raw.get("dataset_id") if isinstance(raw, dict) else None
-    problem = id_problem(raw_id)
-    report.add("dataset_id_safe", problem is None, SAFE_ID_PATTERN, raw_id, detail=problem or "")
-    try:
-        manifest = parse_tensor_manifest(raw, str(path))
-    except ManifestError as exc:
-        report.add("manifest_schema", False, "tensor dataset manifest spec v1 (zarr)", "invalid", detail=str(exc))
-        return None
-    report.add("manifest_schema", True, "tensor dataset manifest spec v1 (zarr)", "valid")
-    report.dataset_id = manifest.dataset_id
-    report.manifest_digest = manifest.digest()
-    return manifest if problem is None else None
-
-
-def _check_location(report: VerifyReport, m: TensorDatasetManifest, dataset_dir: Path, base_dir: Path | None) -> None:
-    actual = os.path.realpath(dataset_dir)
-    expected = m.dataset_id if base_dir is None else os.path.join(os.path.realpath(base_dir), m.dataset_id)
-    ok = (Path(actual).name == expected) if base_dir is None else actual == expected
-    report.add("dataset_location", ok and not dataset_dir.is_symlink(),
-               f"a directory named {expected}" if base_dir is None else expected, actual)
 
 
 def _check_file(report: VerifyReport, dataset_dir: Path, rel: str, size: int, sha: str, what: str,
@@ -267,13 +229,6 @@ def _hash_and_decode(path: Path, rel: str, known_sha256: Mapping[str, str],
     return sha, (nan, inf, codes)
 
 
-def _check_no_extra_files(report: VerifyReport, m: TensorDatasetManifest, entries: dict[str, int]) -> None:
-    expected = {MANIFEST_NAME, *(p for p, _, _ in m.files())}
-    extra = sorted(set(entries) - expected)
-    report.add("no_extra_files", not extra, "only manifest.json and the files it lists", extra or "none",
-               detail=f"unlisted: {', '.join(extra)}" if extra else "")
-
-
 def _check_zarr_metadata(report: VerifyReport, m: TensorDatasetManifest, dataset_dir: Path) -> None:
     """Each array's zarr.json (already hash-checked) must describe exactly what the manifest says."""
     for name, arr in m.arrays.items():
@@ -382,12 +337,6 @@ def _scan_with_zarr(m: TensorDatasetManifest, dataset_dir: Path, name: str, lo: 
             nan, inf = nonfinite_counts(np.asarray(za[c.start:c.stop]))
             v.nan, v.inf = v.nan + nan, v.inf + inf
     return v
-
-
-def _check_size(report: VerifyReport, m: TensorDatasetManifest, entries: dict[str, int], max_bytes: int | None) -> None:
-    limit = min(m.limits.max_bytes, SPEC_MAX_BYTES, max_bytes if max_bytes is not None else SPEC_MAX_BYTES)
-    total = sum(entries.values())
-    report.add("size_limit", total <= limit, f"<= {limit} bytes", total)
 
 
 def _check_reproduce(report: VerifyReport, m: TensorDatasetManifest, dataset_dir: Path, lo: int, hi: int,

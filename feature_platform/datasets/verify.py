@@ -13,10 +13,10 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -150,22 +150,37 @@ def _verify(
     if manifest is None:
         return
     dataset_dir = manifest_path.parent
-    _check_location(report, manifest, dataset_dir, base_dir)
+    check_location(report, manifest.dataset_id, dataset_dir, base_dir)
     footers = _check_files(report, manifest, dataset_dir, known_sha256)
-    entries = _walk(dataset_dir)
-    _check_no_extra_files(report, manifest, entries)
+    entries = walk_entries(dataset_dir)
+    check_no_extra_files(report, (f.path for f in manifest.files), entries)
     _check_schema(report, manifest, footers)
     resolved = contract or _contract_for(report, manifest)
     if resolved is not None:
         _check_contract(report, manifest, footers, resolved)
     _check_row_counts(report, manifest, footers)
-    _check_size(report, manifest, entries, max_bytes)
+    check_size(report, manifest.limits.max_bytes, entries, max_bytes)
     if expected_digest is not None:
         report.add("manifest_digest", report.manifest_digest == expected_digest, expected_digest,
                    report.manifest_digest)
 
 
+class _Identified(Protocol):
+    @property
+    def dataset_id(self) -> str: ...
+
+    def digest(self) -> str: ...
+
+
+M = TypeVar("M", bound=_Identified)
+
+
 def _read_manifest(report: VerifyReport, path: Path) -> DatasetManifest | None:
+    return read_manifest(report, path, parse_manifest, "dataset manifest spec v1")
+
+
+def read_manifest(report: VerifyReport, path: Path, parse: Callable[[Any, str], M], kind: str) -> M | None:
+    """Stat, parse and validate a manifest of either format, recording each step as a named check."""
     try:
         st = path.lstat()
     except OSError as exc:
@@ -187,11 +202,11 @@ def _read_manifest(report: VerifyReport, path: Path) -> DatasetManifest | None:
     problem = id_problem(raw_id)
     report.add("dataset_id_safe", problem is None, SAFE_ID_PATTERN, raw_id, detail=problem or "")
     try:
-        manifest = parse_manifest(raw, str(path))
+        manifest = parse(raw, str(path))
     except ManifestError as exc:
-        report.add("manifest_schema", False, "dataset manifest spec v1", "invalid", detail=str(exc))
+        report.add("manifest_schema", False, kind, "invalid", detail=str(exc))
         return None
-    report.add("manifest_schema", True, "dataset manifest spec v1", "valid")
+    report.add("manifest_schema", True, kind, "valid")
     report.dataset_id = manifest.dataset_id
     report.manifest_digest = manifest.digest()
     return manifest if problem is None else None
@@ -201,14 +216,13 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"non-finite number {name} is not allowed in a manifest")
 
 
-def _check_location(report: VerifyReport, m: DatasetManifest, dataset_dir: Path, base_dir: Path | None) -> None:
+def check_location(report: VerifyReport, dataset_id: str, dataset_dir: Path, base_dir: Path | None) -> None:
     actual = os.path.realpath(dataset_dir)
     if base_dir is None:
-        expected_name = m.dataset_id
-        report.add("dataset_location", Path(actual).name == expected_name and not dataset_dir.is_symlink(),
-                   f"a directory named {expected_name}", actual)
+        report.add("dataset_location", Path(actual).name == dataset_id and not dataset_dir.is_symlink(),
+                   f"a directory named {dataset_id}", actual)
         return
-    expected = os.path.join(os.path.realpath(base_dir), m.dataset_id)
+    expected = os.path.join(os.path.realpath(base_dir), dataset_id)
     report.add("dataset_location", actual == expected and not dataset_dir.is_symlink(), expected, actual,
                detail="" if actual == expected else "manifest is not at <base-dir>/<dataset_id>/manifest.json")
 
@@ -245,7 +259,7 @@ def _check_files(
     return footers
 
 
-def _walk(dataset_dir: Path) -> dict[str, int]:
+def walk_entries(dataset_dir: Path) -> dict[str, int]:
     """Every non-directory entry under ``dataset_dir`` (symlinks not followed) → size."""
     entries: dict[str, int] = {}
     for root, dirs, files in os.walk(dataset_dir, followlinks=False):
@@ -255,9 +269,8 @@ def _walk(dataset_dir: Path) -> dict[str, int]:
     return entries
 
 
-def _check_no_extra_files(report: VerifyReport, m: DatasetManifest, entries: dict[str, int]) -> None:
-    expected = {MANIFEST_NAME, *(f.path for f in m.files)}
-    extra = sorted(set(entries) - expected)
+def check_no_extra_files(report: VerifyReport, listed: Iterable[str], entries: dict[str, int]) -> None:
+    extra = sorted(set(entries) - {MANIFEST_NAME, *listed})
     report.add("no_extra_files", not extra, "only manifest.json and the files it lists", extra or "none",
                detail=f"unlisted: {', '.join(extra)}" if extra else "")
 
@@ -339,8 +352,8 @@ def _check_row_counts(report: VerifyReport, m: DatasetManifest, footers: dict[st
                detail="" if split_rows == m.row_count else "splits.rows do not add up to row_count")
 
 
-def _check_size(report: VerifyReport, m: DatasetManifest, entries: dict[str, int], max_bytes: int | None) -> None:
-    limit = min(m.limits.max_bytes, SPEC_MAX_BYTES, max_bytes if max_bytes is not None else SPEC_MAX_BYTES)
+def check_size(report: VerifyReport, manifest_limit: int, entries: dict[str, int], max_bytes: int | None) -> None:
+    limit = min(manifest_limit, SPEC_MAX_BYTES, max_bytes if max_bytes is not None else SPEC_MAX_BYTES)
     total = sum(entries.values())
     report.add("size_limit", total <= limit, f"<= {limit} bytes", total)
 

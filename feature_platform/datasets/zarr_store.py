@@ -118,6 +118,11 @@ def codecs_json(spec: ArraySpec, chunk_samples: int, inner_chunk_samples: int | 
     }}]
 
 
+def require_inner_chunks(chunk_samples: int, inner_chunk_samples: int | None) -> None:
+    if inner_chunk_samples is not None and (inner_chunk_samples <= 0 or chunk_samples % inner_chunk_samples):
+        raise ValueError(f"inner_chunk_samples must divide chunk_samples={chunk_samples}, got {inner_chunk_samples}")
+
+
 def _sharded(spec: ArraySpec, inner_chunk_samples: int | None) -> bool:
     # theta, split codes and metadata rows are tiny: small inner chunks would not compress at all.
     return inner_chunk_samples is not None and spec.name in ("trajectories", "irfs", "shocks")
@@ -132,8 +137,7 @@ def create_store(dataset_dir: Path, n_samples: int, layout: Sequence[ArraySpec],
 
     if n_samples <= 0 or chunk_samples <= 0:
         raise ValueError(f"n_samples and chunk_samples must be positive, got {n_samples} and {chunk_samples}")
-    if inner_chunk_samples is not None and (inner_chunk_samples <= 0 or chunk_samples % inner_chunk_samples):
-        raise ValueError(f"inner_chunk_samples must divide chunk_samples={chunk_samples}, got {inner_chunk_samples}")
+    require_inner_chunks(chunk_samples, inner_chunk_samples)
     store = LocalStore(dataset_dir / STORE_NAME)
     root = zarr.create_group(store, attributes={"layout_version": LAYOUT_VERSION, **(attributes or {})},
                              zarr_format=3)

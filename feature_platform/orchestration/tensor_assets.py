@@ -70,25 +70,23 @@ def tensor_dataset(context: dg.AssetExecutionContext, config: TensorDatasetConfi
                    paths: PlatformPaths) -> dg.MaterializeResult:
     """Simulate, write a Zarr v3 store chunk by chunk (bit-identical whatever the executor), verify, publish
     atomically; the manifest digest is the partition's data version."""
-    import os
-
-    from feature_platform.datasets.executors import default_executor
+    from feature_platform.datasets.executors import choose_executor
     from feature_platform.datasets.tensor_build import build_tensor_dataset
     from feature_platform.datasets.tensor_splits import parse_split_arg
 
     version = context.partition_key
-    ray_address = config.ray_address or os.environ.get("RAY_ADDRESS") or None
     try:
         splits = parse_split_arg(config.split)
+        executor, ray_address = choose_executor(None if config.executor == "auto" else config.executor,
+                                                config.ray_address)
     except ValueError as exc:
-        raise dg.Failure(f"tensor_dataset config.split: {exc}") from None
+        raise dg.Failure(f"tensor_dataset config: {exc}") from None
     result = build_tensor_dataset(
         tensor_datasets_dir(paths), tensor_dataset_id(version), samples=config.samples,
         seed=_seed(version, config.seed), simulator=config.simulator, T=config.T, H=config.H,
         chunk_samples=config.chunk_samples, inner_chunk_samples=config.inner_chunk_samples, splits=splits,
-        executor=config.executor if config.executor != "auto" else "ray" if ray_address else default_executor(),
-        workers=config.workers,
-        ray_address=ray_address, bitround_keepbits=config.bitround_keepbits, dataset_version=version, force=True)
+        executor=executor, workers=config.workers, ray_address=ray_address,
+        bitround_keepbits=config.bitround_keepbits, dataset_version=version, force=True)
     m = result.manifest
     rows = ["| array | shape | raw bytes | stored bytes | ratio | NaN | Inf |", "|---|---|---|---|---|---|---|"]
     rows += [f"| {name} | {tuple(a.shape)} | {a.raw_bytes:,} | {a.stored_bytes:,} | {a.compression_ratio:.3f} | "
@@ -125,7 +123,7 @@ class TensorReportConfig(dg.Config):
 def tensor_sanity_report(context: dg.AssetExecutionContext, config: TensorReportConfig,
                          paths: PlatformPaths) -> dg.MaterializeResult:
     """Parameter histograms and a grid of sample impulse responses from a bounded sample of the store."""
-    from feature_platform.datasets.tensor_sanity import sanity_report_of
+    from feature_platform.datasets.tensor_report import sanity_report_of
 
     version = context.partition_key
     started = time.perf_counter()
