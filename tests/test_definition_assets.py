@@ -10,12 +10,13 @@ import pytest
 
 from feature_platform.orchestration.definition_assets import (
     DEFINITION_ASSETS,
+    DEFINITION_VERSION,
     GROUP,
     definition_asset_key,
     definition_assets,
     definitions_job,
-    ensure_definition_version,
 )
+from feature_platform.orchestration.partitions import ensure_partition
 from tests.test_definitions_model import BASE, changed, write
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def _run(directory: Path, instance: Any, paths: Any, warehouse: Path, version: s
     assets, checks = definition_assets(directory)
     job = definitions_job("test_definitions_job")
     defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], resources={"paths": paths})
-    ensure_definition_version(instance, version)
+    ensure_partition(instance, version, DEFINITION_VERSION)
     config = {"ops": {a.node_def.name: {"config": {"warehouse": str(warehouse), "as_of": RUN_CONFIG_AS_OF}}
                       for a in assets}}
     return defs.resolve_job_def("test_definitions_job").execute_in_process(

@@ -173,17 +173,6 @@ def definitions_job(name: str = "definition_datasets_job") -> "dg.UnresolvedAsse
                                description="Build the spec v1 dataset of every active dataset definition.")
 
 
-def ensure_definition_version(instance: dg.DagsterInstance, version: str) -> bool:
-    """Add ``version`` to the ``definition_version`` partitions; True when it was new."""
-    from feature_platform.contracts.paths import require_safe_id
-
-    require_safe_id(version, DEFINITION_VERSION)
-    if instance.has_dynamic_partition(DEFINITION_VERSION, version):
-        return False
-    instance.add_dynamic_partitions(DEFINITION_VERSION, [version])
-    return True
-
-
 DEFINITION_ASSETS, DEFINITION_CHECKS = definition_assets()
 definition_datasets_job = definitions_job()
 # A job over an empty group would not resolve: no active definition, no job.

@@ -8,12 +8,12 @@ DATASET_VERSION = "dataset_version"
 dataset_versions = dg.DynamicPartitionsDefinition(name=DATASET_VERSION)
 
 
-def ensure_partition(instance: dg.DagsterInstance, version: str) -> bool:
-    """Add ``version`` to the partition set; True when it was new."""
+def ensure_partition(instance: dg.DagsterInstance, version: str, partitions: str = DATASET_VERSION) -> bool:
+    """Add ``version`` to the dynamic partition set ``partitions``; True when it was new."""
     from feature_platform.contracts.paths import require_safe_id
 
-    require_safe_id(version, "dataset_version")
-    if instance.has_dynamic_partition(DATASET_VERSION, version):
+    require_safe_id(version, partitions)
+    if instance.has_dynamic_partition(partitions, version):
         return False
-    instance.add_dynamic_partitions(DATASET_VERSION, [version])
+    instance.add_dynamic_partitions(partitions, [version])
     return True
