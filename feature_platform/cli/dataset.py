@@ -124,6 +124,20 @@ def register(groups: Any) -> None:
     report.set_defaults(handler=_dataset_report)
 
 
+def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
+    """One report for a build that failed: nothing was published (the builder's staging guarantees it)."""
+    report = getattr(exc, "report", None)
+    if args.verbose and report is not None:
+        for check in report.failures:
+            print(check.line(), file=sys.stderr)
+    if isinstance(exc, OSError):
+        print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
+              file=sys.stderr)
+    else:
+        print(f"fp: error: {exc}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def sample_range(text: str) -> tuple[int, int]:
     """START:STOP with 0 <= START < STOP."""
     start, sep, stop = text.partition(":")
@@ -175,16 +189,8 @@ def _table_build(args: argparse.Namespace) -> int:
         result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
                                splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES,
                                force=args.force, progress=progress)
-    except BuildError as exc:
-        if args.verbose and exc.report is not None:
-            for check in exc.report.failures:
-                print(check.line(), file=sys.stderr)
-        print(f"fp: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
-              file=sys.stderr)
-        return EXIT_FAILED
+    except (BuildError, OSError) as exc:
+        return _build_failed(exc, args)
     m = result.manifest
     summary: dict[str, Any] = {
         "dataset_id": m.dataset_id,
@@ -266,16 +272,8 @@ def _tensor_build(args: argparse.Namespace) -> int:
     except TaskError as exc:
         print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
         return EXIT_FAILED
-    except BuildError as exc:
-        if args.verbose and exc.report is not None:
-            for check in exc.report.failures:
-                print(check.line(), file=sys.stderr)
-        print(f"fp: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    except OSError as exc:
-        print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
-              file=sys.stderr)
-        return EXIT_FAILED
+    except (BuildError, OSError) as exc:
+        return _build_failed(exc, args)
     summary = tensor_summary(result.manifest, result.digest)
     summary.update(path=str(result.path), manifest=str(result.manifest_path), executor=executor,
                    workers=args.workers, seconds=round(result.seconds, 3), checks_passed=len(result.report.checks))

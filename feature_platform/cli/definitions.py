@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, group_help
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, data_root, group_help
 
 if TYPE_CHECKING:
     import duckdb
@@ -272,7 +271,7 @@ def _build(args: argparse.Namespace) -> int:
     except UnsafePathError as exc:
         raise UsageError(str(exc)) from None
     defn = _find(args, args.name)
-    out_dir = args.out_dir or Path(os.environ.get("FP_DATA_ROOT") or "data") / "datasets"
+    out_dir = args.out_dir or data_root() / "datasets"
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
                                           warehouse=args.warehouse, force=args.force, as_of=args.as_of)
