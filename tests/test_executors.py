@@ -103,3 +103,21 @@ def test_ray_connects_to_configured_cluster_and_leaves_it_running(ray_local: str
     expected = hashlib.sha256(b"".join(run_tasks(chunk_digest, TASKS, executor="inline"))).hexdigest()
     assert proc.stdout.strip().splitlines()[-1] == expected
     assert run_tasks(slow_first, [2, 3], executor="ray") == [4, 9]  # the shared instance is still up
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_on_result_sees_every_result_in_the_driver_and_its_value_is_kept(executor: str,
+                                                                         request: pytest.FixtureRequest) -> None:
+    if executor == "ray":
+        request.getfixturevalue("ray_local")
+    seen: list[tuple[int, int, int]] = []
+
+    def land(i: int, result: int) -> int:
+        seen.append((i, result, os.getpid()))
+        return -result
+
+    results = run_tasks(slow_first, list(range(5)), executor=executor, workers=2,  # type: ignore[arg-type]
+                        on_result=land)
+    assert results == [-(i * i) for i in range(5)]
+    assert sorted((i, r) for i, r, _ in seen) == [(i, i * i) for i in range(5)]
+    assert {pid for _, _, pid in seen} == {os.getpid()}  # called where the caller runs, not in a worker

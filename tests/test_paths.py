@@ -51,3 +51,20 @@ def test_resolve_inside_rejects_symlink_escape_but_allows_inner_links(tmp_path: 
         resolve_inside(root, "sub/up/outside.bin")
     assert resolve_inside(root, "inner_link.bin") == root / "inner_link.bin"
     assert resolve_inside(root, "sub/inner.bin") == root / "sub" / "inner.bin"
+
+
+def test_sync_tree_falls_back_to_an_fsync_per_file_and_directory(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from feature_platform.storage import syscalls
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for rel in ("x", "a/y", "a/b/z"):
+        (tmp_path / rel).write_bytes(rel.encode())
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    syscalls.sync_tree(tmp_path)  # syncfs: one call, no per-file fsync
+    assert synced == []
+    monkeypatch.setattr(syscalls, "_SYNCFS", None)
+    syscalls.sync_tree(tmp_path)
+    assert len(synced) == 6  # three files, three directories

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -143,3 +144,15 @@ def test_progress_reaches_the_sample_count(tmp_path: Path) -> None:
     _build(tmp_path, samples=50, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (50, 50) and [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert json.loads((tmp_path / "tds" / "manifest.json").read_text())["n_samples"] == 50
+
+
+def test_a_worker_reporting_wrong_bytes_fails_the_build(tmp_path: Path) -> None:
+    from feature_platform.datasets.tensor_build import ChunkResult, _land_payload
+    from feature_platform.datasets.zarr_store import WrittenFile
+
+    good = WrittenFile("theta", "data.zarr/theta/c/0/0", 0, 10, 3, hashlib.sha256(b"abc").hexdigest())
+    landed = _land_payload(tmp_path, ChunkResult([good], {}, [10, 0, 0], {good.path: b"abc"}))
+    assert landed.payload is None and (tmp_path / good.path).read_bytes() == b"abc"
+    bad = WrittenFile("shocks", "data.zarr/shocks/c/0/0/0", 0, 10, 3, good.sha256)
+    with pytest.raises(BuildError, match=r"data\.zarr/shocks/c/0/0/0: chunk bytes from the worker"):
+        _land_payload(tmp_path, ChunkResult([bad], {}, [10, 0, 0], {bad.path: b"abd"}))

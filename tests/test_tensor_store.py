@@ -225,3 +225,23 @@ def test_sharded_layout_holds_the_same_values(built: TensorBuildResult, tmp_path
     sharded = load_tensor_dataset(r.path, samples=[3, 44])
     assert all(np.array_equal(plain[k], sharded[k]) for k in plain)
     shutil.rmtree(r.path)
+
+
+def test_detached_worker_encodes_the_same_bytes_without_touching_the_store(tmp_path: Path) -> None:
+    """A Ray node may not share the driver's filesystem: it encodes in memory against the store's zarr.json."""
+    from feature_platform.datasets.zarr_store import encode_range, store_metadata
+
+    layout, data = _layout_and_data(0, 2 * CHUNK)
+    create_store(tmp_path, 2 * CHUNK, layout, chunk_samples=CHUNK)
+    metadata = store_metadata(tmp_path)
+    before = sorted(p for p in (tmp_path / STORE_NAME).rglob("*"))
+    written_d, counts_d, payload = encode_range(metadata, layout, CHUNK, 2 * CHUNK,
+                                                {k: v[CHUNK:] for k, v in data.items()},
+                                                chunk_samples=CHUNK, n_samples=2 * CHUNK)
+    assert sorted(p for p in (tmp_path / STORE_NAME).rglob("*")) == before  # nothing written locally
+    written, counts = write_range(tmp_path, layout, CHUNK, 2 * CHUNK, {k: v[CHUNK:] for k, v in data.items()},
+                                  chunk_samples=CHUNK, n_samples=2 * CHUNK)
+    assert (written_d, counts_d) == (written, counts)
+    assert set(payload) == {w.path for w in written}
+    for w in written:
+        assert payload[w.path] == (tmp_path / w.path).read_bytes()

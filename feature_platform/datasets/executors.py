@@ -55,8 +55,13 @@ def default_workers() -> int:
 
 
 def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = "process", workers: int | None = None,
-              ray_address: str | None = None, progress: Callable[[int, int], None] | None = None) -> list[R]:
+              ray_address: str | None = None, progress: Callable[[int, int], None] | None = None,
+              on_result: Callable[[int, R], R] | None = None) -> list[R]:
     """``[fn(t) for t in tasks]`` on the chosen executor; the first failure raises TaskError.
+
+    ``on_result(i, result)`` runs in the caller's process as each result arrives (in completion order)
+    and what it returns is kept instead: a caller can write a large result away and keep a small one,
+    so memory is bounded by the results in flight, not by all of them.
 
     ``workers`` defaults to the usable CPUs. For ``ray``: an already-initialised Ray in this process is
     reused as is; otherwise connect to ``ray_address`` or ``$RAY_ADDRESS``, else start a local instance
@@ -69,33 +74,41 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = 
     tasks = list(tasks)
     if not tasks:
         return []
+    keep = on_result or _keep
     if executor == "inline":
-        return _run_inline(fn, tasks, progress)
+        return _run_inline(fn, tasks, progress, keep)
     n_workers = workers or default_workers()
     if executor == "process":
-        return _run_processes(fn, tasks, min(n_workers, len(tasks)), progress)
-    return _run_ray(fn, tasks, n_workers, ray_address, progress)
+        return _run_processes(fn, tasks, min(n_workers, len(tasks)), progress, keep)
+    return _run_ray(fn, tasks, n_workers, ray_address, progress, keep)
 
 
-def _run_inline(fn: Callable[[T], R], tasks: list[T], progress: Callable[[int, int], None] | None) -> list[R]:
+def _keep(index: int, result: R) -> R:
+    return result
+
+
+def _run_inline(fn: Callable[[T], R], tasks: list[T], progress: Callable[[int, int], None] | None,
+                keep: Callable[[int, R], R]) -> list[R]:
     results: list[R] = []
     for i, task in enumerate(tasks):
         try:
-            results.append(fn(task))
+            result = fn(task)
         except Exception as exc:
             raise TaskError(i, len(tasks), task, exc) from exc
+        results.append(keep(i, result))
         if progress is not None:
             progress(i + 1, len(tasks))
     return results
 
 
 def _run_processes(fn: Callable[[T], R], tasks: list[T], workers: int,
-                   progress: Callable[[int, int], None] | None) -> list[R]:
+                   progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R]) -> list[R]:
     ctx = multiprocessing.get_context(START_METHOD)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = [pool.submit(fn, task) for task in tasks]
         index = {f: i for i, f in enumerate(futures)}
         pending: set[Future[R]] = set(futures)
+        results: list[Any] = [None] * len(futures)
         done_count = 0
         try:
             while pending:
@@ -106,6 +119,8 @@ def _run_processes(fn: Callable[[T], R], tasks: list[T], workers: int,
                     exc = futures[i].exception()
                     assert exc is not None
                     raise TaskError(i, len(tasks), tasks[i], exc) from exc
+                for f in done:
+                    results[index[f]] = keep(index[f], f.result())
                 done_count += len(done)
                 if progress is not None:
                     progress(done_count, len(tasks))
@@ -113,11 +128,11 @@ def _run_processes(fn: Callable[[T], R], tasks: list[T], workers: int,
             for f in pending:
                 f.cancel()
             raise
-        return [f.result() for f in futures]
+        return cast(list[R], results)
 
 
 def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | None,
-             progress: Callable[[int, int], None] | None) -> list[R]:
+             progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R]) -> list[R]:
     import ray
 
     started = False
@@ -130,24 +145,25 @@ def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | 
         started = True
     try:
         remote: Any = ray.remote(max_retries=0)(_call)
-        refs = [remote.remote(fn, task) for task in tasks]
-        index = {ref: i for i, ref in enumerate(refs)}
-        results: list[Any] = [None] * len(refs)
-        pending = list(refs)
+        pending = [remote.remote(fn, task) for task in tasks]
+        # Only `pending` and `index` hold refs: a fetched result leaves Ray's object store once handled.
+        index = {ref: i for i, ref in enumerate(pending)}
+        results: list[Any] = [None] * len(pending)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                i = index[ref]
+                i = index.pop(ref)
                 try:
-                    results[i] = ray.get(ref)
+                    result = ray.get(ref)
                 except Exception as exc:
                     for other in pending:  # not force: a shared instance keeps its workers
                         ray.cancel(other)
                     cause = getattr(exc, "cause", None)
                     raise TaskError(i, len(tasks), tasks[i], cause if isinstance(cause, BaseException) else exc) \
                         from exc
+                results[i] = keep(i, result)
             if progress is not None:
-                progress(len(refs) - len(pending), len(refs))
+                progress(len(tasks) - len(pending), len(tasks))
         return cast(list[R], results)
     finally:
         if started:

@@ -46,10 +46,13 @@ from feature_platform.datasets.zarr_store import (
     array_layout,
     codecs_json,
     create_store,
+    encode_range,
     require_inner_chunks,
+    store_metadata,
     write_range,
 )
 from feature_platform.storage.publish import publish_dir, staging_dir
+from feature_platform.storage.syscalls import sync_tree
 
 DEFAULT_TENSOR_MAX_BYTES = 8 * 1024**3
 DEFAULT_CHUNK_SAMPLES = 1000
@@ -90,6 +93,9 @@ class ChunkTask:
     layout: tuple[ArraySpec, ...]
     splits: dict[str, Any]
     keepbits: int | None
+    # The store's zarr.json documents when the worker may not share the driver's filesystem (Ray):
+    # it then encodes its chunks in memory and returns the bytes for the driver to write.
+    metadata: dict[str, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,7 @@ class ChunkResult:
     files: list[WrittenFile]
     nonfinite: dict[str, tuple[int, int]]
     split_counts: list[int]
+    payload: dict[str, bytes] | None = None
 
 
 def bitround_bound(keepbits: int) -> float:
@@ -118,10 +125,30 @@ def write_chunk(task: ChunkTask) -> ChunkResult:
                                  np.arange(task.start, task.stop, dtype=np.int64), spec, task.seed)
     data: dict[str, np.ndarray] = {**batch.arrays(), SPLIT_ARRAY: codes}
     data.update({f"metadata/{k}": v for k, v in batch.metadata.items()})
+    counts = [int(c) for c in np.bincount(codes.astype(np.int64), minlength=len(SPLIT_NAMES))]
+    if task.metadata is not None:
+        files, nonfinite, payload = encode_range(task.metadata, task.layout, task.start, task.stop, data,
+                                                 chunk_samples=task.chunk_samples, n_samples=task.n_samples,
+                                                 keepbits=task.keepbits)
+        return ChunkResult(files, nonfinite, counts, payload)
     files, nonfinite = write_range(Path(task.dataset_dir), task.layout, task.start, task.stop, data,
                                    chunk_samples=task.chunk_samples, n_samples=task.n_samples, keepbits=task.keepbits)
-    counts = np.bincount(codes.astype(np.int64), minlength=len(SPLIT_NAMES))
-    return ChunkResult(files, nonfinite, [int(c) for c in counts])
+    return ChunkResult(files, nonfinite, counts)
+
+
+def _land_payload(dataset_dir: Path, result: ChunkResult) -> ChunkResult:
+    """Write a detached worker's chunk bytes into the staged store (checking each against the worker's
+    sha256) and drop them, so the driver holds only the chunks in flight."""
+    if result.payload is None:
+        return result
+    expected = {f.path: f.sha256 for f in result.files}
+    for rel, data in result.payload.items():
+        if expected.get(rel) != sha256_hex(data):
+            raise BuildError(f"{rel}: chunk bytes from the worker do not match the sha256 it reported")
+        path = dataset_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_durably(path, data)
+    return ChunkResult(result.files, result.nonfinite, result.split_counts)
 
 
 def build_tensor_dataset(
@@ -189,13 +216,15 @@ def build_tensor_dataset(
         create_store(staged, samples, layout, chunk_samples=chunk_samples, inner_chunk_samples=inner_chunk_samples,
                      attributes={"dataset_id": dataset_id, "simulator": simulator})
         _require_codecs(staged, layout, codecs)
+        detached = store_metadata(staged) if executor == "ray" else None
         tasks = [ChunkTask(str(staged), simulator, seed, a, min(a + chunk_samples, samples), T, H, samples,
-                           chunk_samples, layout, splits.to_json(), bitround_keepbits)
+                           chunk_samples, layout, splits.to_json(), bitround_keepbits, detached)
                  for a in range(0, samples, chunk_samples)]
         task_progress = None if progress is None else (
             lambda done, total: progress(min(done * chunk_samples, samples), samples))
         results = run_tasks(write_chunk, tasks, executor=executor,  # type: ignore[arg-type]
-                            workers=workers, ray_address=ray_address, progress=task_progress)
+                            workers=workers, ray_address=ray_address, progress=task_progress,
+                            on_result=lambda _, result: _land_payload(staged, result))
         metadata_files = _metadata_files(staged)
         arrays = _arrays(layout, results, samples, chunk_samples, inner_chunk_samples, codecs)
         split_counts = np.sum([r.split_counts for r in results], axis=0)
@@ -220,6 +249,7 @@ def build_tensor_dataset(
         if not report.ok:
             failed = "; ".join(c.line() for c in report.failures)
             raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)
+        sync_tree(staged)  # chunks written by worker processes are durable before the rename publishes them
         publish_dir(staged, target, replace=force)
     return TensorBuildResult(path=target, manifest=manifest, digest=manifest.digest(), report=report,
                              seconds=time.perf_counter() - started,

@@ -223,6 +223,37 @@ def write_range(dataset_dir: Path, layout: Sequence[ArraySpec], start: int, stop
 
     Returns the chunk files written and, per array, the (NaN, Inf) counts of the stored values.
     """
+    store = _hashing_store_class()(dataset_dir / STORE_NAME)
+    return _write(store, layout, start, stop, data, chunk_samples, n_samples, keepbits)
+
+
+def encode_range(metadata: Mapping[str, bytes], layout: Sequence[ArraySpec], start: int, stop: int,
+                 data: Mapping[str, np.ndarray], *, chunk_samples: int, n_samples: int,
+                 keepbits: int | None = None) -> tuple[list[WrittenFile], dict[str, tuple[int, int]], dict[str, bytes]]:
+    """``write_range`` for a worker that shares no filesystem with the store (a Ray cluster node).
+
+    The chunks are encoded into memory against the store's own ``zarr.json`` documents (``metadata``,
+    keyed by path inside the store) and returned as ``{path relative to the dataset dir: bytes}``: the
+    same bytes ``write_range`` would have written, for the driver to write.
+    """
+    from zarr.core.buffer import cpu
+    from zarr.storage import MemoryStore
+
+    store = MemoryStore({key: cpu.Buffer.from_bytes(doc) for key, doc in metadata.items()})
+    written, counts = _write(store, layout, start, stop, data, chunk_samples, n_samples, keepbits)
+    payload = {w.path: store._store_dict[w.path.removeprefix(STORE_NAME + "/")].to_bytes() for w in written}
+    return written, counts, payload
+
+
+def store_metadata(dataset_dir: Path) -> dict[str, bytes]:
+    """Every ``zarr.json`` of the store at ``dataset_dir``, keyed by path inside the store (for ``encode_range``)."""
+    root = dataset_dir / STORE_NAME
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("zarr.json"))}
+
+
+def _write(store: Any, layout: Sequence[ArraySpec], start: int, stop: int, data: Mapping[str, np.ndarray],
+           chunk_samples: int, n_samples: int, keepbits: int | None) -> tuple[list[WrittenFile],
+                                                                             dict[str, tuple[int, int]]]:
     import zarr
 
     if start % chunk_samples or (stop % chunk_samples and stop != n_samples) or not 0 <= start < stop <= n_samples:
@@ -232,15 +263,12 @@ def write_range(dataset_dir: Path, layout: Sequence[ArraySpec], start: int, stop
     single_thread_blosc()
     converted = {s.name: convert(s, data[s.name], keepbits) for s in layout}
     counts = {name: nonfinite_counts(v) for name, v in converted.items()}
-    store = _hashing_store_class()(dataset_dir / STORE_NAME)
     for spec in layout:
         # A chunk equal to the fill value would otherwise be skipped, and read back silently as fill.
         arr = zarr.open_array(store, path=spec.name, zarr_format=3).with_config({"write_empty_chunks": True})
         arr[start:stop] = converted[spec.name]
     written: list[WrittenFile] = []
-    for key, (size, sha) in sorted(store.written.items()):
-        if "/c/" not in key:
-            raise RuntimeError(f"unexpected store write {key!r} while writing samples [{start}, {stop})")
+    for key, (size, sha) in sorted(_chunk_records(store).items()):
         name, _, index = key.rpartition("/c/")
         first = int(index.split("/")[0]) * chunk_samples
         written.append(WrittenFile(name, f"{STORE_NAME}/{key}", first, min(first + chunk_samples, n_samples),
@@ -251,6 +279,19 @@ def write_range(dataset_dir: Path, layout: Sequence[ArraySpec], start: int, stop
         raise RuntimeError(f"zarr wrote chunks {sorted(got)} for samples [{start}, {stop}), "
                            f"expected {sorted(expected)}")
     return written, counts
+
+
+def _chunk_records(store: Any) -> dict[str, tuple[int, str]]:
+    """(size, sha256) of every chunk the store received; anything but a chunk is a write nobody asked for."""
+    if hasattr(store, "written"):
+        records: dict[str, tuple[int, str]] = store.written
+    else:
+        records = {key: (len(raw := buf.to_bytes()), hashlib.sha256(raw).hexdigest())
+                   for key, buf in store._store_dict.items() if not key.endswith("zarr.json")}
+    for key in records:
+        if "/c/" not in key:
+            raise RuntimeError(f"unexpected store write {key!r}")
+    return records
 
 
 def chunk_path(array: str, chunk_index: int, ndim: int) -> str:

@@ -27,6 +27,7 @@ def _libc_function(name: str, argtypes: list[Any]) -> Any:
 _RENAMEAT2 = _libc_function("renameat2", [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                                            ctypes.c_uint])
 _SYNC_FILE_RANGE = _libc_function("sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint])
+_SYNCFS = _libc_function("syncfs", [ctypes.c_int])
 
 
 def renameat2(src: Path, dst: Path, flags: int) -> bool:
@@ -46,3 +47,21 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     only waits for the tail; a no-op where sync_file_range is missing."""
     if _SYNC_FILE_RANGE is not None:
         _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+def sync_tree(path: Path) -> None:
+    """Make every file under ``path`` durable before it is published: one ``syncfs`` of its filesystem
+    where Linux has it (many small files, written by other processes), else an fsync per file and directory."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _SYNCFS is not None and _SYNCFS(fd) == 0:
+            return
+    finally:
+        os.close(fd)
+    for root, _, files in os.walk(path):
+        for full in [*(os.path.join(root, name) for name in files), root]:
+            entry = os.open(full, os.O_RDONLY)
+            try:
+                os.fsync(entry)
+            finally:
+                os.close(entry)
