@@ -397,3 +397,29 @@ def test_verify_published_catches_a_damaged_remote_copy(s3_target: Target, built
     s3_target.store.put_bytes(json.dumps({"nope": 1}).encode(), f"{published.prefix}/{MANIFEST_NAME}")
     failed = {c.name for c in verify_published(s3_target.store, published.prefix, v1.manifest) if not c.passed}
     assert failed == {"manifest_digest", "file_exists[data.parquet]"}
+
+
+def test_sweep_removes_only_old_uploads_a_killed_publish_left_behind(target: Target,
+                                                                    built: dict[str, BuildResult]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from feature_platform.storage.dataset_publish import _upload_token, sweep_abandoned_uploads
+
+    published = target.publish(built["v1"])
+    now = datetime.now(tz=UTC)
+    data = built["v2"].path / "data.parquet"
+    # What a publish killed by SIGKILL between upload and switch leaves: objects under an unrecorded token.
+    orphan = f"{versions_prefix(DS, 'v2')}/{_upload_token(now - timedelta(days=2))}"
+    in_flight = f"{versions_prefix(DS, 'v2')}/{_upload_token(now - timedelta(minutes=5))}"
+    foreign = f"{versions_prefix(DS, 'v2')}/made-by-hand"
+    for prefix in (orphan, in_flight, foreign):
+        target.store.put_file(data, f"{prefix}/data.parquet")
+    before = {k for k in target.store.list() if not k.startswith(orphan + "/")}
+
+    assert sweep_abandoned_uploads(target.store, target.catalog, DS, now=now) == [orphan]
+    assert set(target.store.list()) == before  # the published version, the young attempt and foreign keys stay
+    assert all(c.passed for c in verify_published(target.store, published.prefix, built["v1"].manifest))
+    assert sweep_abandoned_uploads(target.store, target.catalog, DS, now=now) == []
+    # The published version is never swept, however old its token.
+    assert sweep_abandoned_uploads(target.store, target.catalog, DS, now=now + timedelta(days=400)) == [in_flight]
+    assert current_pointer(target.store, DS)["prefix"] == published.prefix  # type: ignore[index]

@@ -240,25 +240,29 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
 
 
 @dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[quality_report])
-def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths,
-                      object_store: ObjectStoreResource) -> dg.MaterializeResult:
+def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
+                      catalog: CatalogResource) -> dg.MaterializeResult:
     """archive_artifacts: logs, metrics, quality report and the diff vs the previous version, kept 90 days.
 
     Requested by the run-status sensors after every refresh run, whether it succeeded or failed. Also the
-    retention sweep: archives and Dagster runs older than ``retention_days`` are deleted.
+    retention sweep: archives and Dagster runs older than ``retention_days`` are deleted, and so are
+    upload attempts a killed publish left behind (never named by the catalog, older than a day).
     """
     from feature_platform.orchestration.run_report import archive_refresh_run, purge_old_runs
+    from feature_platform.storage.dataset_publish import sweep_abandoned_uploads
 
     refresh_run_id = context.run.tags.get("fp/refresh_run_id")
-    archived = archive_refresh_run(context.instance, refresh_run_id, context.partition_key, paths,
-                                   object_store.open(paths))
+    store = object_store.open(paths)
+    archived = archive_refresh_run(context.instance, refresh_run_id, context.partition_key, paths, store)
     purged = purge_old_runs(context.instance, paths.retention_days)
+    abandoned = sweep_abandoned_uploads(store, catalog.open(paths), paths.dataset_name)
     return dg.MaterializeResult(metadata={
         "archive": archived.location,
         "files": dg.MetadataValue.json(archived.files),
         "refresh_run_id": refresh_run_id or "none",
         "archives_swept": len(archived.swept),
         "runs_purged": len(purged),
+        "abandoned_uploads_swept": dg.MetadataValue.json(abandoned),
     })
 
 

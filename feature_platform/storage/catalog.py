@@ -101,6 +101,11 @@ class CatalogTransaction:
     def current(self, dataset_id: str) -> CatalogEntry | None:
         return _current(self._conn, dataset_id)
 
+    def prefixes(self, dataset_id: str) -> set[str]:
+        """Object-store prefixes of every recorded version of ``dataset_id``, whatever its status."""
+        rows = self._conn.execute("SELECT prefix FROM dataset_versions WHERE dataset_id = ?", (dataset_id,))
+        return {str(row[0]) for row in rows}
+
     def record_publish(
         self,
         *,

@@ -27,7 +27,7 @@ import secrets
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -207,8 +207,43 @@ def _check_extra_names(extra_files: Mapping[str, Path], manifest: DatasetManifes
     return {name: Path(path) for name, path in extra_files.items()}
 
 
-def _upload_token() -> str:
-    return f"{datetime.now(tz=UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(4)}"
+TOKEN_TIME = "%Y%m%dT%H%M%S%fZ"
+# An upload attempt younger than this may still be in flight (a concurrent publisher): never swept.
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def _upload_token(now: datetime | None = None) -> str:
+    return f"{(now or datetime.now(tz=UTC)).strftime(TOKEN_TIME)}-{secrets.token_hex(4)}"
+
+
+def sweep_abandoned_uploads(store: ObjectStore, catalog: Catalog, dataset_id: str, *,
+                            older_than: timedelta = ABANDONED_AFTER, now: datetime | None = None) -> list[str]:
+    """Delete upload attempts that never became a catalog version; returns their prefixes.
+
+    A publish that fails cleans up after itself, but one killed between upload and switch (SIGKILL, a
+    lost node, a power cut) leaves its prefix behind. Under the catalog's write lock (the one every
+    switch takes), a prefix that neither the catalog nor ``current.json`` names and whose token is older
+    than ``older_than`` can only be such an orphan. Tokens this code did not write are left alone.
+    """
+    now = now or datetime.now(tz=UTC)
+    root = join_key(DATASETS_ROOT, require_safe_id(dataset_id, "dataset name"), "versions") + "/"
+    swept: list[str] = []
+    with catalog.transaction() as tx:
+        pointer = current_pointer(store, dataset_id)
+        keep = tx.prefixes(dataset_id) | ({str(pointer.get("prefix"))} if pointer else set())
+        attempts = {root + "/".join(key[len(root):].split("/")[:2]) for key in store.list(root)
+                    if key[len(root):].count("/") >= 2}
+        for prefix in sorted(attempts - keep):
+            try:
+                started = datetime.strptime(prefix.rsplit("/", 1)[1].split("-")[0], TOKEN_TIME).replace(tzinfo=UTC)
+            except ValueError:
+                continue
+            if now - started >= older_than:
+                store.delete_prefix(prefix + "/")
+                swept.append(prefix)
+    for prefix in swept:
+        log.info("swept abandoned upload %s/", prefix)
+    return swept
 
 
 def _plan_uploads(
