@@ -89,7 +89,8 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
                     "archive_artifacts", "market_data_raw", "market_data", "feature_build", "trained_model",
                     "model_evaluation", "registered_model", "promotion", "tensor_dataset", "tensor_sanity_report",
-                    "definitions/purchases_90d", "definitions/recent_activity_time_split"}
+                    "definitions/purchases_90d", "definitions/recent_activity_time_split",
+                    "definitions/purchases_90d_published", "definitions/recent_activity_time_split_published"}
     checks = {(c.asset_key.to_user_string(), c.name): c.blocking
               for a in defs.asset_checks or [] for c in a.check_specs}  # type: ignore[union-attr]
     assert checks == {("source_snapshot", "source_valid"): True, ("dataset", "sha256_matches"): True,
@@ -104,7 +105,9 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
                                                                      "size_within_limit")},
                       **{(f"definitions/{definition}", name): True
                          for definition in ("purchases_90d", "recent_activity_time_split")
-                         for name in ("sha256_matches", "feature_order_matches", "schema_valid", "size_within_limit")}}
+                         for name in ("sha256_matches", "feature_order_matches", "schema_valid", "size_within_limit")},
+                      **{(f"definitions/{definition}_published", "published_copy_verifies"): True
+                         for definition in ("purchases_90d", "recent_activity_time_split")}}
     schedule = defs.resolve_schedule_def("nightly_refresh")
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
 

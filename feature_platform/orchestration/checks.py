@@ -3,6 +3,7 @@
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import dagster as dg
 
@@ -89,23 +90,41 @@ def quality_thresholds(context: dg.AssetCheckExecutionContext, paths: PlatformPa
     )
 
 
-@dg.asset_check(asset=published_dataset, blocking=True, name="published_copy_verifies",
-                description="The published copy re-hashes to the manifest's sha256s at the destination.")
-def published_copy_verifies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths,
-                            object_store: ObjectStoreResource, catalog: CatalogResource) -> dg.AssetCheckResult:
-    from feature_platform.contracts.manifest import parse_manifest
-    from feature_platform.storage.dataset_publish import verify_published
+def published_copy_check(
+    asset: dg.AssetsDefinition,
+    *,
+    name: str,
+    located: Callable[[str, PlatformPaths], tuple[Path, str]],
+) -> dg.AssetChecksDefinition:
+    """Blocking check that the object-store copy of a partition re-hashes to its manifest at the destination.
 
-    version = context.op_execution_context.partition_key
-    entry = catalog.open(paths).get(paths.dataset_name, version)
-    if entry is None:
-        return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
-    dataset_dir = paths.dataset_dir(version)
-    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()))
-    results = verify_published(object_store.open(paths), entry.prefix, manifest)
-    checks = [Check(name, passed, expected, actual) for name, passed, expected, actual in results]
-    return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,
-                               metadata={**checks_metadata(checks), "location": entry.location})
+    ``located(version, paths)`` gives the local dataset directory and the catalog name it was published under.
+    """
+
+    @dg.asset_check(asset=asset, blocking=True, name=name,
+                    description="The published copy re-hashes to the manifest's sha256s at the destination.")
+    def _check(context: dg.AssetCheckExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
+               catalog: CatalogResource) -> dg.AssetCheckResult:
+        from feature_platform.contracts.manifest import parse_manifest
+        from feature_platform.storage.dataset_publish import verify_published
+
+        version = context.op_execution_context.partition_key
+        dataset_dir, catalog_name = located(version, paths)
+        entry = catalog.open(paths).get(catalog_name, version)
+        if entry is None:
+            return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
+        manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()))
+        results = verify_published(object_store.open(paths), entry.prefix, manifest)
+        checks = [Check(n, passed, expected, actual) for n, passed, expected, actual in results]
+        return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,
+                                   metadata={**checks_metadata(checks), "location": entry.location})
+
+    return _check
+
+
+published_copy_verifies = published_copy_check(
+    published_dataset, name="published_copy_verifies",
+    located=lambda version, paths: (paths.dataset_dir(version), paths.dataset_name))
 
 
 ALL_CHECKS = [source_valid, dataset_integrity, quality_thresholds, published_copy_verifies]

@@ -12,8 +12,10 @@ active definition in one run of ``definition_datasets_job``.
 """
 
 
+import json
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -22,8 +24,8 @@ from pydantic import Field
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError, load_definition
 from feature_platform.datasets.verify import VerifyReport
-from feature_platform.orchestration.checks import integrity_checks
-from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.checks import integrity_checks, published_copy_check
+from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource, PlatformPaths
 
 GROUP = "dataset_definitions"
 DEFINITION_VERSION = "definition_version"
@@ -51,6 +53,10 @@ def _dagster_name(name: str) -> str:
 
 def definition_asset_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["definitions", _dagster_name(name)])
+
+
+def published_asset_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["definitions", f"{_dagster_name(name)}_published"])
 
 
 def _sql_md(sql: str) -> dg.MetadataValue:
@@ -125,13 +131,54 @@ def _rendered_sql(defn: DatasetDefinition, as_of: str) -> str:
     return render_query(defn, dialect="duckdb", as_of=date.fromisoformat(as_of))
 
 
+def definition_published_asset(defn: DatasetDefinition, built: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """The refresh graph's publish path for a definition's dataset: object store + catalog (under the
+    definition's name), re-verified locally before upload and at the destination before the switch."""
+
+    @dg.asset(key=published_asset_key(defn.name), partitions_def=definition_versions, group_name=GROUP,
+              deps=[built], kinds={"s3", "sqlite"},
+              description=f"{defn.name}: copy in object storage, recorded in the catalog as {defn.name!r}")
+    def _publish(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
+                 catalog: CatalogResource) -> dg.MaterializeResult:
+        from feature_platform.contracts.manifest import parse_manifest
+        from feature_platform.storage.dataset_publish import DatasetPublishError, publish_dataset_version
+
+        version = context.partition_key
+        dataset_dir = _dataset_dir(defn, version, paths)
+        manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir))
+        try:
+            published = publish_dataset_version(dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
+                                                name=defn.name)
+        except DatasetPublishError as exc:
+            raise dg.Failure(f"definition {defn.name}: {exc}") from None
+        return dg.MaterializeResult(
+            metadata={"location": dg.MetadataValue.url(published.location), "prefix": published.prefix,
+                      "manifest_digest": published.manifest_digest, "dataset_version": version,
+                      "previous_version": published.previous_version or "none",
+                      "dagster/row_count": manifest.row_count},
+            data_version=dg.DataVersion(published.manifest_digest),
+        )
+
+    return _publish
+
+
+def _locator(defn: DatasetDefinition) -> Callable[[str, PlatformPaths], tuple[Path, str]]:
+    """Where a partition's dataset lives locally, and the catalog name it is published under."""
+    return lambda version, paths: (_dataset_dir(defn, version, paths), defn.name)
+
+
+def _dataset_dir(defn: DatasetDefinition, version: str, paths: PlatformPaths) -> Path:
+    from feature_platform.datasets.definitions.source import dataset_id_for
+
+    return paths.datasets / dataset_id_for(defn, version)
+
+
 def definition_checks(asset: dg.AssetsDefinition, defn: DatasetDefinition) -> dg.AssetChecksDefinition:
     def verify(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> VerifyReport:
-        from feature_platform.datasets.definitions.source import dataset_id_for
         from feature_platform.datasets.verify import verify_dataset
 
         version = context.op_execution_context.partition_key
-        return verify_dataset(paths.datasets / dataset_id_for(defn, version) / MANIFEST_NAME, paths.datasets)
+        return verify_dataset(_dataset_dir(defn, version, paths) / MANIFEST_NAME, paths.datasets)
 
     return integrity_checks(asset, name=f"{_dagster_name(defn.name)}_integrity", descriptions=CHECK_DESCRIPTIONS,
                             verify=verify)
@@ -139,7 +186,7 @@ def definition_checks(asset: dg.AssetsDefinition, defn: DatasetDefinition) -> dg
 
 def definition_assets(directory: Path | None = None) -> tuple[list[dg.AssetsDefinition],
                                                               list[dg.AssetChecksDefinition]]:
-    """Assets and blocking checks for every active definition in ``directory`` (default: the definitions dir).
+    """Assets (build, then publish) and blocking checks for every active definition in ``directory``.
 
     A file that does not load is left out with a warning naming it (the code location still loads, and
     ``fp definitions list`` shows the error); drafts get no asset until ``fp definitions activate``.
@@ -162,8 +209,10 @@ def definition_assets(directory: Path | None = None) -> tuple[list[dg.AssetsDefi
             continue
         seen.add(_dagster_name(defn.name))
         asset = definition_dataset_asset(defn)
-        assets.append(asset)
-        checks.append(definition_checks(asset, defn))
+        published = definition_published_asset(defn, asset)
+        assets += [asset, published]
+        checks += [definition_checks(asset, defn),
+                   published_copy_check(published, name="published_copy_verifies", located=_locator(defn))]
     return assets, checks
 
 
