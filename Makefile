@@ -34,7 +34,7 @@ demo: $(STAMP) home  ## market data → refresh → features → training → pr
 	$(BIN)/fp training run --payload "{\"dataset_version\": \"$$version\", \"auto_promote\": true}" && \
 	$(BIN)/fp lineage --model-key market_regime --alias production
 	$(BIN)/fp warehouse seed --force
-	$(BIN)/fp definitions build purchases_90d --version demo-$$(date -u +%Y%m%dT%H%M%SZ)
+	$(BIN)/fp definitions materialize --version demo-$$(date -u +%Y%m%dT%H%M%SZ)
 	$(BIN)/fp dataset build --source simulator --format zarr --out-dir $(FP_DATA_ROOT)/tensor_datasets \
 	  --dataset-id demo-simulated --samples 5000 --seed 0 --workers 2 --force
 	$(BIN)/fp dataset verify --path $(FP_DATA_ROOT)/tensor_datasets/demo-simulated/manifest.json --reproduce 5

@@ -31,7 +31,8 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def test_help_of_every_subcommand(cli: Cli) -> None:
-    for sub in ("list", "validate", "query", "tfx", "activate", "clone", "build", "analyze", "preview", "compare"):
+    for sub in ("list", "validate", "query", "tfx", "activate", "clone", "build", "materialize", "analyze", "preview",
+                "compare"):
         code, out, _ = cli("definitions", sub, "--help")
         assert code == 0 and "usage: fp definitions" in out, sub
     code, _, err = cli("definitions")
@@ -152,3 +153,29 @@ def test_missing_warehouse_is_a_usage_error(cli: Cli, defs_dir: Path, tmp_path: 
     monkeypatch.setenv("FP_WAREHOUSE", str(tmp_path / "none.duckdb"))
     code, _, err = cli("definitions", "validate")
     assert code == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+
+
+def test_materialize_runs_the_dagster_job_builds_checks_and_publishes(tmp_path: Path, warehouse: Path) -> None:
+    """A fresh process, as a user runs it: its own data root, Dagster instance and the sample warehouse."""
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "FP_DATA_ROOT": str(tmp_path / "data"), "DAGSTER_HOME": str(home),
+           "FP_WAREHOUSE": str(warehouse), "FP_DEFINITIONS_DIR": str(REPO / "definitions")}
+    args = [sys.executable, "-m", "feature_platform.cli", "definitions", "materialize", "--version", "m1",
+            "--as-of", "2026-05-31"]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "definition_datasets_job m1: SUCCESS, 10/10 checks passed" in done.stdout
+    assert "definitions/purchases_90d_published" in done.stdout
+    from feature_platform.storage.catalog import Catalog
+
+    entry = Catalog(tmp_path / "data" / "catalog.sqlite").get("purchases_90d", "m1")
+    assert entry is not None
+    manifest = json.loads((tmp_path / "data" / "datasets" / "purchases_90d-m1" / "manifest.json").read_text())
+    assert manifest["source"]["parameters"]["as_of"] == "2026-05-31"
+    done = subprocess.run([*args[:-4], "--version", "a/b"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--version" in done.stderr

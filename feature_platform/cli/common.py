@@ -61,6 +61,9 @@ def dagster_instance() -> dg.DagsterInstance:
         if not config.exists() and (PROJECT_ROOT / "dagster.yaml").exists():
             config.symlink_to(PROJECT_ROOT / "dagster.yaml")
         os.environ["DAGSTER_HOME"] = str(home)
+    elif not os.path.isdir(os.environ["DAGSTER_HOME"]):
+        raise UsageError(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}: expected an existing directory (the Dagster "
+                         "instance); create it, or unset DAGSTER_HOME to use <project>/.dagster_home")
     return dg.DagsterInstance.get()
 
 

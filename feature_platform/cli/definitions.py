@@ -14,14 +14,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, data_root, group_help
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, dagster_instance, data_root, group_help
 
 if TYPE_CHECKING:
     import duckdb
 
     from feature_platform.datasets.definitions.model import DatasetDefinition
 
-COMMANDS = "{list,validate,query,tfx,activate,clone,build,analyze,preview,compare}"
+COMMANDS = "{list,validate,query,tfx,activate,clone,build,materialize,analyze,preview,compare}"
 
 
 def register(groups: Any) -> None:
@@ -64,6 +64,15 @@ def register(groups: Any) -> None:
     build.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
 
+    materialize = cmds.add_parser(
+        "materialize", help="run the Dagster job: build, check and publish every active definition (headless)",
+        description="Materialize definition_datasets_job for one definition_version partition in process, on the "
+        "project's Dagster instance ($DAGSTER_HOME): each active definition's dataset, its blocking integrity "
+        "checks, then the publish to the object store and catalog. The runs show in the UI afterwards.")
+    materialize.add_argument("--version", required=True, help="definition_version partition (safe id)")
+    materialize.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
+    materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+
     for parser in (lst, validate, query, tfx, activate, clone, build):
         parser.add_argument("--definitions-dir", type=Path,
                             help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
@@ -81,6 +90,7 @@ def register(groups: Any) -> None:
     activate.set_defaults(handler=_activate)
     clone.set_defaults(handler=_clone)
     build.set_defaults(handler=_build)
+    materialize.set_defaults(handler=_materialize)
     _register_analysis(cmds)
 
 
@@ -257,6 +267,35 @@ def _clone(args: argparse.Namespace) -> int:
     else:
         print(f"cloned {defn.name} → {args.new_name} (draft): {target}")
     return EXIT_OK
+
+
+def _materialize(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS
+    from feature_platform.orchestration.headless import run_definition_datasets
+
+    try:
+        require_safe_id(args.version, "--version")
+    except UnsafePathError as exc:
+        raise UsageError(str(exc)) from None
+    builds = [a for a in DEFINITION_ASSETS if not a.key.path[-1].endswith("_published")]
+    if not builds:
+        print("fp: error: no active definition: nothing to materialize (fp definitions activate NAME)",
+              file=sys.stderr)
+        return EXIT_FAILED
+    as_of = args.as_of.isoformat() if args.as_of else None
+    config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
+    if not args.verbose:
+        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+    summary = run_definition_datasets(args.version, instance=dagster_instance(), run_config=config)
+    for asset, rows in summary.materialized.items():
+        print(f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}")
+    failed = [k for k, ok in summary.checks.items() if not ok]
+    print(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
+          f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    if not summary.succeeded:
+        print("  see the run's step failure in the UI, or rerun with -v", file=sys.stderr)
+    return EXIT_OK if summary.succeeded else EXIT_FAILED
 
 
 def _build(args: argparse.Namespace) -> int:

@@ -118,3 +118,12 @@ def run_training(version: str, *, instance: dg.DagsterInstance, defs: dg.Definit
                  run_config: Mapping[str, Any] | None = None) -> RunSummary:
     """training_job (train → evaluate → register → promote) for one dataset_version, in process."""
     return _execute("training_job", version, instance=instance, defs=defs, run_config=run_config)
+
+
+def run_definition_datasets(version: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None = None,
+                            run_config: Mapping[str, Any] | None = None) -> RunSummary:
+    """definition_datasets_job (build → blocking checks → publish, every active definition) for one version."""
+    from feature_platform.orchestration.definition_assets import DEFINITION_VERSION
+
+    ensure_partition(instance, version, DEFINITION_VERSION)
+    return _execute("definition_datasets_job", version, instance=instance, defs=defs, run_config=run_config)
