@@ -125,14 +125,6 @@ def _connect(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
         raise UsageError(str(exc)) from None
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
-
-
 def _split_text(defn: DatasetDefinition) -> str:
     s = defn.split
     if s.strategy == "time":
@@ -159,9 +151,11 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
     else:
-        rows = [[e["name"] or "-", e["status"], ",".join(e.get("tables", [])), str(e.get("columns", "")),
-                 e.get("split", ""), e["file"]] for e in entries]
-        print(_table(["name", "status", "tables", "columns", "split", "file"], rows))
+        from feature_platform.warehouse.render import aligned_table
+
+        rows = [[e["name"], e["status"], ",".join(e.get("tables", [])), e.get("columns"), e.get("split", ""),
+                 e["file"]] for e in entries]
+        print(aligned_table(["name", "status", "tables", "columns", "split", "file"], rows))
         for e in entries:
             if e["status"] == "invalid":
                 print(f"invalid: {e['error']}", file=sys.stderr)
@@ -169,7 +163,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions, validate_against
+    from feature_platform.datasets.definitions.model import (
+        DefinitionError,
+        join_suggestions,
+        load_definitions,
+        validate_against,
+    )
 
     try:
         defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
@@ -180,7 +179,8 @@ def _validate(args: argparse.Namespace) -> int:
         for d in defns:
             problems = validate_against(d, conn)
             results.append({"name": d.name, "file": d.where, "ok": not problems, "problems": problems,
-                            "join_suggestions": _join_suggestions(d, conn) if not problems else []})
+                            "join_suggestions": [j.to_json_dict() for j in join_suggestions(d, conn)]
+                            if not problems else []})
     if args.json:
         print(json.dumps({"ok": all(r["ok"] for r in results), "definitions": results}, indent=2))
     else:
@@ -192,18 +192,6 @@ def _validate(args: argparse.Namespace) -> int:
                 print(f"  suggestion: join {s['left_table']}.{s['left_column']} = {s['right_table']}."
                       f"{s['right_column']} (confidence {s['confidence']:.2f}: {s['reason']})")
     return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILED
-
-
-def _join_suggestions(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    """Detected foreign-key joins between the definition's warehouse tables that it does not declare yet."""
-    from feature_platform.warehouse.introspect import detect_joins
-
-    tables = [t.name for t in defn.tables if t.path is None]
-    if len(tables) < 2:
-        return []
-    declared = {frozenset({(j.left_table, j.left_column), (j.right_table, j.right_column)}) for j in defn.joins}
-    return [s.to_json_dict() for s in detect_joins(conn, tables)
-            if frozenset({(s.left_table, s.left_column), (s.right_table, s.right_column)}) not in declared]
 
 
 def _query(args: argparse.Namespace) -> int:

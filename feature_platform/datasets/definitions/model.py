@@ -23,6 +23,8 @@ from feature_platform.contracts.provenance import PROJECT_ROOT
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.warehouse.introspect import JoinSuggestion
+
 DEFINITIONS_ENV = "FP_DEFINITIONS_DIR"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Role = Literal["user_id", "product_id", "timestamp", "revenue", "label", "feature"]
@@ -381,6 +383,18 @@ def table_columns(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> d
             raise DefinitionError(f"{defn.where}: field tables[{i}].name: expected a table in raw_data ({known}); "
                                   f"got {t.name!r}") from None
     return out
+
+
+def join_suggestions(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[JoinSuggestion]:
+    """Detected foreign-key joins between the definition's warehouse tables that it does not declare yet."""
+    from feature_platform.warehouse.introspect import detect_joins
+
+    tables = [t.name for t in defn.tables if t.path is None]
+    if len(tables) < 2:
+        return []
+    declared = {frozenset({(j.left_table, j.left_column), (j.right_table, j.right_column)}) for j in defn.joins}
+    return [s for s in detect_joins(conn, tables)
+            if frozenset({(s.left_table, s.left_column), (s.right_table, s.right_column)}) not in declared]
 
 
 def validate_against(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[str]:
