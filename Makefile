@@ -14,7 +14,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 export FP_DATA_ROOT ?= $(abspath $(DATA_ROOT))
 
-.PHONY: install home demo ui test lint bench schema clean
+.PHONY: install home postgres demo ui test lint bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +48,15 @@ demo: $(STAMP) home  ## market data → refresh → features → training → pr
 ui: $(STAMP) home  ## start the Dagster UI and daemon on this project's instance
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 
-test: $(STAMP)  ## run the whole test suite
+# The tests start a real PostgreSQL from the machine's binaries: Debian's package when there are none.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+	  echo "installing PostgreSQL (Debian package postgresql) for the tests"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+	  || echo "make: could not install PostgreSQL (needs apt-get as root or passwordless sudo)" >&2; }
+
+test: $(STAMP) postgres  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff, mypy and the committed JSON Schema

@@ -4,7 +4,7 @@ in the same temp dir, stopped and removed at the end of the session.
 PostgreSQL refuses to run as root, so under root every server command runs as ``nobody`` (``runuser``, else
 ``setpriv``) with the temp dir owned by that user. Test modules import ``postgres_server_fixture`` and
 ``postgres_dsn_fixture`` (``# noqa: F401``); they register as ``postgres_server`` and
-``postgres_dsn``. Tests skip only when no PostgreSQL binaries are found.
+``postgres_dsn``. Without binaries the fixture fails, naming where it looked (`make test` installs them first).
 """
 
 from __future__ import annotations
@@ -130,12 +130,11 @@ class PostgresServer:
 
 @pytest.fixture(scope="session", name="postgres_server")
 def postgres_server_fixture() -> Iterator[PostgresServer]:
-    """The session's server; skipped (naming every directory searched) when the binaries are absent."""
+    """The session's server, from the machine's binaries (``make test`` installs them where missing)."""
     bin_dir = find_bin_dir()
-    if bin_dir is None and os.environ.get("FP_REQUIRE_POSTGRES") == "1":  # CI installs them: never skip there
-        pytest.fail(f"FP_REQUIRE_POSTGRES=1 but no PostgreSQL binaries found in: {', '.join(candidate_dirs())}")
     if bin_dir is None:
-        pytest.skip(f"no PostgreSQL binaries ({', '.join(TOOLS)}) found in: {', '.join(candidate_dirs())}")
+        pytest.fail(f"no PostgreSQL binaries ({', '.join(TOOLS)}) found in: {', '.join(candidate_dirs())}; "
+                    "`make postgres` installs Debian's postgresql package")
     server = PostgresServer(bin_dir)
     try:
         server.start()
