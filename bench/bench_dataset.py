@@ -21,25 +21,24 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import os
 import platform
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from harness import Timing, log, raw_sha256, settle, timed, verdict
 from pydantic import JsonValue
 
 from feature_platform.contracts.manifest import RngSeeds
@@ -55,7 +54,6 @@ if TYPE_CHECKING:
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_ROOT = BENCH_DIR / "out"
 SEED = 20240101
-HASH_BLOCK = 8 * 1024 * 1024
 DATASET_ID = "bench_ds"
 
 TARGET_A = 3.0  # project build at least this many times faster than pandas.to_parquet + sha256
@@ -95,51 +93,12 @@ class ReplaySource:
         return iter(self._batches)
 
 
-@dataclass
-class Timing:
-    name: str
-    seconds: list[float] = field(default_factory=list)
-    nbytes: int | None = None
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-
-def log(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def raw_sha256(path: Path) -> str:
-    """Plain hashlib over the file in 8 MiB blocks (one reused buffer, unbuffered reads)."""
-    h = hashlib.sha256()
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
-
-
 def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def settle() -> None:
-    """Untimed: collect garbage and flush dirty pages so one measurement's writeback never bills the next."""
-    gc.collect()
-    os.sync()
-
-
-def timed(fn: Callable[[], object]) -> float:
-    settle()
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def raw_pyarrow_write(path: Path, schema: pa.Schema, batches: list[pa.RecordBatch], *, fsync: bool) -> None:
@@ -158,10 +117,6 @@ def fmt_rate(nbytes: int | None, seconds: float) -> str:
 
 def fmt_mib(nbytes: int) -> str:
     return f"{nbytes / 2**20:.1f} MiB"
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 # --- peak RSS (d) ------------------------------------------------------------------------------------------------

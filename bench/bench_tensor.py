@@ -23,23 +23,20 @@ Usage: ``python bench/bench_tensor.py [--samples N] [--repeat K] [--reads R] [--
 from __future__ import annotations
 
 import argparse
-import gc
-import hashlib
 import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+from harness import Timing, log, raw_sha256, timed, timed_call, verdict
 
 from feature_platform.contracts.tensor_manifest import parse_tensor_manifest
 from feature_platform.datasets.tensor_build import build_tensor_dataset
@@ -58,7 +55,6 @@ from feature_platform.simulators import get_simulator, simulate_range
 BENCH_DIR = Path(__file__).resolve().parent
 OUT_ROOT = BENCH_DIR / "out"
 SEED = 20240101
-HASH_BLOCK = 8 * 1024 * 1024
 SIMULATOR = "var"
 VERSION = "bench"
 CREATED_AT = "2026-01-01T00:00:00Z"
@@ -68,50 +64,6 @@ TARGET_C = 1.7  # 2 workers at least this much faster than 1
 TARGET_D = 0.85  # verify throughput at least this fraction of raw sha256 throughput
 SEED_CLAIM_MS = (1.0, 2.0)  # the seed's claimed random single-sample read latency
 INNER = 10  # inner chunk samples of the sharded layout measured in (e)
-
-
-@dataclass
-class Timing:
-    name: str
-    seconds: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-
-def log(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
-
-
-def settle() -> None:
-    gc.collect()
-    os.sync()
-
-
-def timed(fn: Callable[[], object]) -> float:
-    return timed_call(fn)[0]
-
-
-def timed_call(fn: Callable[[], Any]) -> tuple[float, Any]:
-    settle()
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def raw_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(HASH_BLOCK)
-    view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return h.hexdigest()
 
 
 # --- (a) write path --------------------------------------------------------------------------------------------

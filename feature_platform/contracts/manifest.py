@@ -25,6 +25,7 @@ SPEC_MAX_BYTES = 16 * 1024**3
 
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256")]
 SafeId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, description="safe identifier")]
+GitHash = Annotated[str, Field(pattern=r"^([0-9a-f]{40}|unknown)$")]
 UtcTimestamp = Annotated[
     str,
     Field(
@@ -164,7 +165,7 @@ class DatasetManifest(CanonicalManifest):
     dataset_id: SafeId
     dataset_version: SafeId
     created_at: UtcTimestamp
-    git_hash: str = Field(pattern=r"^([0-9a-f]{40}|unknown)$")
+    git_hash: GitHash
     config_hash: Sha256Hex = Field(description="sha256 of the canonical build configuration")
     source: Source
     files: list[DataFile] = Field(min_length=1)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from feature_platform.contracts.canonical import digest
-from feature_platform.contracts.manifest import SafeId, Sha256Hex, UtcTimestamp
+from feature_platform.contracts.manifest import GitHash, SafeId, Sha256Hex, UtcTimestamp
 
 MODEL_MANIFEST_NAME = "model_manifest.json"
 TRAINING_MANIFEST_NAME = "training_manifest.yaml"
@@ -76,7 +76,7 @@ class ModelManifest(_Strict):
     hyperparameters_sha256: Sha256Hex
     hyperparam_profile: str | None
     seed: int = Field(ge=0)
-    code_git_sha: str = Field(pattern=r"^([0-9a-f]{40}|unknown)$")
+    code_git_sha: GitHash
     feature_build: FeatureBuildRef | None
     market_snapshot: str | None = Field(description="coingecko_snapshot: the market data the run saw")
     metrics: dict[str, float]

@@ -22,6 +22,7 @@ from feature_platform.contracts.manifest import (
     MANIFEST_NAME,
     CanonicalManifest,
     DatasetManifest,
+    GitHash,
     Limits,
     ManifestError,
     SafeId,
@@ -205,7 +206,7 @@ class TensorDatasetManifest(CanonicalManifest):
     dataset_version: SafeId
     version: str = Field(pattern=SEMVER_PATTERN, description="semantic version of the tensor layout")
     created_at: UtcTimestamp
-    git_hash: str = Field(pattern=r"^([0-9a-f]{40}|unknown)$")
+    git_hash: GitHash
     config_hash: Sha256Hex = Field(description="sha256 of the canonical build configuration")
     source: Source
     simulators: dict[str, SimulatorInfo] = Field(min_length=1)
