@@ -73,6 +73,7 @@ def make_objects(
     )
     dataset_source = FileSource(
         name="dataset_source", path=str(feature_source), timestamp_field=contract.timestamp.name,
+        created_timestamp_column="created",  # when the row became known: "as of" joins honour it
     )
     dataset_view = FeatureView(
         name=DATASET_VIEW, entities=[entity], ttl=DATASET_TTL, source=dataset_source,

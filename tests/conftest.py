@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from feature_platform.cli import main
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.synthetic import SyntheticMarketSource
 
+PROJECT = Path(__file__).resolve().parents[1]
 ROWS = 3_000
 BATCH_ROWS = 700
 
@@ -32,6 +34,25 @@ def dataset(golden: BuildResult, tmp_path: Path) -> Path:
     target = tmp_path / "datasets" / golden.path.name
     shutil.copytree(golden.path, target)
     return target
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false", *args],
+        cwd=cwd, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+
+
+def committed_feast_repo(root: Path) -> Path:
+    """A copy of feature_repo/ committed into a fresh git repository at ``root`` (the real tree may be dirty)."""
+    repo = root / "feature_repo"
+    repo.mkdir(parents=True)
+    for name in ("definitions.py", "feature_store.yaml", "feature_contract.yaml"):
+        shutil.copy2(PROJECT / "feature_repo" / name, repo / name)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "feature repo")
+    return repo
 
 
 CliResult = tuple[int, str, str]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +30,7 @@ from feature_platform.features.build import (
 )
 from feature_platform.features.drift import contract_drift, feature_view_fields
 from feature_platform.features.pit import PointInTimeError, point_in_time_join
+from tests.conftest import committed_feast_repo, git
 
 PROJECT = Path(__file__).resolve().parents[1]
 FEATURE_REPO = PROJECT / "feature_repo"
@@ -86,25 +85,10 @@ def test_drift_reordered_feature() -> None:
 # ---------------------------------------------------------------------------------------------- build
 
 
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.email=t@example.com", "-c", "user.name=t", "-c", "commit.gpgsign=false", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
-    ).stdout.strip()
-
-
 @pytest.fixture
 def feast_repo(tmp_path: Path) -> Path:
     """A copy of feature_repo/ committed into a fresh git repository (the real tree may be dirty)."""
-    root = tmp_path / "repo"
-    repo = root / "feature_repo"
-    repo.mkdir(parents=True)
-    for name in ("definitions.py", "feature_store.yaml", "feature_contract.yaml"):
-        shutil.copy2(FEATURE_REPO / name, repo / name)
-    _git(root, "init", "-q")
-    _git(root, "add", "-A")
-    _git(root, "commit", "-q", "-m", "feature repo")
-    return repo
+    return committed_feast_repo(tmp_path / "repo")
 
 
 def _market(path: Path) -> Path:
@@ -123,11 +107,11 @@ def test_build_features_end_to_end(feast_repo: Path, golden: BuildResult, tmp_pa
     dataset = golden.path / "data.parquet"
     market = _market(tmp_path / "ohlcv.parquet")
     out = tmp_path / "features"
-    sha = _git(feast_repo.parent, "rev-parse", "HEAD")
+    sha = git(feast_repo.parent, "rev-parse", "HEAD")
     build = build_features(feast_repo, dataset, "v1", out, market, git_ref="HEAD")
 
     assert build.feast_repo_sha == sha and not build.feast_repo_dirty
-    assert build.feast_repo_tree_sha == _git(feast_repo.parent, "rev-parse", "HEAD:feature_repo")
+    assert build.feast_repo_tree_sha == git(feast_repo.parent, "rev-parse", "HEAD:feature_repo")
     assert build.dataset_version == "v1" and build.feature_service == "training_v1"
     assert build.materialized_at.endswith("Z")
     recorded = FeatureBuild.model_validate_json(feature_build_path(out, "v1").read_text())
@@ -144,7 +128,7 @@ def test_build_features_end_to_end(feast_repo: Path, golden: BuildResult, tmp_pa
     assert build.dataset_sha256 == sha256_file(dataset) and build.market_sha256 == sha256_file(market)
 
     offline = pq.read_table(out / "offline/v1/dataset_features.parquet")
-    assert offline.column_names == ["entity_id", "event_timestamp", *FEATURE_ORDER]
+    assert offline.column_names == ["entity_id", "event_timestamp", *FEATURE_ORDER, "created"]
     assert build.row_counts["dataset_features"] == offline.num_rows == golden.manifest.row_count
     assert build.row_counts["market_ohlcv"] == 96 and build.row_counts["online:market_ohlcv"] == 2
     assert build.row_counts["online:dataset_features"] == len(pc.unique(offline.column("entity_id")))
@@ -168,12 +152,12 @@ def test_build_features_end_to_end(feast_repo: Path, golden: BuildResult, tmp_pa
 
 def test_build_refuses_dirty_repo_and_unpinned_ref(feast_repo: Path, golden: BuildResult, tmp_path: Path) -> None:
     dataset = golden.path / "data.parquet"
-    first = _git(feast_repo.parent, "rev-parse", "HEAD")
+    first = git(feast_repo.parent, "rev-parse", "HEAD")
     (feast_repo / "notes.md").write_text("work in progress\n")
     with pytest.raises(FeatureBuildError, match="uncommitted changes"):
         build_features(feast_repo, dataset, "v1", tmp_path / "out", None)
-    _git(feast_repo.parent, "add", "-A")
-    _git(feast_repo.parent, "commit", "-q", "-m", "notes")
+    git(feast_repo.parent, "add", "-A")
+    git(feast_repo.parent, "commit", "-q", "-m", "notes")
     with pytest.raises(FeatureBuildError, match="resolves to " + first):
         build_features(feast_repo, dataset, "v1", tmp_path / "out", None, git_ref=first)
     assert not (tmp_path / "out").exists()
@@ -198,7 +182,7 @@ def test_build_blocks_when_pinned_repo_contract_differs(
     text = contract.read_text()
     swapped = text.replace("{name: ret_1m,", "{name: TMP,").replace("{name: ret_5m,", "{name: ret_1m,")
     contract.write_text(swapped.replace("{name: TMP,", "{name: ret_5m,"))
-    _git(feast_repo.parent, "commit", "-q", "-am", "reorder")
+    git(feast_repo.parent, "commit", "-q", "-am", "reorder")
     with pytest.raises(FeatureDriftError) as err:
         build_features(feast_repo, golden.path / "data.parquet", "v1", tmp_path / "out", None)
     assert err.value.report.reordered == ("ret_5m",)

@@ -34,6 +34,7 @@ tamper_job = dg.define_asset_job(
                                                                                        published_dataset),
 )
 build_only_job = dg.define_asset_job("build_only_job", selection=["source_snapshot", "dataset"])
+gate_only_job = dg.define_asset_job("gate_only_job", selection=["source_snapshot", "dataset", "quality_report"])
 publish_only_job = dg.define_asset_job("publish_only_job", selection=["published_dataset"])
 
 
@@ -46,7 +47,7 @@ def hooks() -> Iterator[LoopbackHttp]:
 @pytest.fixture(scope="module")
 def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definitions:
     return offline_defs(
-        root, paths, tamper_job, build_only_job, publish_only_job,
+        root, paths, tamper_job, build_only_job, gate_only_job, publish_only_job,
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
         notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
                                   smtp_host=None, pagerduty_routing_key="routing-key-1",
@@ -87,7 +88,7 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
-                    "archive_artifacts", "market_data_raw", "market_data", "feature_build", "trained_model",
+                    "archive_artifacts", "market_data_raw", "market_data", "feature_build", "training_set", "trained_model",
                     "model_evaluation", "registered_model", "promotion", "tensor_dataset", "tensor_sanity_report",
                     "definitions/purchases_90d", "definitions/recent_activity_time_split",
                     "definitions/purchases_90d_published", "definitions/recent_activity_time_split_published"}
@@ -99,6 +100,9 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
                       ("published_dataset", "published_copy_verifies"): True,
                       ("market_data_raw", "no_data_gaps"): False, ("market_data_raw", "no_unreviewed_anomalies"): False,
                       ("feature_build", "feature_contract_drift"): True,
+                      **{("training_set", name): True for name in ("sha256_matches", "feature_order_matches",
+                                                                   "schema_valid", "size_within_limit",
+                                                                   "no_feature_leakage")},
                       ("trained_model", "trained_on_verified_dataset"): True, ("model_evaluation", "guardrails"): True,
                       **{("tensor_dataset", name): True for name in ("sha256_matches", "merkle_root_matches",
                                                                      "schema_valid", "values_finite",
@@ -200,6 +204,29 @@ def test_publish_alone_refuses_a_failed_gate(drifted: RefreshOutcome, defs: dg.D
         instance=instance, partition_key="v-drift", raise_on_error=False)
     assert not result.success
     assert not _materialized(instance, "published_dataset", "v-drift")
+
+
+def test_damage_after_the_gate_fails_publish_at_once_and_uploads_nothing(
+        defs: dg.Definitions, instance: dg.DagsterInstance, paths: PlatformPaths, root: Path) -> None:
+    """A verification failure is permanent: no retry, the run fails on its first attempt, the store stays empty."""
+    instance.add_dynamic_partitions("dataset_version", ["v-damage"])
+    gated = defs.resolve_job_def("gate_only_job").execute_in_process(
+        instance=instance, partition_key="v-damage", run_config=SMALL)
+    assert gated.success and _materialized(instance, "quality_report", "v-damage")
+    data = paths.dataset_dir("v-damage") / "data.parquet"
+    raw = bytearray(data.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    data.write_bytes(bytes(raw))
+    result = defs.resolve_job_def("publish_only_job").execute_in_process(
+        instance=instance, partition_key="v-damage", raise_on_error=False)
+    assert not result.success
+    kinds = [e.event_type_value for e in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in kinds and kinds.count("STEP_START") == 1
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    reason = failure.step_failure_data.user_failure_data.description
+    assert "failed verification" in reason and "file_sha256" in reason and "\n" not in reason
+    assert not [p for p in (root / "store").rglob("*") if "v-damage" in p.as_posix()]
+    assert not _materialized(instance, "published_dataset", "v-damage")
 
 
 def test_tampered_dataset_blocks_everything_downstream(defs: dg.Definitions, instance: dg.DagsterInstance,

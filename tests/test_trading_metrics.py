@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from feature_platform.training.data import SplitData, forward_returns
-from feature_platform.training.evaluate import _book, accuracy, log_loss, regime_indices
+from feature_platform.training.evaluate import accuracy, daily_book, entity_breakdown, log_loss, regime_indices
 from feature_platform.training.metrics import (
+    DAY_US,
     PERIODS_PER_YEAR,
     cumulative_pnl,
     equity_curve,
     max_drawdown,
     pnl,
+    portfolio_returns,
     positions_from_proba,
     sharpe,
     sortino,
@@ -95,10 +97,67 @@ def test_forward_return_is_next_row_of_same_entity_in_time_order() -> None:
     np.testing.assert_allclose(fwd, expected)
 
 
-def test_book_orders_by_time_and_drops_rows_without_forward_return() -> None:
-    split = SplitData(X=np.zeros((3, 1), np.float32), y=np.zeros(3, np.int64), entity=np.array([1, 2, 3]),
-                      timestamp=np.array([2, 1, 3]), forward_return=np.array([0.1, np.nan, -0.2]))
-    np.testing.assert_allclose(_book(split, np.array([1.0, 1.0, 0.5])), [0.1, -0.1])
+def _split(entity: list[int], ts: list[int], fwd: list[float]) -> SplitData:
+    n = len(entity)
+    return SplitData(X=np.zeros((n, 1), np.float32), y=np.zeros(n, np.int64), entity=np.array(entity),
+                     timestamp=np.array(ts, dtype=np.int64), forward_return=np.array(fwd))
+
+
+def test_daily_book_is_the_gross_normalised_return_of_each_utc_day() -> None:
+    # day 0: entities 1, 2, 3 with w = 1, -0.5, 0.5 and f = 0.1, 0.2, nan (untraded)
+    #   R_0 = (1*0.1 + -0.5*0.2) / (1 + 0.5) = 0 / 1.5 = 0
+    # day 1: w = 0.5, 0.25 and f = 0.04, -0.08 -> (0.02 - 0.02) / 0.75 = 0 ... choose f2 = 0.08:
+    #   (0.5*0.04 + 0.25*0.08) / 0.75 = 0.04 / 0.75 = 0.053333
+    # day 3: one row, w = 0 -> zero exposure -> 0
+    split = _split([1, 2, 3, 1, 2, 1], [5, DAY_US - 1, 7, DAY_US, DAY_US + 9, 3 * DAY_US + 1],
+                   [0.1, 0.2, np.nan, 0.04, 0.08, 0.3])
+    days, r = daily_book(split, np.array([1.0, -0.5, 0.5, 0.5, 0.25, 0.0]))
+    assert days.tolist() == [0, 1, 3]
+    np.testing.assert_allclose(r, [0.0, 0.04 / 0.75, 0.0])
+
+
+def test_portfolio_metrics_hand_computed_over_three_days() -> None:
+    # two entities a day, unit longs: R = mean of the day's forward returns = 0.01, -0.02, 0.03
+    days = np.array([0, 0, 1, 1, 2, 2])
+    _, r = portfolio_returns(days, np.ones(6), np.array([0.0, 0.02, -0.02, -0.02, 0.05, 0.01]))
+    np.testing.assert_allclose(r, [0.01, -0.02, 0.03])
+    m = trading_metrics(r, periods_per_year=1)
+    assert m.n_periods == 3 and m.n_downside == 1
+    assert m.total_return == pytest.approx(1.01 * 0.98 * 1.03 - 1)  # 0.019494
+    # mean 0.02/3, sd(ddof=1) = sqrt(((0.01-m)^2 + (-0.02-m)^2 + (0.03-m)^2) / 2) = 0.025166
+    assert m.sharpe == pytest.approx((0.02 / 3) / math.sqrt(0.0019 / 3))
+    assert m.max_drawdown == pytest.approx(0.02)
+
+
+def test_portfolio_invariants() -> None:
+    rng = np.random.default_rng(7)
+    n = 400
+    days = rng.integers(0, 40, n)
+    w = rng.uniform(-1, 1, n)
+    f = rng.normal(0.001, 0.02, n)
+    base = trading_metrics(portfolio_returns(days, w, f)[1])
+    assert base.n_periods == len(np.unique(days))
+    # duplicating every entity (each row twice) leaves every metric unchanged
+    dup = trading_metrics(portfolio_returns(np.tile(days, 2), np.tile(w, 2), np.tile(f, 2))[1])
+    assert dup.sharpe == pytest.approx(base.sharpe) and dup.total_return == pytest.approx(base.total_return)
+    # scaling all positions by a constant leaves it unchanged
+    scaled = trading_metrics(portfolio_returns(days, 3.7 * w, f)[1])
+    assert scaled.sharpe == pytest.approx(base.sharpe) and scaled.max_drawdown == pytest.approx(base.max_drawdown)
+    # an always-flat strategy scores 0
+    flat = trading_metrics(portfolio_returns(days, np.zeros(n), f)[1])
+    assert (flat.sharpe, flat.pnl, flat.total_return, flat.max_drawdown) == (0.0, 0.0, 0.0, 0.0)
+    assert flat.n_periods == base.n_periods
+    # a day's return is a weighted mean: bounded by the day's extreme row returns, so never 1e20
+    _, r = portfolio_returns(days, np.abs(w), f)
+    assert np.all(np.abs(r) <= np.max(np.abs(f)) + 1e-12)
+
+
+def test_entity_breakdown_is_a_per_entity_report() -> None:
+    split = _split([2, 1, 2, 1], [0, 0, DAY_US, DAY_US], [0.1, -0.2, np.nan, 0.05])
+    rows = entity_breakdown(split, np.array([1.0, 0.5, 1.0, -1.0]))
+    assert rows == [{"entity": 1, "rows": 2, "pnl": pytest.approx(-0.15), "mean_abs_position": 0.75,
+                     "hit_rate": 0.0},
+                    {"entity": 2, "rows": 1, "pnl": pytest.approx(0.1), "mean_abs_position": 1.0, "hit_rate": 1.0}]
 
 
 def test_accuracy_and_log_loss_hand_computed() -> None:
@@ -108,3 +167,19 @@ def test_accuracy_and_log_loss_hand_computed() -> None:
     assert log_loss(proba, y, [0, 1, 2]) == pytest.approx(-(math.log(0.7) + math.log(0.3)) / 2)
     with pytest.raises(ValueError, match="not model classes"):
         log_loss(proba, np.array([0, 5]), [0, 1, 2])
+
+
+def test_portfolio_metrics_agree_with_empyrical() -> None:
+    """Dev-only cross-check against an independent implementation (empyrical-reloaded)."""
+    import empyrical  # type: ignore[import-untyped]
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    days = rng.integers(0, 120, 3000)
+    _, r = portfolio_returns(days, rng.uniform(-1, 1, 3000), rng.normal(0.0005, 0.03, 3000))
+    m = trading_metrics(r)
+    series = pd.Series(r)
+    assert m.sharpe == pytest.approx(empyrical.sharpe_ratio(series, annualization=PERIODS_PER_YEAR), rel=1e-9)
+    assert m.sortino == pytest.approx(empyrical.sortino_ratio(series, annualization=PERIODS_PER_YEAR), rel=1e-9)
+    assert m.max_drawdown == pytest.approx(-empyrical.max_drawdown(series), rel=1e-9)
+    assert m.total_return == pytest.approx(empyrical.cum_returns_final(series), rel=1e-9)

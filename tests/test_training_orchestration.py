@@ -14,13 +14,22 @@ from feature_platform.orchestration.headless import RefreshOutcome, run_feature_
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary
 from feature_platform.orchestration.training_assets import training_run_config
-from tests.conftest import CliResult
+from tests.conftest import CliResult, offline_defs
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 SMALL = {**QUIET, "ops": {"source_snapshot": {"config": {"rows": 6_000, "entities": 50, "batch_rows": 2_000,
                                                           "seed": 3}}}}
 PAYLOAD = {"model_key": "market_regime", "dataset_version": "m1", "hyperparam_profile": "fast",
            "schedule": "adhoc", "run_coingecko_fetch": False, "auto_promote": True}
+
+
+training_set_only = dg.define_asset_job("training_set_only", selection=["training_set"])
+trained_model_only = dg.define_asset_job("trained_model_only", selection=["trained_model"])
+
+
+@pytest.fixture(scope="module")
+def defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
+    return offline_defs(root, paths, training_set_only, trained_model_only)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +64,12 @@ def test_payload_is_validated() -> None:
 
 def test_training_job_trains_registers_and_auto_promotes(trained: RunSummary, root: Path) -> None:
     assert trained.succeeded, trained
-    assert set(trained.materialized) == {"trained_model", "model_evaluation", "registered_model", "promotion"}
-    assert trained.checks == {"trained_model:trained_on_verified_dataset": True, "model_evaluation:guardrails": True}
+    assert set(trained.materialized) == {"training_set", "trained_model", "model_evaluation", "registered_model",
+                                         "promotion"}
+    assert trained.checks == {"training_set:no_feature_leakage": True, "training_set:sha256_matches": True,
+                              "training_set:feature_order_matches": True, "training_set:schema_valid": True,
+                              "training_set:size_within_limit": True,
+                              "trained_model:trained_on_verified_dataset": True, "model_evaluation:guardrails": True}
     assert _production(root) == "1"
     models = root / "models"
     assert list(models.rglob("model.onnx"))
@@ -97,7 +110,12 @@ def test_promotion_refusals_rollback_rerun_and_lineage(trained: RunSummary, defs
     assert code == 0 and "ROLLED BACK" in out and "replay: 256 rows" in out and _production(root) == "1"
 
     code, out, _ = cli("lineage", "--model-key", "market_regime")
-    assert code == 0 and out.startswith("lineage market_regime v1: OK")
+    assert code == 0 and out.startswith("lineage market_regime v1: OK"), out
+    # model → training set → feature build (+ its offline file) → dataset → source, each link re-verified
+    for link in ("training_set_manifest_digest", "training_set.data_file_sha256[data.parquet]",
+                 "feature_build_sha256", "feature_view_sha256[dataset_features]", "dataset_manifest_digest",
+                 "data_file_sha256[data.parquet]", "source_hash"):
+        assert f"ok    {link}:" in out, link
     training_id = json.loads((root / "models" / "by_dataset_version" / "m1.json").read_text())["training_id"]
     code, out, _ = cli("rerun", "--training-id", training_id, "--json")
     report = json.loads(out)
@@ -131,3 +149,49 @@ def test_rollback_and_rerun_jobs_run_through_dagster(trained: RunSummary, defs: 
         instance=instance, raise_on_error=False,
         run_config={**QUIET, "ops": {"rerun_model": {"config": {"training_id": training_id}}}})
     assert rerun.success
+
+
+def _damaged(path: Path) -> bytes:
+    original = path.read_bytes()
+    flipped = bytearray(original)
+    flipped[len(flipped) // 2] ^= 0xFF
+    path.write_bytes(bytes(flipped))
+    return original
+
+
+def test_training_set_and_trained_model_refuse_alone_when_inputs_no_longer_verify(
+        trained: RunSummary, defs: dg.Definitions, instance: dg.DagsterInstance, paths: PlatformPaths,
+        root: Path) -> None:
+    """Blocking checks hold inside one run; a later run selecting only one asset re-verifies its inputs."""
+    def alone(job: str) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def(job).execute_in_process(
+            instance=instance, partition_key="m1", raise_on_error=False,
+            run_config={**QUIET, "ops": {"trained_model": {"config": {"run_coingecko_fetch": False,
+                                                                        "hyperparam_profile": "fast"}}}}
+            if job == "trained_model_only" else QUIET)
+
+    def reason(result: dg.ExecuteInProcessResult) -> str:
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        return str(failure.step_failure_data.user_failure_data.description)
+
+    models_before = sorted((root / "models").glob("train-*"))
+    features = root / "features" / "offline" / "m1" / "dataset_features.parquet"
+    original = _damaged(features)
+    try:
+        result = alone("training_set_only")
+    finally:
+        features.write_bytes(original)
+    assert not result.success and "dataset_features.parquet: sha256" in reason(result)
+
+    dataset = paths.dataset_dir("m1") / "data.parquet"
+    original = _damaged(dataset)
+    try:
+        refused_set, refused_model = alone("training_set_only"), alone("trained_model_only")
+    finally:
+        dataset.write_bytes(original)
+    assert not refused_set.success and "failed verification" in reason(refused_set)
+    # the training set itself still verifies; what it was joined from does not, so training refuses
+    assert not refused_model.success and "upstream_dataset" in reason(refused_model)
+    assert sorted((root / "models").glob("train-*")) == models_before
+
+    assert alone("training_set_only").success  # inputs restored: the gate opens again

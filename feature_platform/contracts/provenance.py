@@ -32,3 +32,13 @@ def utc_now() -> datetime:
 
 def utc_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_timestamp(text: str, what: str = "timestamp") -> datetime:
+    """A UTC ISO 8601 timestamp with a trailing Z (``utc_timestamp``'s form), strictly: a real date and time."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        raise ValueError(f"{what} must be a UTC timestamp like 2026-01-31T00:00:00Z, got {text!r}")
+    try:
+        return datetime.fromisoformat(text[:-1]).replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"{what} must be a UTC timestamp like 2026-01-31T00:00:00Z, got {text!r}") from None

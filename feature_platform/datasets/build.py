@@ -92,8 +92,13 @@ def build_dataset(
     contract: FeatureContract | None = None,
     progress: Progress | None = None,
     splitter: Splitter | None = None,
+    extra_fields: tuple[pa.Field, ...] = (),
 ) -> BuildResult:
-    """``splitter`` replaces the entity-hash ``splits`` with another rule; the manifest records that rule."""
+    """``splitter`` replaces the entity-hash ``splits`` with another rule; the manifest records that rule.
+
+    ``extra_fields`` are columns after the contract's (a training set's join provenance): the schema,
+    the manifest and verify carry them; features, roles and their order stay the contract's.
+    """
     started = time.perf_counter()
     require_safe_id(dataset_id, "dataset_id")
     created = utc_now()
@@ -106,7 +111,7 @@ def build_dataset(
     target = Path(out_dir) / dataset_id
     if (target.exists() or target.is_symlink()) and not force:
         raise DatasetExistsError(f"{target} already exists; pass --force to replace it (nothing was changed)")
-    _require_contract_schema(source.schema, contract)
+    _require_contract_schema(source.schema, contract, extra_fields)
 
     entity = contract.entity.name
     split_rows = np.zeros(len(names), dtype=np.int64)
@@ -171,8 +176,9 @@ def build_dataset(
                        seconds=time.perf_counter() - started)
 
 
-def _require_contract_schema(schema: pa.Schema, contract: FeatureContract) -> None:
-    expected = contract.arrow_schema()
+def _require_contract_schema(schema: pa.Schema, contract: FeatureContract,
+                             extra_fields: tuple[pa.Field, ...] = ()) -> None:
+    expected = pa.schema([*contract.arrow_schema(), *extra_fields])
     if not schema.equals(expected):
         want = [f"{f.name}:{f.type}" for f in expected]
         got = [f"{f.name}:{f.type}" for f in schema]

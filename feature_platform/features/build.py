@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,6 +31,9 @@ STORE_CONFIG = "feature_store.yaml"
 DATASET_VIEW = "dataset_features"
 MARKET_VIEW = "market_ohlcv"
 MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
+# When a feature row became known to the platform (Feast's created timestamp): the dataset's created_at.
+# A training set built "as of" a time sees only rows created by then (features/training_set.py).
+CREATED_COLUMN = "created"
 
 
 class FeatureBuildError(RuntimeError):
@@ -62,6 +65,20 @@ class OutputFile(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class FeatureViewRef(BaseModel):
+    """A Feast feature view as this build applied it: what a point-in-time join needs to honour it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    ttl_seconds: int | None = Field(description="maximum feature age at join time; null = unlimited")
+    join_keys: list[str]
+    timestamp_field: str
+    created_timestamp_column: str | None
+    features: list[str]
+    path: str = Field(description="offline parquet, POSIX path relative to out_dir")
+
+
 class FeatureBuild(BaseModel):
     """The content of ``feature_build.json``."""
 
@@ -84,6 +101,20 @@ class FeatureBuild(BaseModel):
     materialization_end: str
     row_counts: dict[str, int]
     outputs: list[OutputFile]
+    feature_views: list[FeatureViewRef] = Field(default_factory=list)
+
+    def output(self, path: str) -> OutputFile:
+        found = [o for o in self.outputs if o.path == path]
+        if not found:
+            raise FeatureBuildError(f"feature build lists no output {path!r}")
+        return found[0]
+
+    def view(self, name: str) -> FeatureViewRef:
+        found = [v for v in self.feature_views if v.name == name]
+        if not found:
+            raise FeatureBuildError(f"feature build records no feature view {name!r} (built before views were "
+                                    "recorded? rebuild the features)")
+        return found[0]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -170,11 +201,14 @@ def build_features(
     git_ref: str | None = None,
     allow_dirty: bool = False,
     contract: FeatureContract | None = None,
+    created_at: datetime | None = None,
 ) -> FeatureBuild:
     """Build, materialize and record the features of one dataset version (see module docstring).
 
     Writes ``out_dir/offline/<version>/{dataset_features,market_ohlcv}.parquet`` and
     ``feature_build.json`` beside them, and ``out_dir/feast/<version>/{registry,online_store}.db``.
+    ``created_at`` (default: now) is every dataset feature row's created timestamp: when the rows became
+    known, normally the dataset manifest's ``created_at``.
     """
     os.environ["FEAST_USAGE"] = "False"
     import feast
@@ -200,7 +234,10 @@ def build_features(
     absent = [c for c in columns if c not in dataset.column_names]
     if absent:
         raise FeatureBuildError(f"{dataset_parquet}: dataset lacks columns {absent}")
-    features = dataset.select(columns)
+    created = (created_at or utc_now()).astimezone(UTC)
+    features = dataset.select(columns).append_column(
+        pa.field(CREATED_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
+        pa.array([created] * dataset.num_rows, pa.timestamp("us", tz="UTC")))
     offline.mkdir(parents=True, exist_ok=True)
     feast_dir.mkdir(parents=True, exist_ok=True)
     _write_table(features, dataset_out)
@@ -252,6 +289,7 @@ def build_features(
         materialization_start=utc_timestamp(start),
         materialization_end=utc_timestamp(end),
         row_counts=row_counts,
+        feature_views=[_view_ref(o, out_dir) for o in objects if isinstance(o, feast.FeatureView)],
         outputs=[
             OutputFile(path=p.relative_to(out_dir).as_posix(), bytes=p.stat().st_size, sha256=sha256_file(p))
             for p in outputs
@@ -259,6 +297,26 @@ def build_features(
     )
     _write_atomic(offline / FEATURE_BUILD_NAME, (build.model_dump_json(indent=2) + "\n").encode())
     return build
+
+
+def _view_ref(view: Any, out_dir: Path) -> FeatureViewRef:
+    source = view.batch_source
+    return FeatureViewRef(
+        name=view.name, ttl_seconds=int(view.ttl.total_seconds()) if view.ttl else None,
+        join_keys=[c.name for c in view.entity_columns], timestamp_field=source.timestamp_field,
+        created_timestamp_column=source.created_timestamp_column or None, features=[f.name for f in view.features],
+        path=Path(source.path).resolve().relative_to(out_dir).as_posix(),
+    )
+
+
+def read_feature_build(path: Path) -> FeatureBuild:
+    """``feature_build.json``, parsed strictly; ``FeatureBuildError`` names the file when it is not one."""
+    from pydantic import ValidationError
+
+    try:
+        return FeatureBuild.model_validate_json(Path(path).read_bytes())
+    except (OSError, ValidationError) as exc:
+        raise FeatureBuildError(f"{path}: not a readable feature build: {str(exc).splitlines()[0]}") from None
 
 
 def feature_build_path(out_dir: Path, dataset_version: str) -> Path:

@@ -183,7 +183,11 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     dataset itself, because a later run that selects only this asset bypasses them.
     """
     from feature_platform.contracts.manifest import parse_manifest
-    from feature_platform.storage.dataset_publish import DatasetPublishError, publish_dataset_version
+    from feature_platform.storage.dataset_publish import (
+        DatasetPublishError,
+        DatasetPublishUnavailable,
+        publish_dataset_version,
+    )
 
     version = context.partition_key
     started = time.perf_counter()
@@ -196,12 +200,18 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     dataset_dir = paths.dataset_dir(version)
     manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir / MANIFEST_NAME))
     extras = {p.name: p for p in sorted(report_dir.iterdir()) if p.is_file()}
-    with transient_retries(context, retry, extra=(DatasetPublishError,)):
-        published = publish_dataset_version(
-            dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
-            extra_files=extras, quality_summary={"passed": True, "metrics": len(report["metrics"])},
-            name=paths.dataset_name,
-        )
+    # only an unreachable store or catalog is retried; a failed verification or refusal fails the run now
+    try:
+        with transient_retries(context, retry, extra=(DatasetPublishUnavailable,)):
+            published = publish_dataset_version(
+                dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
+                extra_files=extras, quality_summary={"passed": True, "metrics": len(report["metrics"])},
+                name=paths.dataset_name,
+            )
+    except DatasetPublishError as exc:
+        if isinstance(exc, DatasetPublishUnavailable):
+            raise  # retries exhausted: the original error
+        raise dg.Failure(str(exc), allow_retries=False) from None
     return dg.MaterializeResult(
         metadata={
             "location": dg.MetadataValue.url(published.location),

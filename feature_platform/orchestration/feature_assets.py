@@ -1,5 +1,6 @@
 """feature_build: the Feast repo pinned to a git sha, applied and materialized per dataset_version."""
 
+import json
 import time
 
 import dagster as dg
@@ -27,6 +28,8 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
     online, and writes feature_build.json (repo sha, dataset version, timestamp, row counts, sha256s)."""
     import pyarrow.parquet as pq
 
+    from feature_platform.contracts.manifest import MANIFEST_NAME, parse_manifest
+    from feature_platform.contracts.provenance import parse_utc_timestamp
     from feature_platform.features.build import build_features, feature_build_path
 
     version = context.partition_key
@@ -41,9 +44,12 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
         market_path = paths.root / "features" / "inputs" / version / "market_ohlcv.parquet"
         market_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(market.select(["asset", "ts", "open", "high", "low", "close", "volume"]), market_path)
+    manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
+    dataset_manifest = parse_manifest(json.loads(manifest_path.read_bytes()), str(manifest_path))
     build = build_features(FEATURE_REPO, paths.dataset_dir(version) / "data.parquet", version,
                            paths.root / "features", market_path, git_ref=config.feature_repo_ref,
-                           allow_dirty=config.allow_dirty)
+                           allow_dirty=config.allow_dirty,
+                           created_at=parse_utc_timestamp(dataset_manifest.created_at, "created_at"))
     path = feature_build_path(paths.root / "features", version)
     return dg.MaterializeResult(
         metadata={

@@ -14,8 +14,10 @@ import dagster as dg
 from pydantic import Field
 
 from feature_platform.orchestration.assets import published_dataset
+from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
 from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
+from feature_platform.orchestration.metadata import checks_metadata
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import PlatformPaths
 
@@ -30,6 +32,11 @@ class TrainingConfig(dg.Config):
     seed: int = Field(0, ge=0)
     schedule: Literal["adhoc", "backfill"] = "adhoc"
     run_coingecko_fetch: bool = Field(True, description="backfill the last UTC day of market data first")
+
+
+class TrainingSetConfig(dg.Config):
+    as_of: str | None = Field(None, description="UTC time like 2026-01-31T00:00:00Z: feature rows created later are "
+                                                "invisible, so a rebuild reproduces the same bytes (default: all rows)")
 
 
 class PromotionConfig(dg.Config):
@@ -72,26 +79,105 @@ def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str
     return result.snapshot_marker
 
 
+def _feature_build_json(paths: PlatformPaths, version: str) -> Path:
+    from feature_platform.features.build import feature_build_path
+
+    return feature_build_path(paths.root / "features", version)
+
+
+def _training_set_manifest(paths: PlatformPaths, version: str) -> Path:
+    """The training set the training_set asset built last for this partition."""
+    from feature_platform.features.training_set import current_training_set, training_sets_dir
+
+    return current_training_set(training_sets_dir(paths.root), paths.dataset_id(version))[0]
+
+
 @dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, feature_build],
+          kinds={"feast", "duckdb", "parquet"})
+def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
+                 paths: PlatformPaths) -> dg.MaterializeResult:
+    """The dataset's label rows joined point-in-time with the feature build's offline features (as of each
+    label's timestamp, within the view's TTL, optionally "as known at" ``as_of``): a spec v1 dataset of its
+    own, the only data training reads. Refuses when the dataset or the feature build no longer verifies."""
+    from feature_platform.features.training_set import (
+        TrainingSetRefused,
+        build_training_set,
+        parse_as_of,
+        training_set_parameters,
+        training_sets_dir,
+    )
+
+    version = context.partition_key
+    started = time.perf_counter()
+    try:
+        result = build_training_set(paths.dataset_dir(version) / "manifest.json",
+                                    _feature_build_json(paths, version), training_sets_dir(paths.root),
+                                    as_of=parse_as_of(config.as_of))
+    except (TrainingSetRefused, ValueError) as exc:  # permanent: fail now with the one-line reason
+        raise dg.Failure(f"training set for {version} refused: {exc}", allow_retries=False) from None
+    params = training_set_parameters(result.manifest)
+    assert params is not None  # built just now as a training set
+    return dg.MaterializeResult(metadata={
+        "manifest_digest": result.digest, "dagster/row_count": result.manifest.row_count,
+        "split_rows": dg.MetadataValue.json(dict(result.manifest.splits.rows)),
+        "label_rows": params.label_rows, "unmatched_label_rows": params.unmatched_label_rows,
+        "feature_build_sha256": params.feature_build.sha256, "as_of": params.join.as_of or "all rows",
+        "ttl_seconds": dg.MetadataValue.json({v.name: v.ttl_seconds for v in params.feature_views}),
+        "manifest": dg.MetadataValue.path(str(result.manifest_path)),
+        "duration_s": round(time.perf_counter() - started, 3),
+    }, data_version=dg.DataVersion(result.digest))
+
+
+def _verify_training_set(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> Any:
+    from feature_platform.datasets.verify import verify_dataset
+
+    return verify_dataset(_training_set_manifest(paths, context.op_execution_context.partition_key))
+
+
+training_set_integrity = integrity_checks(training_set, name="training_set_integrity",
+                                          descriptions=DATASET_CHECK_DESCRIPTIONS, verify=_verify_training_set)
+
+
+@dg.asset_check(asset=training_set, blocking=True, name="no_feature_leakage",
+                description="From the rows: no feature row used is after its label's timestamp, older than the "
+                            "view's TTL, or (with as_of) created after as_of.")
+def no_feature_leakage(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
+    from feature_platform.features.training_set import audit_leakage
+
+    report = audit_leakage(_training_set_manifest(paths, context.op_execution_context.partition_key))
+    return dg.AssetCheckResult(passed=report.ok, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=checks_metadata(report.checks))
+
+
+@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[training_set],
           kinds={"sklearn", "onnx", "mlflow"})
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, paths: PlatformPaths,
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
-    """Trains the regime classifier on the verified dataset's train split (refuses otherwise), exports and
-    checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
+    """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
+    and checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
+    from feature_platform.features.training_set import TrainingSetRefused
     from feature_platform.registry.tracking import log_training
+    from feature_platform.training.data import TrainingRefused
     from feature_platform.training.train import new_training_id, train_model
 
     version = context.partition_key
     started = time.perf_counter()
     snapshot = _fetch_last_day(paths, timeseries) if config.run_coingecko_fetch else None
-    build_json = paths.root / "features" / "offline" / version / "feature_build.json"
-    result = train_model(
-        paths.dataset_dir(version) / "manifest.json", models_dir(paths), model_key=config.model_key,
-        training_id=new_training_id(), hyperparameters=config.hyperparams or None,
-        profile=config.hyperparam_profile, seed=config.seed, schedule=config.schedule,
-        feature_build_path=build_json if build_json.exists() else None, feature_repo_ref=config.feature_repo_ref,
-        market_snapshot=snapshot,
-    )
+    build_json = _feature_build_json(paths, version)
+    try:
+        training_set_manifest = _training_set_manifest(paths, version)
+    except TrainingSetRefused as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from None
+    try:
+        result = train_model(
+            training_set_manifest, models_dir(paths), model_key=config.model_key,
+            training_id=new_training_id(), hyperparameters=config.hyperparams or None,
+            profile=config.hyperparam_profile, seed=config.seed, schedule=config.schedule,
+            feature_build_path=build_json if build_json.exists() else None,
+            feature_repo_ref=config.feature_repo_ref, market_snapshot=snapshot,
+        )
+    except TrainingRefused as exc:  # permanent: fail now with the one-line reason
+        raise dg.Failure(str(exc), allow_retries=False) from None
     logged = log_training(result.model_dir, data_root=paths.root,
                           feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule)
     m = result.model_manifest
@@ -111,14 +197,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
 
 
 @dg.asset_check(asset=trained_model, blocking=True, name="trained_on_verified_dataset",
-                description="The model manifest names a dataset that verifies now, with the same digest.")
+                description="The model manifest names a training set that verifies now, with the same digest, "
+                            "and so do the dataset and feature build it was joined from.")
 def trained_on_verified_dataset(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
-    from feature_platform.datasets.verify import verify_dataset
+    from feature_platform.features.training_set import verify_training_input
     from feature_platform.training.artifacts import read_model_manifest
 
     record = read_record(paths, context.op_execution_context.partition_key)
     manifest = read_model_manifest(Path(record["model_dir"]) / "model_manifest.json")
-    report = verify_dataset(manifest.dataset_manifest_path)
+    report = verify_training_input(Path(manifest.dataset_manifest_path))
     same = report.manifest_digest == manifest.dataset_manifest_digest
     return dg.AssetCheckResult(passed=report.ok and same, severity=dg.AssetCheckSeverity.ERROR, metadata={
         "expected": manifest.dataset_manifest_digest, "actual": report.manifest_digest or "unverifiable",
@@ -201,10 +288,11 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
                                           "previous_production": str(result.previous_version or "none")})
 
 
-TRAINING_ASSETS = [trained_model, model_evaluation, registered_model, promotion]
-TRAINING_CHECKS = [trained_on_verified_dataset, guardrails]
+TRAINING_ASSETS = [training_set, trained_model, model_evaluation, registered_model, promotion]
+TRAINING_CHECKS = [training_set_integrity, no_feature_leakage, trained_on_verified_dataset, guardrails]
 training_job = dg.define_asset_job("training_job", selection=dg.AssetSelection.assets(*TRAINING_ASSETS),
-                                   description="train → evaluate → register → (auto) promote for a dataset_version")
+                                   description="training set → train → evaluate → register → (auto) promote for a "
+                                               "dataset_version")
 
 
 class RollbackConfig(dg.Config):

@@ -1,4 +1,5 @@
-"""Lineage: model version → training run → model manifest → dataset manifest digest → data file
+"""Lineage: model version → training run → model manifest → training set (digest, file sha256s) →
+feature build (``feature_build.json`` and its offline files, sha256) → dataset manifest digest → data file
 sha256s → source hash, every link re-verified now (nothing is taken from a cache or a tag alone).
 """
 
@@ -15,6 +16,8 @@ from feature_platform.contracts.manifest import DatasetManifest, ManifestError, 
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.datasets.verify import sha256_file
+from feature_platform.features.training_set import SOURCE_KIND as TRAINING_SET_KIND
+from feature_platform.features.training_set import TrainingSetParameters, training_set_parameters
 from feature_platform.registry.tracking import RegistryError, client, download_version, read_model_manifest
 
 if TYPE_CHECKING:
@@ -104,25 +107,51 @@ def _run_links(mc: MlflowClient, report: LineageReport, run_id: str | None, mani
                tags.get("training_manifest_sha") == actual)
 
 
-def _dataset_links(report: LineageReport, manifest: ModelManifest, data_root: Path) -> None:
-    path = Path(manifest.dataset_manifest_path)
+def _dataset_links(report: LineageReport, path: Path, expected_digest: str, data_root: Path) -> None:
+    """The dataset at ``path`` has ``expected_digest`` and its files their sha256s; then what it came from
+    (a training set: its feature build and its dataset, recursively)."""
     try:
         dataset = parse_manifest(json.loads(path.read_bytes()), str(path))
     except (OSError, ValueError, ManifestError) as exc:
-        report.add("dataset_manifest_digest", manifest.dataset_manifest_digest,
-                   f"unreadable {path}: {type(exc).__name__}", False)
+        report.add("dataset_manifest_digest", expected_digest, f"unreadable {path}: {type(exc).__name__}", False)
         return
+    label = "training_set" if dataset.source.kind == TRAINING_SET_KIND else "dataset"
     actual = dataset.digest()
-    report.add("dataset_manifest_digest", manifest.dataset_manifest_digest, f"{actual} ({path})",
-               actual == manifest.dataset_manifest_digest)
+    report.add(f"{label}_manifest_digest", expected_digest, f"{actual} ({path})", actual == expected_digest)
     for entry in dataset.files:
         try:
             file_path = resolve_inside(path.parent, entry.path)
             sha = sha256_file(file_path) if file_path.is_file() else "missing"
         except UnsafePathError as exc:
             sha = f"unsafe path: {exc}"
-        report.add(f"data_file_sha256[{entry.path}]", entry.sha256, sha, sha == entry.sha256)
-    _source_links(report, dataset, data_root)
+        prefix = "" if label == "dataset" else f"{label}."
+        report.add(f"{prefix}data_file_sha256[{entry.path}]", entry.sha256, sha, sha == entry.sha256)
+    try:
+        joined = training_set_parameters(dataset)
+    except ValueError as exc:
+        report.add("training_set.join", "recorded join parameters", str(exc), False)
+        return
+    if joined is None:
+        _source_links(report, dataset, data_root)
+        return
+    _feature_build_links(report, joined)
+    _dataset_links(report, Path(joined.dataset.manifest_path), joined.dataset.manifest_digest, data_root)
+
+
+def _feature_build_links(report: LineageReport, joined: TrainingSetParameters) -> None:
+    """training set → feature_build.json (sha256) → the offline feature files it joined (sha256)."""
+    build_path = Path(joined.feature_build.path)
+    sha = sha256_file(build_path) if build_path.is_file() else "missing"
+    report.add("feature_build_sha256", joined.feature_build.sha256, f"{sha} ({build_path})",
+               sha == joined.feature_build.sha256)
+    out_dir = build_path.parent.parent.parent  # <out_dir>/offline/<version>/feature_build.json
+    for view in joined.feature_views:
+        try:
+            file_path = resolve_inside(out_dir, view.path)
+            actual = sha256_file(file_path) if file_path.is_file() else "missing"
+        except UnsafePathError as exc:
+            actual = f"unsafe path: {exc}"
+        report.add(f"feature_view_sha256[{view.name}]", view.sha256, actual, actual == view.sha256)
 
 
 def _source_links(report: LineageReport, dataset: DatasetManifest, data_root: Path) -> None:
@@ -178,5 +207,5 @@ def lineage(model_name: str, *, version: str | int | None = None, alias: str | N
         sha = sha256_file(onnx) if onnx.is_file() else "missing"
         report.add("onnx_sha256", manifest.onnx.sha256, sha, sha == manifest.onnx.sha256)
         _run_links(mc, report, mv.run_id, manifest, model_dir)
-    _dataset_links(report, manifest, data_root)
+    _dataset_links(report, Path(manifest.dataset_manifest_path), manifest.dataset_manifest_digest, data_root)
     return report

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
-from feature_platform.datasets.verify import sha256_file, verify_dataset
+from feature_platform.datasets.verify import sha256_file
+from feature_platform.features.training_set import verify_training_input
 from feature_platform.registry.tracking import (
     PRODUCTION,
     RegistryError,
@@ -116,7 +117,7 @@ def integrity_checks(decision: PromotionDecision, model_dir: Path, run_id: str |
     exists = ds_manifest.is_file()
     decision.add("dataset_manifest_exists", exists, str(ds_manifest), "exists" if exists else "missing")
     if exists:
-        report = verify_dataset(ds_manifest)
+        report = verify_training_input(ds_manifest)
         failed = "; ".join(c.line() for c in report.failures)
         decision.add("verify_dataset", report.ok, "PASS", "PASS" if report.ok else f"FAIL ({failed})")
         decision.add("dataset_manifest_digest", report.manifest_digest == manifest.dataset_manifest_digest,

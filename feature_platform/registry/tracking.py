@@ -142,6 +142,8 @@ def run_tags(manifest: ModelManifest, training: TrainingManifest, training_manif
         "dataset_manifest_digest": manifest.dataset_manifest_digest,
         "feature_repo_sha": feature_sha,
         "feast_repo_sha": feature_sha,
+        # the dataset_version whose Feast feature build the training set joined (the runbook's name)
+        "feast_dataset_version": manifest.dataset_version if manifest.feature_build else "",
         "feature_build_sha256": (manifest.feature_build.sha256 if manifest.feature_build else None) or "",
         "training_manifest_sha": training_manifest_sha,
         "coingecko_snapshot": manifest.market_snapshot or "",

@@ -38,7 +38,13 @@ from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, 
 from feature_platform.contracts.paths import require_safe_id, resolve_inside
 from feature_platform.datasets.verify import sha256_file, verify_dataset
 from feature_platform.storage.catalog import Catalog, CatalogEntry, CatalogError, summary_json, utc_iso_now
-from feature_platform.storage.object_keys import ObjectNotFoundError, ObjectStoreError, join_key, key_problem
+from feature_platform.storage.object_keys import (
+    ObjectNotFoundError,
+    ObjectStoreError,
+    StorageUnavailableError,
+    join_key,
+    key_problem,
+)
 from feature_platform.storage.object_store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,26 @@ MAX_POINTER_BYTES = 1024 * 1024
 
 class DatasetPublishError(RuntimeError):
     """The version was not published; the store's pointer and the catalog are as they were."""
+
+
+class DatasetPublishUnavailable(DatasetPublishError):
+    """Not published because the store or catalog was unreachable for now: the only kind worth retrying.
+    Verification failures, refusals and conflicts are plain ``DatasetPublishError`` and fail at once."""
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """A connection, timeout or storage-unavailable error anywhere in the cause chain."""
+    while exc is not None:
+        if isinstance(exc, (StorageUnavailableError, ConnectionError, TimeoutError)):
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _publish_error(message: str, cause: BaseException) -> DatasetPublishError:
+    return (DatasetPublishUnavailable if _transient(cause) else DatasetPublishError)(message)
 
 
 class RemoteCheck(NamedTuple):
@@ -156,7 +182,7 @@ def publish_dataset_version(
         location = store.url(prefix) + "/"
         uploads = _plan_uploads(Path(dataset_dir), manifest, extras, prefix, location, published_at, store)
     except (OSError, ObjectStoreError, CatalogError, sqlite3.Error) as exc:
-        raise DatasetPublishError(f"{what}: nothing published: {_one_line(exc)}") from exc
+        raise _publish_error(f"{what}: nothing published: {_one_line(exc)}", exc) from exc
 
     try:
         for item in uploads:
@@ -172,7 +198,7 @@ def publish_dataset_version(
         cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
         log.warning("publish of %s rolled back: %s", what, _one_line(exc))
         if isinstance(exc, Exception):
-            raise DatasetPublishError(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}") from exc
+            raise _publish_error(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}", exc) from exc
         raise
     log.info("published %s (%s) at %s", what, digest, location)
     return PublishedVersion(ds_id, version, digest, prefix, location, published_at,

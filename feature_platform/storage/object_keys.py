@@ -18,6 +18,10 @@ class ObjectNotFoundError(ObjectStoreError, LookupError):
     """The key names no object."""
 
 
+class StorageUnavailableError(ObjectStoreError):
+    """The store could not be reached or asked to slow down (connection, timeout, 5xx): worth a retry later."""
+
+
 def key_problem(key: object) -> str | None:
     """Why ``key`` is not a valid object key, or None when it is."""
     if not isinstance(key, str) or not key:

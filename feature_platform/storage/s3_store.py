@@ -23,6 +23,7 @@ from feature_platform.storage.object_keys import (
     HASH_CHUNK,
     ObjectNotFoundError,
     ObjectStoreError,
+    StorageUnavailableError,
     validate_key,
     validate_prefix,
 )
@@ -32,6 +33,9 @@ MIB = 1024 * 1024
 S3_MIN_PART = 5 * MIB
 S3_MAX_DELETE_BATCH = 1000
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+# Server-side trouble that passes: S3's documented retryable error codes.
+_TRANSIENT_CODES = frozenset({"500", "502", "503", "504", "InternalError", "ServiceUnavailable", "SlowDown",
+                              "RequestTimeout", "RequestTimeTooSkewed", "Throttling", "ThrottlingException"})
 
 
 def _error_code(exc: BaseException) -> str | None:
@@ -86,7 +90,13 @@ class S3ObjectStore:
     @contextlib.contextmanager
     def _errors(self, op: str, where: str) -> Iterator[None]:
         """botocore/s3transfer failures → one-line ``ObjectStoreError`` naming the object."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            ConnectionError,
+            ConnectTimeoutError,
+            ReadTimeoutError,
+        )
 
         try:
             yield
@@ -95,7 +105,10 @@ class S3ObjectStore:
             if code in _NOT_FOUND_CODES:
                 raise ObjectNotFoundError(f"{where}: no such object") from exc
             message = exc.response.get("Error", {}).get("Message", "")
-            raise ObjectStoreError(f"{where}: {op} failed: {code} {message}".rstrip()) from exc
+            kind = StorageUnavailableError if code in _TRANSIENT_CODES else ObjectStoreError
+            raise kind(f"{where}: {op} failed: {code} {message}".rstrip()) from exc
+        except (ConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+            raise StorageUnavailableError(f"{where}: {op} failed: {exc}") from exc
         except BotoCoreError as exc:
             raise ObjectStoreError(f"{where}: {op} failed: {exc}") from exc
         except Exception as exc:

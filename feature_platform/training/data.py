@@ -1,4 +1,5 @@
-"""Verified training data: a dataset is read for training only after ``verify_dataset`` passes.
+"""Verified training data: a dataset is read for training only after it verifies, and a training set only
+while the dataset and feature build it was joined from verify too (``verify_training_input``).
 
 Features are read in the contract's ``FEATURE_ORDER`` (never the file's), splits come from the
 manifest's own ``SplitSpec`` so training sees exactly the rows the dataset says are train/val/test.
@@ -18,7 +19,7 @@ from feature_platform.contracts.feature_contract import FEATURE_ORDER, FeatureCo
 from feature_platform.contracts.manifest import DatasetManifest, Splits
 from feature_platform.contracts.paths import resolve_inside
 from feature_platform.datasets.splits import SplitSpec
-from feature_platform.datasets.verify import verify_dataset
+from feature_platform.features.training_set import verify_training_input
 
 # Nullable features (the cross-asset betas, missing while an asset has under a day of history) are
 # filled with 0.0 and nothing else is imputed: 0.0 is "no cross-asset information", the same value the
@@ -84,7 +85,8 @@ def load_splits(
     ``expected_digest`` locks the dataset identity (reruns): a manifest with another digest is refused.
     """
     contract = contract or load_feature_contract()
-    report = verify_dataset(dataset_manifest_path, base_dir, expected_digest=expected_digest, contract=contract)
+    report = verify_training_input(dataset_manifest_path, base_dir, expected_digest=expected_digest,
+                                   contract=contract)
     if not report.ok:
         reasons = [f"{c.name}{f'[{c.target}]' if c.target else ''}: expected {c.expected!r}, got {c.actual!r}"
                    for c in report.failures]

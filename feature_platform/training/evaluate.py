@@ -1,9 +1,11 @@
 """Evaluate the ONNX model (what serves, not the native estimator) on the held-out splits.
 
-Per split: accuracy, log loss and a backtest (see ``metrics`` for every definition). The backtest
-book trades each row with a known forward return once, in time order (timestamp, then entity), at
-unit notional. ``schedule="backfill"`` also runs the full backtest over every split, train included
-(in-sample, so read it as a replay of history, not as out-of-sample evidence), with its equity curve.
+Per split: accuracy, log loss and a portfolio backtest (see ``metrics`` for every definition): each
+UTC day the book holds every row's position of that day, gross-normalised, and the metrics are
+computed on that one daily return series (``n_periods`` = distinct days). Per-entity PnL is kept
+as a report (``entities``), never gated. ``schedule="backfill"`` also runs the backtest over every
+split, train included (in-sample, so read it as a replay of history, not as out-of-sample evidence),
+with its daily equity curve.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from typing import Any, Literal
 import numpy as np
 
 from feature_platform.training.data import SplitData, TrainingData
-from feature_platform.training.metrics import TradingMetrics, equity_curve, positions_from_proba, trading_metrics
+from feature_platform.training.metrics import (
+    TradingMetrics,
+    equity_curve,
+    portfolio_returns,
+    positions_from_proba,
+    trading_metrics,
+    utc_days,
+)
 from feature_platform.training.onnx_export import onnx_predict_proba
 
 Schedule = Literal["adhoc", "backfill"]
@@ -30,10 +39,11 @@ class SplitEvaluation:
     accuracy: float
     log_loss: float
     trading: TradingMetrics
+    entities: list[dict[str, float]]  # per-entity report, not gated
 
     def to_dict(self) -> dict[str, Any]:
         return {"split": self.split, "rows": self.rows, "accuracy": self.accuracy, "log_loss": self.log_loss,
-                "trading": self.trading.to_dict()}
+                "trading": self.trading.to_dict(), "entities": self.entities}
 
 
 @dataclass(frozen=True)
@@ -41,8 +51,8 @@ class Evaluation:
     schedule: Schedule
     classes: list[int]
     splits: dict[str, SplitEvaluation]
-    backtest: TradingMetrics | None = None  # backfill only: every split
-    equity_curve: np.ndarray | None = None  # backfill only: [1, E_1, ..., E_n]
+    backtest: TradingMetrics | None = None  # backfill only: every split, one book per day
+    equity_curve: np.ndarray | None = None  # backfill only: [1, E_1, ..., E_n], one point per day
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -88,12 +98,22 @@ def log_loss(proba: np.ndarray, y: np.ndarray, classes: list[int]) -> float:
     return float(-np.mean(np.log(p)))
 
 
-def _book(split: SplitData, positions: np.ndarray) -> np.ndarray:
-    """Strategy returns in time order (timestamp, then entity), rows without a forward return dropped."""
-    order = np.lexsort((split.entity, split.timestamp))
-    fwd = split.forward_return[order]
-    keep = ~np.isnan(fwd)
-    return np.asarray(positions[order][keep] * fwd[keep], dtype=np.float64)
+def daily_book(split: SplitData, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(UTC day ids, R_d)``: the split's portfolio return per distinct UTC day (``metrics``)."""
+    return portfolio_returns(utc_days(split.timestamp), positions, split.forward_return)
+
+
+def entity_breakdown(split: SplitData, positions: np.ndarray) -> list[dict[str, float]]:
+    """Per entity: traded rows, summed row PnL ``sum(w f)``, mean |position| and hit rate — a report only."""
+    traded = ~np.isnan(split.forward_return)
+    ent, w, f = split.entity[traded], positions[traded], split.forward_return[traded]
+    ids, index = np.unique(ent, return_inverse=True)
+    rows = np.bincount(index, minlength=ids.size)
+    pnl = np.bincount(index, weights=w * f, minlength=ids.size)
+    gross = np.bincount(index, weights=np.abs(w), minlength=ids.size)
+    hits = np.bincount(index, weights=(w * f > 0).astype(np.float64), minlength=ids.size)
+    return [{"entity": int(e), "rows": int(n), "pnl": float(p), "mean_abs_position": float(g / n),
+             "hit_rate": float(h / n)} for e, n, p, g, h in zip(ids, rows, pnl, gross, hits, strict=True)]
 
 
 def evaluate_model(
@@ -116,7 +136,8 @@ def evaluate_model(
         if name in EVAL_SPLITS:
             results[name] = SplitEvaluation(name, split.rows, accuracy(proba, split.y, classes),
                                             log_loss(proba, split.y, classes),
-                                            trading_metrics(_book(split, positions)))
+                                            trading_metrics(daily_book(split, positions)[1]),
+                                            entity_breakdown(split, positions))
     if schedule != "backfill":
         return Evaluation(schedule, classes, results)
     merged = SplitData(
@@ -126,5 +147,5 @@ def evaluate_model(
         timestamp=np.concatenate([s.timestamp for s, _ in all_rows]),
         forward_return=np.concatenate([s.forward_return for s, _ in all_rows]),
     )
-    returns = _book(merged, np.concatenate([p for _, p in all_rows]))
+    returns = daily_book(merged, np.concatenate([p for _, p in all_rows]))[1]
     return Evaluation(schedule, classes, results, trading_metrics(returns), equity_curve(returns))

@@ -1,22 +1,31 @@
 """Trading metrics (pure numpy) with the definitions the guardrails and reports rely on.
 
-Definitions, for per-period strategy returns ``r_1..r_n`` (simple returns, one per period):
+The gated numbers describe one book, the portfolio, over calendar periods (one UTC day per period,
+because every label is a one-day forward return). Definitions, in the order they are computed:
 
-* position: ``P(bull) - P(bear)`` clipped to [-1, 1] — long when the model leans bull, short when it
-  leans bear, flat-ish when unsure; a continuous signal so confidence scales exposure.
-* strategy return: ``r_t = position_t * forward_return_t`` (unit notional each period, no costs).
-* PnL: ``sum(r_t)`` (additive, per unit notional); ``cumulative_pnl`` is its running sum.
-* equity curve: ``E_0 = 1, E_t = E_{t-1} * (1 + r_t)`` (compounded), floored at 0 (ruin stays ruin).
-* Sharpe: ``mean(r) / std(r, ddof=1) * sqrt(periods_per_year)`` (risk-free rate 0).
-* Sortino: ``mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(periods_per_year)`` (target 0, downside
+* position: ``w_i = clip(P(bull) - P(bear), -1, 1)`` per (entity, timestamp) row — long when the model
+  leans bull, short when it leans bear, near flat when unsure; confidence scales exposure.
+* row return: ``w_i * f_i`` with ``f_i`` the row's forward simple return (no costs). Rows without a
+  forward return (the last row of each entity) are not traded.
+* portfolio (book) return of day ``d``: ``R_d = sum_{i in d} w_i f_i / sum_{i in d} |w_i|``, the
+  gross-normalised return of the day's book (every position taken on day ``d`` sized so that gross
+  exposure is 1); a day with zero gross exposure returns 0. So ``R_d`` is a weighted mean of
+  returns, never a sum over the cross-section: duplicating every entity or scaling every position by
+  a constant leaves it unchanged, and an always-flat strategy scores 0 everywhere.
+* ``n_periods``: the number of distinct UTC days of the split's rows, each one period.
+* PnL: ``sum(R_d)`` (additive, per unit of gross exposure); ``cumulative_pnl`` is its running sum.
+* equity curve: ``E_0 = 1, E_d = E_{d-1} * (1 + R_d)`` (compounded daily), floored at 0 (ruin stays
+  ruin); total return ``E_n - 1``.
+* Sharpe: ``mean(R) / std(R, ddof=1) * sqrt(periods_per_year)`` (risk-free rate 0).
+* Sortino: ``mean(R) / sqrt(mean(min(R, 0)^2)) * sqrt(periods_per_year)`` (target 0, downside
   deviation over all n periods).
-* max drawdown: ``max_t (peak_t - E_t) / peak_t`` with ``peak_t = max_{s<=t} E_s``, a positive
+* max drawdown: ``max_d (peak_d - E_d) / peak_d`` with ``peak_d = max_{s<=d} E_s``, a positive
   fraction (0.25 = a 25 % fall from the high-water mark).
-* annualisation: ``PERIODS_PER_YEAR = 365``. Each position earns the next bar's ``ret_1d``, a one-day
-  return, and crypto trades every calendar day, so one period is one day. (Overlapping daily
-  returns on intraday bars inflate Sharpe; compare models on the same dataset, not across horizons.)
+* annualisation: ``PERIODS_PER_YEAR = 365``: crypto trades every calendar day and a period is a day.
 
-Edge cases: fewer than 2 returns, zero standard deviation or zero downside deviation give a ratio of
+Per-entity breakdowns (``entity_breakdown``) are a report for people, never a gated number.
+
+Edge cases: fewer than 2 periods, zero standard deviation or zero downside deviation give a ratio of
 0.0 — never inf/NaN, because manifests are strict JSON; ``n_periods`` and ``n_downside`` in the report
 say when a 0.0 means "undefined". Empty input gives PnL 0 and drawdown 0.
 """
@@ -39,6 +48,36 @@ def positions_from_proba(proba: np.ndarray, bear_index: int, bull_index: int) ->
 
 def strategy_returns(positions: np.ndarray, forward_returns: np.ndarray) -> np.ndarray:
     return np.asarray(positions, dtype=np.float64) * np.asarray(forward_returns, dtype=np.float64)
+
+
+DAY_US = 86_400_000_000
+
+
+def utc_days(timestamps_us: np.ndarray) -> np.ndarray:
+    """UTC calendar day (days since the epoch) of microsecond timestamps."""
+    return np.floor_divide(np.asarray(timestamps_us, dtype=np.int64), DAY_US)
+
+
+def portfolio_returns(periods: np.ndarray, positions: np.ndarray,
+                      forward_returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(period ids ascending, R_d)``: the gross-normalised book return of every distinct period.
+
+    Every period in ``periods`` is present, also those whose rows are all untraded (NaN forward
+    return) or flat: their return is 0.
+    """
+    periods = np.asarray(periods, dtype=np.int64)
+    w = np.asarray(positions, dtype=np.float64)
+    f = np.asarray(forward_returns, dtype=np.float64)
+    if not (periods.shape == w.shape == f.shape):
+        raise ValueError(f"periods, positions and forward returns differ in shape: {periods.shape}, {w.shape}, "
+                         f"{f.shape}")
+    ids, index = np.unique(periods, return_inverse=True)
+    traded = ~np.isnan(f)
+    gross = np.bincount(index[traded], weights=np.abs(w[traded]), minlength=ids.size)
+    net = np.bincount(index[traded], weights=w[traded] * f[traded], minlength=ids.size)
+    out = np.zeros(ids.size, dtype=np.float64)
+    np.divide(net, gross, out=out, where=gross > 0)
+    return ids, out
 
 
 def pnl(returns: np.ndarray) -> float:

@@ -1,0 +1,399 @@
+"""Training sets: the dataset's label rows joined point-in-time with a feature build's offline features.
+
+A training set is a spec v1 dataset of its own (``<dataset_id>-training``). Each label row
+``(entity, timestamp, label)`` of the verified dataset gets the features of the latest feature row of
+its entity at or before its timestamp, no older than the feature view's TTL (``pit.point_in_time_join``:
+inclusive, ties to the newest created timestamp). Two provenance columns record which feature row was
+used: ``feature_event_timestamp`` and ``feature_created_timestamp``, so leakage is audited from the
+data itself (``audit_leakage``), not from the code's promise.
+
+``as_of`` ("as known at"): feature rows created after ``as_of`` are invisible, so rebuilding after a
+late correction reproduces the same rows and the same data-file sha256. Label rows no visible feature
+row matches are left out and counted (``unmatched_label_rows``); training never sees an invented value.
+
+The manifest's ``source`` records the dataset digest, the ``feature_build.json`` sha256, every joined
+view with its TTL and the join parameters; the lineage walk follows them back to the source.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
+from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, parse_manifest
+from feature_platform.contracts.paths import UnsafePathError, resolve_inside
+from feature_platform.contracts.provenance import parse_utc_timestamp, utc_timestamp
+from feature_platform.datasets.build import BuildResult, build_dataset
+from feature_platform.datasets.splits import SplitSpec
+from feature_platform.datasets.verify import VerifyReport, sha256_file, verify_dataset
+from feature_platform.features.build import (
+    DATASET_VIEW,
+    FeatureBuild,
+    FeatureBuildError,
+    FeatureViewRef,
+    read_feature_build,
+)
+from feature_platform.features.pit import point_in_time_join
+
+SOURCE_KIND = "training_set"
+FEATURE_EVENT_TS = "feature_event_timestamp"
+FEATURE_CREATED_TS = "feature_created_timestamp"
+_TS = pa.timestamp("us", tz="UTC")
+PROVENANCE_FIELDS = (pa.field(FEATURE_EVENT_TS, _TS, nullable=False), pa.field(FEATURE_CREATED_TS, _TS))
+JOIN_SEMANTICS = ("as-of: latest feature row with event_timestamp <= label timestamp (inclusive) and "
+                  "label timestamp - event_timestamp <= ttl (inclusive); ties to the newest created timestamp, "
+                  "then the later row; rows created after as_of invisible")
+BATCH_ROWS = 131_072
+
+
+class TrainingSetRefused(RuntimeError):
+    """An input did not verify (or cannot be joined); nothing was written."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DatasetRef(_Frozen):
+    dataset_id: str
+    dataset_version: str
+    manifest_digest: str
+    manifest_path: str
+
+
+class JoinedBuild(_Frozen):
+    path: str
+    sha256: str
+    feast_repo_sha: str
+    feature_service: str
+
+
+class JoinedView(FeatureViewRef):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    sha256: str
+
+
+class JoinParameters(_Frozen):
+    semantics: str
+    join_keys: list[str]
+    label_timestamp: str
+    feature_timestamp: str
+    created_timestamp: str | None
+    ttl_seconds: int | None
+    as_of: str | None
+
+
+class TrainingSetParameters(_Frozen):
+    """``source.parameters`` of a training set manifest: what it was joined from, and how."""
+
+    dataset: DatasetRef
+    feature_build: JoinedBuild
+    feature_views: list[JoinedView]
+    join: JoinParameters
+    label_rows: int
+    unmatched_label_rows: int
+
+
+def training_set_parameters(manifest: DatasetManifest) -> TrainingSetParameters | None:
+    """The join record of a training set manifest; None for any other dataset. Raises ValueError if malformed."""
+    if manifest.source.kind != SOURCE_KIND:
+        return None
+    try:
+        return TrainingSetParameters.model_validate(manifest.source.parameters)
+    except ValidationError as exc:
+        raise ValueError(f"training set {manifest.dataset_id}: source.parameters: {str(exc).splitlines()[0]}; "
+                         f"{exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+
+
+def training_set_id(dataset_id: str) -> str:
+    return f"{dataset_id}-training"
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """``as_of`` from a UTC ISO 8601 timestamp with a trailing Z (strictly: a real date and time)."""
+    return None if text is None else parse_utc_timestamp(text, "as_of")
+
+
+def _refuse_unverified(report: VerifyReport, what: str) -> None:
+    if not report.ok:
+        raise TrainingSetRefused(f"{what} failed verification: " + "; ".join(c.line() for c in report.failures))
+
+
+def verified_feature_build(path: Path, dataset: DatasetManifest) -> tuple[FeatureBuild, str]:
+    """The feature build, its sha256, after its offline outputs re-hash and it names this dataset's bytes."""
+    try:
+        build = read_feature_build(path)
+    except FeatureBuildError as exc:
+        raise TrainingSetRefused(str(exc)) from None
+    out_dir = Path(path).parent.parent.parent  # <out_dir>/offline/<version>/feature_build.json
+    if build.dataset_version != dataset.dataset_version:
+        raise TrainingSetRefused(f"{path}: built for dataset_version {build.dataset_version!r}, "
+                                 f"not {dataset.dataset_version!r}")
+    if [f.sha256 for f in dataset.files] != [build.dataset_sha256]:
+        raise TrainingSetRefused(f"{path}: built from dataset bytes {build.dataset_sha256}, the dataset's file is "
+                                 f"{[f.sha256 for f in dataset.files]}")
+    try:
+        view = build.view(DATASET_VIEW)
+        recorded = build.output(view.path)
+        actual = sha256_file(resolve_inside(out_dir, view.path))
+    except (FeatureBuildError, UnsafePathError, OSError) as exc:
+        raise TrainingSetRefused(f"{path}: {exc}") from None
+    if actual != recorded.sha256:
+        raise TrainingSetRefused(f"{out_dir / view.path}: sha256 {actual}, the feature build recorded "
+                                 f"{recorded.sha256}")
+    return build, sha256_file(Path(path))
+
+
+@dataclass
+class _JoinedSource:
+    """The joined table as a builder source (kind ``training_set``)."""
+
+    table: pa.Table
+    params: dict[str, JsonValue]
+    kind: str = SOURCE_KIND
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self.table.schema
+
+    @property
+    def expected_rows(self) -> int:
+        return int(self.table.num_rows)
+
+    @property
+    def rng_seeds(self) -> RngSeeds | None:
+        return None
+
+    def parameters(self) -> dict[str, JsonValue]:
+        return self.params
+
+    def source_hash(self) -> str:
+        return digest(self.params)
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        yield from self.table.to_batches(max_chunksize=BATCH_ROWS)
+
+
+def join_features(labels: pa.Table, features: pa.Table, *, entity: str, timestamp: str, created: str | None,
+                  ttl: timedelta | None, feature_names: list[str], as_of: datetime | None) -> pa.Table:
+    """``labels`` with ``feature_names`` and the two provenance columns, as of each label's timestamp."""
+    if as_of is not None:
+        if created is None:
+            raise TrainingSetRefused("as_of needs feature rows with a created timestamp; the view records none")
+        features = features.filter(pc.less_equal(features.column(created), pa.scalar(as_of, _TS)))
+    features = features.append_column(FEATURE_EVENT_TS, features.column(timestamp).cast(_TS))
+    features = features.append_column(
+        FEATURE_CREATED_TS,
+        features.column(created).cast(_TS) if created else pa.nulls(features.num_rows, _TS))
+    return point_in_time_join(labels, features, join_keys=[entity], entity_ts_col=timestamp,
+                              feature_ts_col=timestamp, created_ts_col=created, ttl=ttl,
+                              feature_names=[*feature_names, FEATURE_EVENT_TS, FEATURE_CREATED_TS])
+
+
+def build_training_set(
+    dataset_manifest_path: Path,
+    feature_build_path: Path,
+    out_dir: Path,
+    *,
+    as_of: datetime | None = None,
+    contract: FeatureContract | None = None,
+) -> BuildResult:
+    """Verify the dataset and the feature build, join, and build the training set dataset (module docstring).
+
+    Training sets are immutable: ``out_dir/<dataset_id>/<inputs key>/<dataset_id>-training/``, the key a digest
+    of the dataset digest, the feature build sha256 and ``as_of``. Building the same inputs again reuses the
+    existing set when it still verifies (a model trained on it keeps its training set); ``current.json`` in
+    ``out_dir/<dataset_id>/`` points at the latest one built (``current_training_set``).
+    """
+    contract = contract or load_feature_contract()
+    if contract.label is None:
+        raise TrainingSetRefused("the feature contract declares no label column")
+    report = verify_dataset(Path(dataset_manifest_path), contract=contract)
+    _refuse_unverified(report, f"dataset {dataset_manifest_path}")
+    dataset = parse_manifest(json.loads(Path(dataset_manifest_path).read_bytes()), str(dataset_manifest_path))
+    if not isinstance(dataset.splits, Splits):
+        raise TrainingSetRefused(f"split algorithm {dataset.splits.algorithm!r} is not supported for training "
+                                 "sets (entity_hash only)")
+    build, build_sha = verified_feature_build(Path(feature_build_path), dataset)
+    view = build.view(DATASET_VIEW)
+    out_root = Path(feature_build_path).parent.parent.parent
+    entity, ts, label = contract.entity.name, contract.timestamp.name, contract.label.name
+    order = list(contract.feature_order)
+    if view.join_keys != [entity] or view.timestamp_field != ts or view.features != order:
+        raise TrainingSetRefused(f"feature view {view.name}: joins on {view.join_keys} at {view.timestamp_field} "
+                                 f"with {len(view.features)} features; the contract needs [{entity!r}] at {ts!r} "
+                                 f"with {order}")
+
+    key = digest({"dataset": dataset.digest(), "feature_build": build_sha,
+                  "as_of": None if as_of is None else utc_timestamp(as_of)})[:16]
+    target_root = Path(out_dir) / dataset.dataset_id / key
+    existing = target_root / training_set_id(dataset.dataset_id) / MANIFEST_NAME
+    if existing.is_file():
+        reused = verify_training_input(existing, contract=contract)
+        if reused.ok:
+            manifest = parse_manifest(json.loads(existing.read_bytes()), str(existing))
+            _point_current(Path(out_dir), dataset.dataset_id, existing, manifest.digest())
+            return BuildResult(existing.parent, manifest, manifest.digest(), reused, 0.0)
+
+    dataset_dir = Path(dataset_manifest_path).parent
+    labels = pa.concat_tables([pq.read_table(resolve_inside(dataset_dir, f.path), columns=[entity, ts, label])
+                               for f in dataset.files])
+    created = view.created_timestamp_column
+    features = pq.read_table(resolve_inside(out_root, view.path),
+                             columns=[entity, ts, *order, *([created] if created else [])])
+    ttl = None if view.ttl_seconds is None else timedelta(seconds=view.ttl_seconds)
+    joined = join_features(labels, features, entity=entity, timestamp=ts, created=created, ttl=ttl,
+                           feature_names=order, as_of=as_of)
+    matched = joined.filter(pc.is_valid(joined.column(FEATURE_EVENT_TS)))
+    if matched.num_rows == 0:
+        raise TrainingSetRefused(f"no label row of {dataset.dataset_id} has a feature row"
+                                 + (f" visible as of {utc_timestamp(as_of)}" if as_of else ""))
+    schema = pa.schema([*contract.arrow_schema(), *PROVENANCE_FIELDS])
+    table = matched.select(schema.names).cast(schema)
+
+    params = TrainingSetParameters(
+        dataset=DatasetRef(dataset_id=dataset.dataset_id, dataset_version=dataset.dataset_version,
+                           manifest_digest=dataset.digest(), manifest_path=str(Path(dataset_manifest_path).resolve())),
+        feature_build=JoinedBuild(path=str(Path(feature_build_path).resolve()), sha256=build_sha,
+                                  feast_repo_sha=build.feast_repo_sha, feature_service=build.feature_service),
+        feature_views=[JoinedView(**view.model_dump(), sha256=build.output(view.path).sha256)],
+        join=JoinParameters(semantics=JOIN_SEMANTICS, join_keys=[entity], label_timestamp=ts,
+                            feature_timestamp=view.timestamp_field, created_timestamp=created,
+                            ttl_seconds=view.ttl_seconds, as_of=None if as_of is None else utc_timestamp(as_of)),
+        label_rows=labels.num_rows, unmatched_label_rows=labels.num_rows - matched.num_rows,
+    ).model_dump(mode="json")
+    spec = SplitSpec(dict(dataset.splits.fractions), dataset.splits.salt)
+    # force only replaces a set that exists but no longer verifies (the reuse above took every good one)
+    result = build_dataset(_JoinedSource(table, params), target_root, training_set_id(dataset.dataset_id),
+                           dataset_version=dataset.dataset_version, splits=spec, force=True, contract=contract,
+                           extra_fields=PROVENANCE_FIELDS)
+    _point_current(Path(out_dir), dataset.dataset_id, result.manifest_path, result.digest)
+    return result
+
+
+CURRENT_NAME = "current.json"
+
+
+def _point_current(out_dir: Path, dataset_id: str, manifest_path: Path, manifest_digest: str) -> None:
+    from feature_platform.storage.files import write_atomic
+
+    pointer = {"manifest_path": manifest_path.relative_to(out_dir / dataset_id).as_posix(),
+               "manifest_digest": manifest_digest}
+    write_atomic(out_dir / dataset_id / CURRENT_NAME, json.dumps(pointer, sort_keys=True).encode())
+
+
+def current_training_set(out_dir: Path, dataset_id: str) -> tuple[Path, str]:
+    """(manifest path, manifest digest) of the latest training set built for ``dataset_id``."""
+    pointer = Path(out_dir) / dataset_id / CURRENT_NAME
+    try:
+        raw = json.loads(pointer.read_bytes())
+        return resolve_inside(pointer.parent, str(raw["manifest_path"])), str(raw["manifest_digest"])
+    except (OSError, ValueError, KeyError, TypeError, UnsafePathError) as exc:
+        raise TrainingSetRefused(f"{pointer}: no training set recorded for {dataset_id} "
+                                 f"({type(exc).__name__}); build the training_set asset first") from None
+
+
+def audit_leakage(training_manifest_path: Path) -> VerifyReport:
+    """Prove from the rows that no feature used is from the label's future, too old, or created after ``as_of``.
+
+    Reads the label timestamp and the two provenance columns of every row; each rule is one named check
+    whose ``actual`` counts the offending rows (0 passes).
+    """
+    report = VerifyReport(manifest_path=str(training_manifest_path))
+    manifest = parse_manifest(json.loads(Path(training_manifest_path).read_bytes()), str(training_manifest_path))
+    try:
+        params = training_set_parameters(manifest)
+    except ValueError as exc:
+        report.add("join_parameters", False, "recorded", "malformed", MANIFEST_NAME, detail=str(exc))
+        return report
+    if params is None:
+        report.add("training_set_source", False, SOURCE_KIND, manifest.source.kind, MANIFEST_NAME)
+        return report
+    ts = manifest.timestamp_column
+    table = pa.concat_tables([
+        pq.read_table(resolve_inside(Path(training_manifest_path).parent, f.path),
+                      columns=[ts, FEATURE_EVENT_TS, FEATURE_CREATED_TS]) for f in manifest.files])
+    label_ts = table.column(ts).cast(_TS)
+    event_ts = table.column(FEATURE_EVENT_TS).cast(_TS)
+    report.add("feature_row_recorded", True if table.num_rows == 0 else event_ts.null_count == 0, 0,
+               event_ts.null_count, FEATURE_EVENT_TS)
+    future = pc.sum(pc.cast(pc.greater(event_ts, label_ts), pa.int64())).as_py() or 0
+    report.add("no_feature_after_label", future == 0, 0, future, FEATURE_EVENT_TS,
+               detail="rows whose feature event timestamp is after the label's timestamp")
+    ttl = params.join.ttl_seconds
+    if ttl is not None:
+        age = pc.subtract(label_ts, event_ts)
+        stale = pc.sum(pc.cast(pc.greater(age, pa.scalar(timedelta(seconds=ttl), pa.duration("us"))),
+                               pa.int64())).as_py() or 0
+        report.add("feature_within_ttl", stale == 0, 0, stale, FEATURE_EVENT_TS,
+                   detail=f"rows whose feature is older than the view's ttl ({ttl} s)")
+    as_of_text = params.join.as_of
+    if as_of_text is not None:
+        as_of = parse_utc_timestamp(as_of_text, "as_of")
+        created = table.column(FEATURE_CREATED_TS).cast(_TS)
+        late = pc.sum(pc.cast(pc.fill_null(pc.greater(created, pa.scalar(as_of, _TS)), True),
+                              pa.int64())).as_py() or 0
+        report.add("no_feature_created_after_as_of", late == 0, 0, late, FEATURE_CREATED_TS,
+                   detail=f"rows whose feature row was created after as_of {as_of_text} (or has no created time)")
+    return report
+
+
+def verify_upstream(manifest: DatasetManifest, report: VerifyReport) -> None:
+    """For a training set: the dataset and the feature build it was joined from still verify, unchanged.
+
+    Adds ``upstream_dataset`` and ``upstream_feature_build`` checks to ``report``; nothing for other datasets.
+    """
+    try:
+        params = training_set_parameters(manifest)
+    except ValueError as exc:
+        report.add("upstream_dataset", False, "a recorded join", "malformed", MANIFEST_NAME, detail=str(exc))
+        return
+    if params is None:
+        return
+    ref = params.dataset
+    upstream = verify_dataset(Path(ref.manifest_path), expected_digest=ref.manifest_digest)
+    report.add("upstream_dataset", upstream.ok, f"{ref.dataset_id} {ref.manifest_digest} verifies",
+               "PASS" if upstream.ok else "FAIL: " + "; ".join(c.line() for c in upstream.failures[:3]),
+               ref.manifest_path)
+    if not upstream.ok:
+        return
+    dataset = parse_manifest(json.loads(Path(ref.manifest_path).read_bytes()), ref.manifest_path)
+    try:
+        build, sha = verified_feature_build(Path(params.feature_build.path), dataset)
+        views = {v.name: build.output(v.path).sha256 for v in build.feature_views}
+    except (TrainingSetRefused, FeatureBuildError) as exc:
+        report.add("upstream_feature_build", False, params.feature_build.sha256, "unverifiable",
+                   params.feature_build.path, detail=str(exc))
+        return
+    joined = {v.name: v.sha256 for v in params.feature_views}
+    ok = sha == params.feature_build.sha256 and all(views.get(n) == h for n, h in joined.items())
+    report.add("upstream_feature_build", ok, {"feature_build.json": params.feature_build.sha256, **joined},
+               {"feature_build.json": sha, **{n: views.get(n, "missing") for n in joined}}, params.feature_build.path)
+
+
+def verify_training_input(manifest_path: Path, base_dir: Path | None = None, *, expected_digest: str | None = None,
+                          contract: FeatureContract | None = None) -> VerifyReport:
+    """``verify_dataset``, and for a training set also everything it was joined from (``verify_upstream``)."""
+    report = verify_dataset(Path(manifest_path), base_dir, expected_digest=expected_digest, contract=contract)
+    if report.ok:
+        manifest = parse_manifest(json.loads(Path(manifest_path).read_bytes()), str(manifest_path))
+        verify_upstream(manifest, report)
+    return report
+
+
+def training_sets_dir(root: Path) -> Path:
+    """Where training sets live under a data root."""
+    return Path(root) / "training_sets"
+
+
