@@ -305,7 +305,10 @@ def _node_problem(node: exp.Expr, allowed: _Allowed, ctes: set[str]) -> str | No
 
 @cache
 def _function_names() -> str:
-    return ", ".join(sorted({f.__name__.upper() for f in _allowed_nodes()[1]} - {"DPIPE"}))
+    from sqlglot import exp
+
+    names = {f.sql_name() for f in _allowed_nodes()[1] if issubclass(f, exp.Func)}
+    return ", ".join(sorted(names | {"MOD", "||"}))
 
 
 def check_query(defn: DatasetDefinition, tree: exp.Expr) -> None:
@@ -336,18 +339,23 @@ def check_query(defn: DatasetDefinition, tree: exp.Expr) -> None:
 
 
 def check_query_sql(defn: DatasetDefinition, sql: str, dialect: Dialect) -> None:
-    """``check_query`` on SQL text: it must parse as exactly one statement in ``dialect``."""
+    """``check_query`` on SQL text: one statement in ``dialect``, no semicolon, no comment anywhere."""
     import sqlglot
     from sqlglot.errors import SqlglotError
+    from sqlglot.tokenizer_core import TokenType
 
     try:
-        statements = [s for s in sqlglot.parse(sql, read=dialect) if s is not None]
+        tokens = sqlglot.tokenize(sql, read=dialect)
+        statements = sqlglot.parse(sql, read=dialect)
     except SqlglotError as exc:
         raise DefinitionError(f"{defn.where}: field (query): expected SQL sqlglot can parse; got "
                               f"{' '.join(str(exc).split())[:200]}") from None
-    if len(statements) != 1:
-        raise DefinitionError(f"{defn.where}: field (query): expected exactly one SQL statement; got "
-                              f"{len(statements)}")
+    if len(statements) != 1 or statements[0] is None or any(t.token_type == TokenType.SEMICOLON for t in tokens):
+        raise DefinitionError(f"{defn.where}: field (query): expected exactly one SQL statement and no semicolon; "
+                              f"got {len([s for s in statements if s is not None])} statement(s)")
+    if any(t.comments for t in tokens):
+        raise DefinitionError(f"{defn.where}: field (query): expected no comments in the query; got "
+                              f"{next(t.comments for t in tokens if t.comments)!r}")
     check_query(defn, statements[0])
 
 
