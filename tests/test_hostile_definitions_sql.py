@@ -184,6 +184,31 @@ def test_plain_names_that_are_sql_keywords_stay_names(tmp_path: Path) -> None:
             assert all(i.quoted for c in tree.find_all(exp.Column) if c.name == keyword for i in c.parts)
 
 
+def test_a_hostile_definition_name_never_leaves_the_header_comment(tmp_path: Path) -> None:
+    payload = "demo\nCOPY raw_data.users TO '/tmp/fp_pwned.csv'; --"
+    path = write(tmp_path, changed(name=payload))
+    with pytest.raises(DefinitionError, match=r"field name: expected a value matching"):
+        load_definition(path)
+    valid = load_definition(write(tmp_path, BASE, "valid.yaml"))
+    for m in _assert_refused(valid.model_copy(update={"name": payload}), payload):
+        assert "field name: expected a value matching" in m
+
+
+@pytest.mark.parametrize("payload", ["x.parquet'); COPY raw_data.users TO '/tmp/fp_pwned.csv'; --",
+                                     "x.parquet\" || read_text('/etc/hostname') || \"", "`x`.parquet"])
+def test_a_hostile_parquet_path_is_one_string_literal(tmp_path: Path, warehouse: Path, payload: str) -> None:
+    raw = changed(tables=[{"name": "transactions"}, {"name": "users", "path": payload}, {"name": "products"}])
+    defn = load_definition(write(tmp_path, raw))
+    tree = sqlglot.parse_one(render_query(defn), read="duckdb")
+    reads = [t.this for t in tree.find_all(exp.Table) if not isinstance(t.this, exp.Identifier)]
+    assert len(reads) == 1 and [a.this for a in reads[0].expressions] == [str(tmp_path / payload)]
+    assert not list(tree.find_all(exp.Copy, exp.Anonymous, exp.Command))
+    with open_warehouse([defn], warehouse) as conn:
+        problems = validate_against(defn, conn)
+    assert problems == [f"{defn.where}: field tables[1].path: expected an existing Parquet file; got {payload!r} "
+                        f"({tmp_path / payload} does not exist)"]
+
+
 # --- 2. Against the warehouse schema -------------------------------------------------------------------
 
 

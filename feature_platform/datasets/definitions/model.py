@@ -275,7 +275,11 @@ def identifier_fields(defn: DatasetDefinition) -> list[tuple[str, str]]:
 
 def require_plain_identifiers(defn: DatasetDefinition) -> None:
     """Refuse any name that is not a plain identifier, whatever built the model (the field patterns do this
-    at load; this holds for models made in code too)."""
+    at load; this holds for models made in code too). The definition's own name (in the SQL's header
+    comment) must be a safe id."""
+    if not isinstance(defn.name, str) or not re.fullmatch(SAFE_ID_PATTERN, defn.name):
+        raise DefinitionError(f"{defn.where}: field name: expected a value matching {SAFE_ID_PATTERN}; "
+                              f"got {defn.name!r}")
     for field, name in identifier_fields(defn):
         if not isinstance(name, str) or not re.fullmatch(IDENTIFIER, name):
             raise DefinitionError(f"{defn.where}: field {field}: expected a plain column or table name matching "
