@@ -181,7 +181,7 @@ def test_plain_names_that_are_sql_keywords_stay_names(tmp_path: Path) -> None:
             tree = sqlglot.parse_one(text, read=dialect)
             refs = {(c.table, c.name) for c in tree.find_all(exp.Column) if c.table}
             assert ("users", keyword) in refs
-            assert all(i.quoted for c in tree.find_all(exp.Column) if c.name == keyword for i in c.parts)
+            assert all(i.args.get("quoted") for c in tree.find_all(exp.Column) if c.name == keyword for i in c.parts)
 
 
 def test_a_hostile_definition_name_never_leaves_the_header_comment(tmp_path: Path) -> None:
@@ -576,7 +576,7 @@ def test_introspection_quotes_hostile_warehouse_column_names(tmp_path: Path) -> 
 
 NAMES = st.one_of(
     st.from_regex(IDENTIFIER, fullmatch=True),
-    st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=24),
+    st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=24),
     st.text(st.sampled_from(list("abc_01 ;'\"`()-*/,.|\\\n\t[]$@:")), min_size=1, max_size=16),
     st.sampled_from([*HOSTILE_NAMES, "select", "from", "SELECT", "_", "__", "A1", "read_text"]),
 )
@@ -613,7 +613,7 @@ def test_any_name_is_refused_or_only_a_quoted_identifier(name: str, field: str) 
         tree = sqlglot.parse_one(text, read=dialect)
         columns = list(tree.find_all(exp.Column))
         assert {(c.table, c.name) for c in columns if c.table} == _declared(bypassed)
-        assert all(part.quoted for c in columns if c.table for part in c.parts)
+        assert all(part.args.get("quoted") for c in columns if c.table for part in c.parts)
         if field != "columns[4].alias":
             assert ("users", name) in {(c.table, c.name) for c in columns}
 
