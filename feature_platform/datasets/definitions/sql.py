@@ -15,6 +15,11 @@ round(eval_fraction * 1e6)``. ``ABS`` after ``MOD`` never overflows, and |trunc-
 so Python's floor ``%`` on ``abs(h)`` gives the same bucket (``split_of``). DuckDB runs the same predicate
 through a Python UDF ``farm_fingerprint`` (``register_udfs``); PostgreSQL needs a ``farm_fingerprint(text)
 RETURNS bigint`` function installed (the rendered header says so).
+
+No text from a definition is formatted into SQL: the template holds placeholder tokens, and names enter the
+tree as quoted identifier nodes, strings as literal nodes (``_Slots``). Every rendering is parsed back and
+checked against a whitelist (``check_query_sql``) before it is returned, and DuckDB runs it sandboxed
+(``open_warehouse``).
 """
 
 from __future__ import annotations
