@@ -22,8 +22,7 @@ import farmhash as pyfarmhash
 from feature_platform.datasets.definitions.farmhash import farm_fingerprint, fingerprint64
 from feature_platform.datasets.definitions.model import load_definition
 from feature_platform.datasets.definitions.source import build_definition_dataset
-from feature_platform.datasets.definitions.sql import register_udfs, render_query
-from feature_platform.warehouse.connection import connect
+from feature_platform.datasets.definitions.sql import open_warehouse, render_query
 from feature_platform.warehouse.sample import seed_sample_warehouse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +59,7 @@ def main() -> None:
         wh = Path(tmp) / "warehouse.duckdb"
         rows = seed_sample_warehouse(wh, users=args.users, products=args.products, days=args.days, seed=1)
         defn = load_definition(REPO / "definitions" / "purchases_90d.yaml")
-        with connect(wh) as conn:
-            register_udfs(conn)
+        with open_warehouse([defn], wh) as conn:  # the build's own sandboxed connection
             started = time.perf_counter()
             n = conn.sql(render_query(defn)).to_arrow_table().num_rows
             query_s = time.perf_counter() - started

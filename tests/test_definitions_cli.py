@@ -81,7 +81,7 @@ def test_validate_shows_join_suggestions(cli: Cli, defs_dir: Path) -> None:
 
 def test_query_dialects_and_tfx(cli: Cli, defs_dir: Path) -> None:
     code, out, _ = cli("definitions", "query", "demo_def", "--split", "eval", "--dialect", "bigquery")
-    assert code == 0 and "FARM_FINGERPRINT(CONCAT('s1', CAST(user_id AS STRING)))" in out
+    assert code == 0 and "FARM_FINGERPRINT(CONCAT('s1', CAST(`user_id` AS STRING)))" in out
     code, out, _ = cli("definitions", "query", "demo_def", "--dialect", "postgres", "--json")
     assert code == 0 and json.loads(out)["dialect"] == "postgres"
     code, _, err = cli("definitions", "query", "demo_def", "--dialect", "oracle")

@@ -59,12 +59,12 @@ def test_bigquery_text_carries_the_split_constants(tmp_path: Path) -> None:
     d = load_definition(write(tmp_path, BASE))
     eval_sql = render_query(d, split="eval", dialect="bigquery")
     train_sql = render_query(d, split="train", dialect="bigquery")
-    predicate = "ABS(MOD(FARM_FINGERPRINT(CONCAT('s1', CAST(user_id AS STRING))), 1000000))"
+    predicate = "ABS(MOD(FARM_FINGERPRINT(CONCAT('s1', CAST(`user_id` AS STRING))), 1000000))"
     assert f"{predicate} < 200000" in eval_sql
     assert f"{predicate} >= 200000" in train_sql
     assert "DATE_SUB(CURRENT_DATE, INTERVAL '60' DAY)" in eval_sql
     assert "SUM(product_revenue) OVER" in eval_sql and "HAVING\n    COUNT(*) >= 2" in eval_sql
-    assert "LEFT JOIN raw_data.users AS users" in eval_sql
+    assert "LEFT JOIN raw_data.`users` AS `users`" in eval_sql
     pg = render_query(d, split="eval", dialect="postgres")
     assert "requires farm_fingerprint(text) RETURNS bigint" in pg and "FARM_FINGERPRINT('s1' ||" in pg
     pinned = render_query(d, split="eval", dialect="bigquery", as_of=AS_OF)
@@ -158,7 +158,7 @@ def test_parquet_tables_read_with_read_parquet(tmp_path: Path, conn: duckdb.Duck
     d = load_definition(write(tmp_path, raw))
     text = render_query(d)
     assert "READ_PARQUET(" in text.upper() and str(tmp_path / "users.parquet") in text
-    assert "raw_data.users" in render_query(d, dialect="bigquery")
+    assert "raw_data.`users`" in render_query(d, dialect="bigquery")
     assert Counter(rows(conn, text)) == Counter(rows(conn, render_query(load_definition(write(tmp_path, BASE,
                                                                                                 "wh.yaml")))))
 
@@ -167,8 +167,8 @@ def test_rows_with_a_null_split_key_are_left_out(tmp_path: Path) -> None:
     """FARM_FINGERPRINT(NULL) is NULL: such a row would be in neither split, so the query drops it up front."""
     d = load_definition(write(tmp_path, changed(split={"strategy": "random", "eval_fraction": 0.5,
                                                        "key": "segment"})))
-    assert "NOT users.segment IS NULL" in render_query(d, dialect="bigquery")
-    assert "segment IS NULL" not in render_query(load_definition(write(tmp_path, BASE, "b.yaml")))
+    assert "NOT `users`.`segment` IS NULL" in render_query(d, dialect="bigquery")
+    assert '"segment" IS NULL' not in render_query(load_definition(write(tmp_path, BASE, "b.yaml")))
 
 
 def test_time_split_of_a_fixed_range_counts_back_from_its_end(tmp_path: Path) -> None:

@@ -116,11 +116,13 @@ def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
         raise UsageError(str(exc)) from None
 
 
-def _connect(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
-    from feature_platform.warehouse.connection import WarehouseError, connect
+def _connect(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
+    """The warehouse sandboxed for ``defns``' queries (no file access but their own Parquet files)."""
+    from feature_platform.datasets.definitions.sql import open_warehouse
+    from feature_platform.warehouse.connection import WarehouseError
 
     try:
-        return connect(args.warehouse)
+        return open_warehouse(defns, args.warehouse)
     except WarehouseError as exc:
         raise UsageError(str(exc)) from None
 
@@ -175,7 +177,7 @@ def _validate(args: argparse.Namespace) -> int:
     except DefinitionError as exc:
         raise UsageError(str(exc)) from None
     results: list[dict[str, Any]] = []
-    with _connect(args) as conn:
+    with _connect(args, defns) as conn:
         for d in defns:
             problems = validate_against(d, conn)
             results.append({"name": d.name, "file": d.where, "ok": not problems, "problems": problems,
@@ -212,9 +214,15 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _tfx(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import tfx_query_config
 
-    print(json.dumps(tfx_query_config(_find(args, args.name)), indent=2))
+    defn = _find(args, args.name)
+    try:
+        config = tfx_query_config(defn)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
+    print(json.dumps(config, indent=2))
     return EXIT_OK
 
 
@@ -223,7 +231,7 @@ def _activate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.workflow import activate_definition
 
     defn = _find(args, args.name)
-    with _connect(args) as conn:
+    with _connect(args, [defn]) as conn:
         try:
             changed = activate_definition(defn, conn)
         except DefinitionError as exc:

@@ -54,11 +54,12 @@ def _iso_date(text: str) -> date:
 
 def _load(args: argparse.Namespace, names: list[str]) -> tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]:
     from feature_platform.datasets.definitions.model import DefinitionError, find_definition
-    from feature_platform.warehouse.connection import WarehouseError, connect
+    from feature_platform.datasets.definitions.sql import open_warehouse
+    from feature_platform.warehouse.connection import WarehouseError
 
     try:
         defns = [find_definition(name, args.definitions_dir) for name in names]
-        return defns, connect(args.warehouse)
+        return defns, open_warehouse(defns, args.warehouse)
     except (DefinitionError, WarehouseError) as exc:
         raise UsageError(str(exc)) from None
 

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line
+from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line, quote_identifier
 
 if TYPE_CHECKING:
     import duckdb
@@ -319,7 +319,7 @@ def _ref(schema: str, table: str) -> str:
 
 
 def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
+    return quote_identifier(identifier)
 
 
 def _block_size(conn: duckdb.DuckDBPyConnection) -> int:

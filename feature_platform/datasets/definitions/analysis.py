@@ -184,6 +184,7 @@ def analyze_definition(
     """Counts, date range, split sizes and quality issues of the rows ``defn`` selects (as of ``as_of``)."""
     from feature_platform.datasets.definitions.model import require_valid
     from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.warehouse.connection import quote_identifier as _q
 
     require_valid(defn, conn)
     register_udfs(conn)
@@ -337,10 +338,6 @@ def _fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, defn: DatasetDefinitio
                               f"{one_line(exc).split(' LINE ')[0]}") from None
     assert row is not None
     return tuple(row)
-
-
-def _q(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def _float(value: Any) -> float | None:

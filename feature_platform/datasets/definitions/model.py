@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from feature_platform.warehouse.introspect import JoinSuggestion
 
 DEFINITIONS_ENV = "FP_DEFINITIONS_DIR"
-IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Every table, column and alias name: a plain ASCII identifier. The SQL quotes names through sqlglot's AST
+# and checks them against the warehouse schema; this is the first line, refusing anything else at load.
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
 Role = Literal["user_id", "product_id", "timestamp", "revenue", "label", "feature"]
 ROLES: tuple[str, ...] = ("user_id", "product_id", "timestamp", "revenue", "label", "feature")
 # Roles a definition may name at most once (user_id and timestamp exactly once).
@@ -55,16 +57,16 @@ class TableRef(_Strict):
 
 
 class Join(_Strict):
-    left_table: str
-    left_column: str
-    right_table: str
-    right_column: str
+    left_table: str = Field(pattern=IDENTIFIER)
+    left_column: str = Field(pattern=IDENTIFIER)
+    right_table: str = Field(pattern=IDENTIFIER)
+    right_column: str = Field(pattern=IDENTIFIER)
     type: Literal["inner", "left"] = "inner"
 
 
 class ColumnSpec(_Strict):
-    table: str
-    column: str
+    table: str = Field(pattern=IDENTIFIER)
+    column: str = Field(pattern=IDENTIFIER)
     alias: str | None = Field(None, pattern=IDENTIFIER)
     role: Role = "feature"
 
@@ -98,7 +100,7 @@ class Split(_Strict):
     eval_days: int | None = Field(None, gt=0)
     eval_fraction: float | None = Field(None, gt=0, lt=1)
     salt: str = ""
-    key: str | None = None
+    key: str | None = Field(None, pattern=IDENTIFIER)
 
 
 class DatasetDefinition(_Strict):
@@ -254,6 +256,34 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or "(root)"
+
+
+def identifier_fields(defn: DatasetDefinition) -> list[tuple[str, str]]:
+    """Every (field, name) of a definition that becomes an SQL identifier: tables, join and listed columns,
+    output names and the split key."""
+    out = [(f"tables[{i}].name", t.name) for i, t in enumerate(defn.tables)]
+    for i, j in enumerate(defn.joins):
+        out += [(f"joins[{i}].{side}", getattr(j, side))
+                for side in ("left_table", "left_column", "right_table", "right_column")]
+    for i, c in enumerate(defn.columns):
+        out += [(f"columns[{i}].table", c.table), (f"columns[{i}].column", c.column),
+                (f"columns[{i}].alias", c.output_name)]
+    if defn.split.key is not None:
+        out.append(("split.key", defn.split.key))
+    return out
+
+
+def require_plain_identifiers(defn: DatasetDefinition) -> None:
+    """Refuse any name that is not a plain identifier, whatever built the model (the field patterns do this
+    at load; this holds for models made in code too). The definition's own name (in the SQL's header
+    comment) must be a safe id."""
+    if not isinstance(defn.name, str) or not re.fullmatch(SAFE_ID_PATTERN, defn.name):
+        raise DefinitionError(f"{defn.where}: field name: expected a value matching {SAFE_ID_PATTERN}; "
+                              f"got {defn.name!r}")
+    for field, name in identifier_fields(defn):
+        if not isinstance(name, str) or not re.fullmatch(IDENTIFIER, name):
+            raise DefinitionError(f"{defn.where}: field {field}: expected a plain column or table name matching "
+                                  f"{IDENTIFIER}; got {name!r}")
 
 
 def static_problems(defn: DatasetDefinition) -> list[str]:
@@ -435,8 +465,12 @@ def validate_against(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -
     from feature_platform.warehouse.connection import one_line
 
     try:
+        query = render_query(defn, dialect="duckdb")
+    except DefinitionError as exc:
+        return [str(exc)]
+    try:
         register_udfs(conn)
-        conn.execute(f"EXPLAIN {render_query(defn, dialect='duckdb')}")
+        conn.execute(f"EXPLAIN {query}")
     except Exception as exc:  # noqa: BLE001 - any planner error is a problem of the definition
         out.append(f"{w}: field (query): expected a query DuckDB can plan; got {one_line(exc)}")
     return out

@@ -181,6 +181,7 @@ class DefinitionSource:
 def table_fingerprints(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> dict[str, JsonValue]:
     """Parquet tables: sha256 of the file; warehouse tables: row count and the sum of DuckDB's row hashes."""
     from feature_platform.datasets.verify import sha256_file
+    from feature_platform.warehouse.connection import RAW_SCHEMA, quote_identifier
 
     out: dict[str, JsonValue] = {}
     for t in defn.tables:
@@ -189,7 +190,8 @@ def table_fingerprints(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection)
             out[t.name] = {"parquet_sha256": sha256_file(path)}
             continue
         count, total = conn.execute(
-            f'SELECT COUNT(*), CAST(SUM(CAST(hash(t) AS HUGEINT)) AS VARCHAR) FROM raw_data."{t.name}" AS t'
+            "SELECT COUNT(*), CAST(SUM(CAST(hash(t) AS HUGEINT)) AS VARCHAR) "
+            f"FROM {quote_identifier(RAW_SCHEMA)}.{quote_identifier(t.name)} AS t"
         ).fetchall()[0]
         out[t.name] = {"rows": int(count), "row_hash_sum": total or "0"}
     return out
@@ -274,10 +276,10 @@ def build_definition_dataset(
     """Validate against the warehouse, then build ``<out_dir>/<name>-<version>`` with the foundation's builder
     (verify + atomic publish). Any failure, an empty result included, leaves nothing behind."""
     from feature_platform.datasets.build import build_dataset
-    from feature_platform.warehouse.connection import connect
+    from feature_platform.datasets.definitions.sql import open_warehouse
 
     dataset_id = dataset_id_for(defn, dataset_version)
-    conn = connect(Path(warehouse) if warehouse is not None else None)
+    conn = open_warehouse([defn], Path(warehouse) if warehouse is not None else None)
     try:
         require_valid(defn, conn)
         day = as_of or utc_now().date()
