@@ -84,9 +84,9 @@ def _child(argv: list[str]) -> None:  # pragma: no cover - runs in a child proce
             if k == key and point == "after-switch":
                 _die()
 
-        LocalObjectStore.put_bytes = put_bytes  # type: ignore[method-assign]
+        setattr(LocalObjectStore, "put_bytes", put_bytes)  # noqa: B010 - only in this doomed child
         if point == "after-commit":
-            Catalog.drop_intent = lambda self, path: _die()  # type: ignore[method-assign, assignment]
+            setattr(Catalog, "drop_intent", lambda self, path: _die())  # noqa: B010
         manifest = parse_manifest(json.loads((Path(dataset_dir) / MANIFEST_NAME).read_bytes()))
         publish_dataset_version(Path(dataset_dir), manifest, LocalObjectStore(store_root), Catalog(catalog_path),
                                 quality_summary=SUMMARY)
@@ -109,8 +109,8 @@ def _child(argv: list[str]) -> None:  # pragma: no cover - runs in a child proce
             if point == "after-applied" and state == "applied":
                 _die()
 
-        MlflowClient.set_registered_model_alias = set_alias  # type: ignore[method-assign]
-        ProductionJournal.settle = settle  # type: ignore[method-assign]
+        setattr(MlflowClient, "set_registered_model_alias", set_alias)  # noqa: B010 - only in this doomed child
+        setattr(ProductionJournal, "settle", settle)  # noqa: B010
         result = promote(model, version, data_root=Path(root))
         assert result.promoted, result.decision.reasons
     elif kind == "move":
@@ -225,6 +225,40 @@ def test_an_upload_orphaned_before_the_switch_is_deleted_by_reconcile(built: dic
     assert "before the switch" in note and target.uploads("v2") == set()
     assert current_pointer(target.store, DS)["prefix"] == first.prefix  # type: ignore[index]
     assert target.catalog.current(DS) == first.entry and target.catalog.intents(DS) == []
+
+
+class SwitchLandsRestoreFails(LocalObjectStore):
+    """The pointer write lands but reports an error, and the undo that follows cannot reach the store."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.pointer_writes = 0
+
+    def put_bytes(self, data: bytes, key: str) -> None:
+        if key.endswith("/current.json"):
+            self.pointer_writes += 1
+            if self.pointer_writes == 2:
+                raise ConnectionError("store unreachable during the undo")
+            super().put_bytes(data, key)
+            if self.pointer_writes == 1:
+                raise ConnectionError("response to the pointer write was lost")
+            return
+        super().put_bytes(data, key)
+
+
+def test_a_publish_whose_undo_failed_is_recorded_by_the_next_run(built: dict[str, BuildResult],
+                                                                 tmp_path: Path) -> None:
+    target = Target(tmp_path)
+    target.publish(built["v1"])
+    flaky = SwitchLandsRestoreFails(target.store_root)
+    with pytest.raises(DatasetPublishError, match="candidate kept because the pointer may name it"):
+        publish_dataset_version(built["v2"].path, built["v2"].manifest, flaky, target.catalog,
+                                quality_summary=SUMMARY)
+    assert current_pointer(target.store, DS)["dataset_version"] == "v2"  # type: ignore[index]
+    assert target.catalog.current(DS).dataset_version == "v1"  # type: ignore[union-attr]  # they disagree
+    again = target.publish(built["v2"])
+    assert not again.created and again.previous_version == "v1"
+    target.assert_agree(built, "v1")
 
 
 @pytest.mark.parametrize("damage", [b"", b"{not json", b"[]", b'{"dataset_id": "crash_ds"}',
