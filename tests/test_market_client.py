@@ -45,6 +45,7 @@ class Planned:
     status: int
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as is instead of json.dumps(body): for bodies json.dumps cannot write
 
 
 @dataclass
@@ -89,7 +90,7 @@ class StubCoinGecko:
                         planned = Planned(200, outer.chart)
                     else:
                         planned = Planned(404, {"error": "coin not found"})
-                body = json.dumps(planned.body).encode()
+                body = planned.raw if planned.raw is not None else json.dumps(planned.body).encode()
                 self.send_response(planned.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -88,8 +88,9 @@ def test_definitions_load_and_validate(defs: dg.Definitions) -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
     assert keys == {"source_snapshot", "dataset", "quality_report", "published_dataset", "notify_stakeholders",
-                    "archive_artifacts", "market_data_raw", "market_data", "feature_build", "training_set", "trained_model",
-                    "model_evaluation", "registered_model", "promotion", "tensor_dataset", "tensor_sanity_report",
+                    "archive_artifacts", "market_data_raw", "market_data", "feature_build", "training_set",
+                    "trained_model", "model_evaluation", "registered_model", "promotion", "tensor_dataset",
+                    "tensor_sanity_report",
                     "definitions/purchases_90d", "definitions/recent_activity_time_split",
                     "definitions/purchases_90d_published", "definitions/recent_activity_time_split_published"}
     checks = {(c.asset_key.to_user_string(), c.name): c.blocking

@@ -285,7 +285,7 @@ def test_promote_passes_and_records_history(new_case: Any, data_root: Path) -> N
     second = promote("m_promote", v2.logged.version, data_root=data_root)
     assert second.promoted and second.previous_version == "1"
     assert production_version(data_root, "m_promote") == "2"
-    history = production_history(client(data_root), "m_promote")
+    history = production_history(data_root, "m_promote")
     assert [(e["action"], e["version"], e["previous"]) for e in history] == [("promote", "1", None),
                                                                              ("promote", "2", "1")]
     tags = client(data_root).get_model_version("m_promote", "2").tags
@@ -335,7 +335,7 @@ def test_promotion_refuses_and_leaves_production(kind: str, failed: set[str], ne
     assert len(result.decision.reasons) == len(failed)
     assert production_version(data_root, key) == "1"
     assert aliases(data_root, key) == {STAGING: "2", PRODUCTION: "1"}
-    assert len(production_history(client(data_root), key)) == 1
+    assert len(production_history(data_root, key)) == 1
 
 
 def test_promotion_lists_every_failed_reason_and_is_never_cached(new_case: Any, data_root: Path,
@@ -375,7 +375,7 @@ def test_rollback_restores_and_replays(new_case: Any, data_root: Path, tmp_path:
     assert result.replay is not None and result.replay.ok and result.replay.rows == 64
     assert result.replay.max_abs_diff <= 1e-6
     assert production_version(data_root, "m_rb") == "1"
-    last = production_history(client(data_root), "m_rb")[-1]
+    last = production_history(data_root, "m_rb")[-1]
     assert (last["action"], last["version"], last["previous"], last["replay_rows"], last["open_review_blocks"]) == (
         "rollback", "1", "2", 64, 1)
     info = describe_version("m_rb", 1, data_root=data_root)
@@ -392,7 +392,7 @@ def test_rollback_refuses_when_dataset_broken(new_case: Any, data_root: Path) ->
     result = rollback("m_rb_bad", 1, data_root=data_root)
     assert not result.ok and any(r.startswith("verify_dataset") for r in result.reasons)
     assert production_version(data_root, "m_rb_bad") == "2"
-    assert len(production_history(client(data_root), "m_rb_bad")) == 2
+    assert len(production_history(data_root, "m_rb_bad")) == 2
 
 
 def test_replay_detects_tampered_reference(new_case: Any, data_root: Path, tmp_path: Path) -> None:

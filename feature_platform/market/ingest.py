@@ -1,4 +1,4 @@
-"""One UTC day of market data: fetch (with `source_ts`), validate, review and upsert.
+"""One UTC day of market data: fetch (with `source_ts`), screen duplicates, validate, review and upsert.
 
 The Dagster market assets run these steps as separate assets and checks; a training run with
 `run_coingecko_fetch` runs them in one go. Either way each rule is the one written here.
@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 from feature_platform.market.review import ReviewQueue
 from feature_platform.market.source import MarketDataSource
 from feature_platform.market.store import TimeSeriesStore, UpsertResult
-from feature_platform.market.validation import Gap, find_gaps, flag_anomalies, validate_frame
+from feature_platform.market.validation import Gap, find_gaps, flag_anomalies, split_duplicates, validate_frame
 
 SourceKind = Literal["simulator", "coingecko"]
 MAX_GAP = timedelta(minutes=5)
@@ -74,6 +74,18 @@ def require_valid(table: pa.Table, day: str) -> None:
         raise MarketDataInvalid(day, problems)
 
 
+def accept_day(table: pa.Table, day: str, review: ReviewQueue) -> tuple[pa.Table, int]:
+    """The rows of a day that may be stored, and how many duplicate items were newly queued.
+
+    Of each (asset, ts) the first row is kept; a repeat with other values goes to the review queue (it blocks
+    training until reviewed, like an anomaly). The kept frame must then pass validation, else nothing of the
+    day is stored or queued (``MarketDataInvalid``).
+    """
+    kept, duplicates = split_duplicates(table)
+    require_valid(kept, day)
+    return kept, review.record_duplicates(duplicates, day)
+
+
 def day_gaps(table: pa.Table, start: datetime, end: datetime) -> list[Gap]:
     """Gaps over 5 minutes, including a feed that starts late or stops early within the day."""
     return find_gaps(table, MAX_GAP, expected_start=start, expected_end=end - BAR)
@@ -86,17 +98,17 @@ class IngestResult:
     anomalies_queued: int
     upsert: UpsertResult
     snapshot_marker: str
+    duplicates_queued: int = 0
 
 
 def ingest_day(source: MarketDataSource, kind: SourceKind, assets: list[str], start: datetime, end: datetime,
                store: TimeSeriesStore, review: ReviewQueue) -> IngestResult:
-    """All steps for one day: validation refuses bad frames; gaps and anomalies block training via the
-    review queue but the rows are still stored (the data is real, only its use is held back)."""
+    """All steps for one day: validation refuses bad frames; duplicates, gaps and anomalies block training via
+    the review queue but the rows are still stored (the data is real, only its use is held back)."""
     day = start.date().isoformat()
-    table = fetch_day(source, kind, assets, start, end)
-    require_valid(table, day)
+    table, duplicates = accept_day(fetch_day(source, kind, assets, start, end), day, review)
     gaps = day_gaps(table, start, end)
     review.record_gaps(gaps, day)
     queued = review.enqueue_anomalies(flag_anomalies(table.drop_columns(["source_ts"])), day)
     result = store.upsert(table)
-    return IngestResult(table.num_rows, gaps, queued, result, store.snapshot_marker())
+    return IngestResult(table.num_rows, gaps, queued, result, store.snapshot_marker(), duplicates)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -25,13 +26,25 @@ def market_data_schema() -> dict[str, Any]:
     return schema
 
 
+def _is_json_number(checker: Any, instance: Any) -> bool:
+    """JSON has no NaN or infinity: a float that is not finite (``1e999`` parses as inf) is not a number.
+    Without this NaN would pass every bound, since each comparison with NaN is false."""
+    base = jsonschema.Draft202012Validator.TYPE_CHECKER
+    return bool(base.is_type(instance, "number")) and not (isinstance(instance, float) and not math.isfinite(instance))
+
+
+_FiniteValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _is_json_number))
+
+
 @cache
 def _validator(kind: str) -> Any:
     schema = dict(market_data_schema())
     schema.pop("oneOf", None)
     schema["$ref"] = f"#/$defs/{kind}"
     jsonschema.Draft202012Validator.check_schema(schema)
-    return jsonschema.Draft202012Validator(schema)
+    return _FiniteValidator(schema)
 
 
 def _json_path(path: Any) -> str:

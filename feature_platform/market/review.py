@@ -6,6 +6,8 @@ One table holds both kinds of item, unique on (asset, ts, kind) so re-running a 
   ``rejected`` (bad tick, exclude) it.
 * ``data-gap`` — missing bars beyond the allowed spacing; ``open`` until someone ``overridden`` it (accepts
   training on data with the hole).
+* ``duplicate`` — two different candles for the same asset and time in one batch; the first is stored, the
+  item holds every version; ``open`` until a reviewer ``approved`` (the first is right) or ``rejected`` it.
 
 Every open item blocks training: ``training_blocked()`` is what the training gate asks.
 """
@@ -24,11 +26,13 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from feature_platform.market.validation import Gap
+from feature_platform.market.validation import Duplicate, Gap, json_value
 
 __all__ = ["Block", "ReviewError", "ReviewItem", "ReviewQueue"]
 
-ItemKind = Literal["anomaly", "data-gap"]
+ItemKind = Literal["anomaly", "data-gap", "duplicate"]
+KINDS: tuple[str, ...] = ("anomaly", "data-gap", "duplicate")
+REVIEWED_KINDS: tuple[str, ...] = ("anomaly", "duplicate")  # what approve/reject applies to
 ItemStatus = Literal["open", "approved", "rejected", "overridden"]
 REVIEW_STATUSES: tuple[str, ...] = ("approved", "rejected")
 
@@ -37,7 +41,7 @@ CREATE TABLE IF NOT EXISTS review_items (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     asset       TEXT NOT NULL,
     ts          TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('anomaly', 'data-gap')),
+    kind        TEXT NOT NULL CHECK (kind IN ('anomaly', 'data-gap', 'duplicate')),
     detail      TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'open'
                 CHECK (status IN ('open', 'approved', 'rejected', 'overridden')),
@@ -110,8 +114,31 @@ def _reason(item: ReviewItem) -> str:
     if item.kind == "data-gap":
         return (f"data-gap #{item.id} {item.asset} {when} → {item.detail.get('end')} "
                 f"({item.detail.get('minutes')} min, partition {item.partition}): needs an override")
+    if item.kind == "duplicate":
+        return (f"duplicate #{item.id} {item.asset} {when} ({len(item.detail.get('versions', []))} different "
+                f"candles in one batch, the first stored, partition {item.partition}): needs review (approve or "
+                "reject)")
     return (f"anomaly #{item.id} {item.asset} {when} (z={item.detail.get('zscore')}, partition {item.partition}): "
             "needs review (approve or reject)")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Queues created before the ``duplicate`` kind have a CHECK that refuses it: rebuild that table once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'review_items'").fetchone()
+        if row is not None and "'duplicate'" not in row[0]:
+            conn.execute("ALTER TABLE review_items RENAME TO review_items_old")
+            conn.execute("DROP INDEX IF EXISTS review_items_status")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT INTO review_items SELECT * FROM review_items_old")
+            conn.execute("DROP TABLE review_items_old")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class ReviewQueue:
@@ -122,6 +149,7 @@ class ReviewQueue:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         with self._connect() as conn:
+            _migrate(conn)
             conn.executescript(_SCHEMA)
 
     @contextmanager
@@ -170,6 +198,15 @@ class ReviewQueue:
                 for g in gaps]
         return self._insert(rows)
 
+    def record_duplicates(self, duplicates: Iterable[Duplicate], partition: str) -> int:
+        """Add each conflicting duplicate candle as an open ``duplicate`` item with every version in its detail;
+        returns how many were new."""
+        rows = [(d.asset, _iso(d.ts), "duplicate",
+                 json.dumps({"versions": [{k: json_value(x) for k, x in v.items()} for v in d.versions]},
+                            sort_keys=True, allow_nan=False), partition)
+                for d in duplicates]
+        return self._insert(rows)
+
     def _transition(self, item_id: int, kinds: tuple[str, ...], status: str, resolver: str,
                     note: str) -> ReviewItem:
         if not resolver.strip():
@@ -196,10 +233,11 @@ class ReviewQueue:
         return _item(row)
 
     def resolve(self, item_id: int, status: str, resolver: str, note: str = "") -> ReviewItem:
-        """Close an open anomaly as ``approved`` (a real move) or ``rejected`` (bad data)."""
+        """Close an open anomaly or duplicate as ``approved`` (a real move / the stored candle is right) or
+        ``rejected`` (bad data)."""
         if status not in REVIEW_STATUSES:
             raise ReviewError(f"status must be one of {', '.join(REVIEW_STATUSES)}, got {status!r}")
-        return self._transition(item_id, ("anomaly",), status, resolver, note)
+        return self._transition(item_id, REVIEWED_KINDS, status, resolver, note)
 
     def override_block(self, block_id: int, resolver: str, note: str) -> ReviewItem:
         """Accept a data gap for training (status ``overridden``); the note is the audit trail, so it is required."""
@@ -217,21 +255,26 @@ class ReviewQueue:
         return _item(row)
 
     def list(self, status: str | None = None, asset: str | None = None,
-             kind: str | None = "anomaly") -> list[ReviewItem]:
-        """Queue items, oldest first; ``kind=None`` lists data-gap blocks too."""
+             kind: str | tuple[str, ...] | None = REVIEWED_KINDS) -> list[ReviewItem]:
+        """Queue items, oldest first; by default what a reviewer approves or rejects (anomalies and duplicates);
+        ``kind=None`` lists data-gap blocks too."""
         clauses: builtins.list[str] = []
         params: builtins.list[str] = []
-        for column, value in (("status", status), ("asset", asset), ("kind", kind)):
+        for column, value in (("status", status), ("asset", asset)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        if kind is not None:
+            kinds = (kind,) if isinstance(kind, str) else kind
+            clauses.append(f"kind IN ({', '.join('?' for _ in kinds)})")
+            params.extend(kinds)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as conn:
             rows = conn.execute(f"SELECT * FROM review_items {where} ORDER BY ts, asset, id", params).fetchall()
         return [_item(r) for r in rows]
 
     def open_blocks(self, asset: str | None = None) -> builtins.list[Block]:
-        """Everything that stops training: open data gaps and unreviewed anomalies."""
+        """Everything that stops training: open data gaps, unreviewed anomalies and duplicates."""
         items = self.list(status="open", asset=asset, kind=None)
         return [Block(i.id, i.kind, i.asset, i.ts, i.partition, _reason(i)) for i in items]
 

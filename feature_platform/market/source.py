@@ -132,12 +132,15 @@ class CoinGeckoSource:
                   start: datetime, end: datetime) -> pa.Table:
         if not rows:
             return empty_ohlcv()
-        by_close = {int(r[0]): r for r in rows}  # a repeated candle keeps its last version
-        close_ms = np.array(sorted(by_close), dtype=np.int64)
-        step = int(np.median(np.diff(close_ms))) if len(close_ms) > 1 else _candle_ms(days)
+        # Every row is kept, a repeated candle too, in payload order: which version counts is not the source's
+        # call (``validation.split_duplicates`` keeps the first and sends a differing repeat to review).
+        order = sorted(range(len(rows)), key=lambda i: int(rows[i][0]))
+        close_ms = np.array([int(rows[i][0]) for i in order], dtype=np.int64)
+        distinct = np.unique(close_ms)
+        step = int(np.median(np.diff(distinct))) if len(distinct) > 1 else _candle_ms(days)
         open_ms = close_ms - step
         keep = (open_ms >= int(start.timestamp() * 1000)) & (open_ms < int(end.timestamp() * 1000))
-        ordered = [by_close[int(t)] for t in close_ms[keep]]
+        ordered = [rows[i] for i, k in zip(order, keep, strict=True) if k]
         vol_pts = sorted((int(t), float(v)) for t, v in chart.get("total_volumes", []))
         vol_ts = np.array([t for t, _ in vol_pts], dtype=np.int64)
         idx = np.searchsorted(vol_ts, close_ms[keep], side="right") - 1

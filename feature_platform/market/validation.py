@@ -1,4 +1,5 @@
-"""Is this market data usable? Payload schema, frame contract, gaps (> 5 min) and price jumps (> 8σ).
+"""Is this market data usable? Payload schema, frame contract, duplicate candles, gaps (> 5 min) and price
+jumps (> 8σ).
 
 Rules return data (failure lines, gaps, flagged rows) rather than raising, so the asset check, the CLI and the
 review queue each decide what a failure means for them.
@@ -7,6 +8,8 @@ review queue each decide what a failure means for them.
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,16 +19,19 @@ import pandera.pandas as pa_
 import pyarrow as pa
 
 from feature_platform.market.errors import MarketDataError
-from feature_platform.market.payload import validate_payload
+from feature_platform.market.payload import market_data_schema, validate_payload
 from feature_platform.market.source import OHLCV_ARROW_SCHEMA
 
 __all__ = [
     "ANOMALY_ARROW_SCHEMA",
+    "MAX_MARKET_VALUE",
     "OHLCV_SCHEMA",
+    "Duplicate",
     "Gap",
     "MarketDataError",
     "find_gaps",
     "flag_anomalies",
+    "split_duplicates",
     "validate_frame",
     "validate_payload",
 ]
@@ -45,7 +51,11 @@ def _ts_sorted_per_asset(df: pd.DataFrame) -> pd.Series:
     return prev.isna() | (df["ts"] > prev)
 
 
-_POSITIVE = [pa_.Check.gt(0)]
+# The payload schema's bound (one rule for payloads and frames): finite, and far enough from float overflow
+# that sums, products and log returns over a day stay finite. NaN is refused as a null, inf by the bound.
+MAX_MARKET_VALUE = float(market_data_schema()["$defs"]["price"]["maximum"])
+_POSITIVE = [pa_.Check.gt(0), pa_.Check.le(MAX_MARKET_VALUE)]
+_NON_NEGATIVE = [pa_.Check.ge(0), pa_.Check.le(MAX_MARKET_VALUE)]
 
 OHLCV_SCHEMA = pa_.DataFrameSchema(
     {
@@ -55,7 +65,7 @@ OHLCV_SCHEMA = pa_.DataFrameSchema(
         "high": pa_.Column("float64", _POSITIVE, nullable=False),
         "low": pa_.Column("float64", _POSITIVE, nullable=False),
         "close": pa_.Column("float64", _POSITIVE, nullable=False),
-        "volume": pa_.Column("float64", pa_.Check.ge(0), nullable=False),
+        "volume": pa_.Column("float64", _NON_NEGATIVE, nullable=False),
     },
     checks=[
         pa_.Check(_high_covers_body, name="high_ge_max_open_close", error="high >= max(open, close)"),
@@ -97,6 +107,56 @@ def validate_frame(table: pa.Table, *, max_lines: int = 20) -> list[str]:
     if len(problems) > max_lines:
         problems = [*problems[:max_lines], f"... and {len(problems) - max_lines} more failure(s)"]
     return problems
+
+
+VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    """Different candles for one ``asset`` and bar time in one batch; ``versions[0]`` is the one kept."""
+
+    asset: str
+    ts: datetime
+    versions: tuple[Mapping[str, float | None], ...]
+
+
+def _same(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> bool:
+    # repr: NaN equals NaN here, and -0.0 differs from 0.0, as in the store's row checksums.
+    return all(repr(a.get(c)) == repr(b.get(c)) for c in VALUE_COLUMNS)
+
+
+def split_duplicates(table: pa.Table) -> tuple[pa.Table, list[Duplicate]]:
+    """Keep the first row of each (asset, ts); return it with every key whose rows disagree on a value.
+
+    A repeat with identical values carries no information and is dropped silently; a repeat that differs
+    must not silently win (nor lose): the caller queues each ``Duplicate`` for review, like an anomaly.
+    """
+    if table.num_rows == 0:
+        return table, []
+    keys = table.select(["asset", "ts"]).group_by(["asset", "ts"]).aggregate([([], "count_all")])
+    if keys.num_rows == table.num_rows:
+        return table, []
+    values = [c for c in VALUE_COLUMNS if c in table.column_names]
+    first: dict[tuple[str, datetime], int] = {}
+    versions: dict[tuple[str, datetime], list[dict[str, float | None]]] = {}
+    rows = table.select(["asset", "ts", *values]).to_pylist()
+    for i, row in enumerate(rows):
+        key = (row["asset"], row["ts"])
+        record = {c: row[c] for c in values}
+        if key not in first:
+            first[key] = i
+            versions[key] = [record]
+        elif not any(_same(record, seen) for seen in versions[key]):
+            versions[key].append(record)
+    kept = table.take(pa.array(sorted(first.values()), pa.int64()))
+    duplicates = [Duplicate(asset, ts, tuple(found)) for (asset, ts), found in versions.items() if len(found) > 1]
+    return kept, duplicates
+
+
+def json_value(value: float | None) -> float | str | None:
+    """A value for a JSON detail: finite floats as numbers, NaN and infinities spelled out."""
+    return value if value is None or math.isfinite(value) else repr(value)
 
 
 @dataclass(frozen=True)

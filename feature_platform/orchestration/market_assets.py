@@ -74,21 +74,23 @@ def _write_parquet(table: Any, path: Path) -> None:
 def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
                     paths: PlatformPaths) -> dg.MaterializeResult:
     """coingecko_sync: one UTC day of OHLCV for the configured assets, payloads validated against
-    schemas/market_data.json by the client and the frame against the pandera schema."""
-    from feature_platform.market.ingest import MarketDataInvalid, fetch_day, require_valid
+    schemas/market_data.json by the client and the frame against the pandera schema; a duplicate candle with
+    other values goes to the review queue (the first is kept)."""
+    from feature_platform.market.ingest import MarketDataInvalid, accept_day, fetch_day
 
     started = time.perf_counter()
     window = _window(context)
     source = market_source(config, window.start)
     table = fetch_day(source, config.source, config.assets, window.start, window.end)
     try:
-        require_valid(table, context.partition_key)
+        table, duplicates = accept_day(table, context.partition_key, _review(paths))
     except MarketDataInvalid as exc:
         raise dg.Failure(str(exc), metadata={"problems": dg.MetadataValue.json(exc.problems)}) from None
     path = raw_path(paths, context.partition_key)
     _write_parquet(table, path)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": table.num_rows,
+        "duplicates_queued": duplicates,
         "assets": dg.MetadataValue.json(config.assets),
         "coingecko_snapshot": source.snapshot_id(),
         "source": config.source,
@@ -131,7 +133,8 @@ def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -
 
 
 @dg.asset_check(asset=market_data_raw, name="no_unreviewed_anomalies",
-                description="Price jumps beyond 8σ of the rolling window go to the review queue (fp market review).")
+                description="Price jumps beyond 8σ of the rolling window, and duplicate candles with other values, "
+                            "go to the review queue (fp market review).")
 def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
@@ -141,7 +144,7 @@ def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: Platf
     flagged = flag_anomalies(pq.read_table(raw_path(paths, day)).drop_columns(["source_ts"]), sigma=8.0)
     review = _review(paths)
     added = review.enqueue_anomalies(flagged, day)
-    still_open = [i for i in review.list(status="open") if i.kind == "anomaly" and i.partition == day]
+    still_open = [i for i in review.list(status="open") if i.partition == day]  # anomalies and duplicates
     return dg.AssetCheckResult(
         passed=not still_open, severity=dg.AssetCheckSeverity.WARN,
         metadata={"flagged": flagged.num_rows, "queued_now": added, "open": len(still_open),

@@ -2,11 +2,13 @@
 
 Dagster's blocking checks hold only inside one run (DESIGN.md §7), so promotion re-verifies the
 dataset and the registry's model bytes itself, every time; a failure leaves every alias as it was
-and lists every failed reason, not just the first.
+and lists every failed reason, not just the first. Each move of ``production`` is journalled and
+serialised as ``registry.history`` describes, so a kill or a concurrent promotion loses no event.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, Model
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import verify_training_input
+from feature_platform.registry.history import ProductionEvent, ProductionJournal, journal_path
 from feature_platform.registry.tracking import (
     PRODUCTION,
     RegistryError,
@@ -188,25 +191,71 @@ def current_production(mc: MlflowClient, model_name: str) -> str | None:
         return None
 
 
-def production_history(mc: MlflowClient, model_name: str) -> list[dict[str, Any]]:
-    raw = mc.get_registered_model(model_name).tags.get(HISTORY_TAG)
-    try:
-        events = json.loads(raw) if raw else []
-    except ValueError:
-        events = []
-    return events if isinstance(events, list) else []
+def production_history(data_root: Path, model_name: str) -> list[dict[str, Any]]:
+    """Every applied move of ``production`` for ``model_name``, oldest first, from the journal."""
+    return [e.record() for e in ProductionJournal(journal_path(data_root)).events(model_name)]
 
 
-def move_production(mc: MlflowClient, model_name: str, version: str, action: str, **extra: Any) -> str | None:
-    """Point ``production`` at ``version``, append the event to the history; returns the previous version."""
-    previous = current_production(mc, model_name)
-    at = utc_timestamp(utc_now())
-    mc.set_registered_model_alias(model_name, PRODUCTION, version)
-    event = {"action": action, "version": version, "previous": previous, "at": at, **extra}
-    history = [*production_history(mc, model_name), event][-HISTORY_KEEP:]
-    mc.set_registered_model_tag(model_name, HISTORY_TAG, json.dumps(history, sort_keys=True))
-    mc.set_model_version_tag(model_name, version, EVENT_TAGS.get(action, f"{action}_at"), at)
-    mc.set_model_version_tag(model_name, version, "previous_production", previous or "")
+def _tag_version(mc: MlflowClient, event: ProductionEvent) -> None:
+    mc.set_model_version_tag(event.model_name, event.version, EVENT_TAGS.get(event.action, f"{event.action}_at"),
+                             event.at)
+    mc.set_model_version_tag(event.model_name, event.version, "previous_production", event.previous or "")
+
+
+def _mirror_history(mc: MlflowClient, journal: ProductionJournal, model_name: str) -> None:
+    """Copy the newest applied events into the registered model's tag (for the MLflow UI; the journal rules)."""
+    text = json.dumps([e.record() for e in journal.events(model_name)][-HISTORY_KEEP:], sort_keys=True)
+    if mc.get_registered_model(model_name).tags.get(HISTORY_TAG) != text:
+        mc.set_registered_model_tag(model_name, HISTORY_TAG, text)
+
+
+def _settle(mc: MlflowClient, journal: ProductionJournal, model_name: str) -> list[str]:
+    """Settle pending events (caller holds the journal lock): applied if the alias moved, else abandoned."""
+    notes = []
+    for event in journal.events(model_name, ("pending",)):
+        now = current_production(mc, model_name)
+        if now == event.version:
+            _tag_version(mc, event)
+            journal.settle(event.seq, "applied", utc_timestamp(utc_now()))
+            notes.append(f"{model_name}: {event.action} to v{event.version} had moved production; recorded")
+        else:
+            journal.settle(event.seq, "abandoned", utc_timestamp(utc_now()))
+            notes.append(f"{model_name}: {event.action} to v{event.version} never moved production "
+                         f"(still {now or 'unset'}); abandoned")
+    if notes:
+        _mirror_history(mc, journal, model_name)
+    return notes
+
+
+def settle_pending(mc: MlflowClient, data_root: Path, model_name: str) -> list[str]:
+    """Finish the record of a move a killed process left half-done; one line per event settled."""
+    journal = ProductionJournal(journal_path(data_root))
+    if not journal.events(model_name, ("pending",)):
+        return []
+    with journal.locked():
+        return _settle(mc, journal, model_name)
+
+
+def move_production(mc: MlflowClient, data_root: Path, model_name: str, version: str, action: str,
+                    **extra: Any) -> str | None:
+    """Point ``production`` at ``version`` and record the event (see ``registry.history``); returns the
+    previous version. Serialised across processes, so concurrent moves each see the one before."""
+    journal = ProductionJournal(journal_path(data_root))
+    with journal.locked():
+        _settle(mc, journal, model_name)
+        previous = current_production(mc, model_name)
+        at = utc_timestamp(utc_now())
+        seq = journal.append(model_name, action, version, previous, at, extra)
+        event = ProductionEvent(seq, model_name, action, version, previous, at, dict(extra), "pending")
+        try:
+            mc.set_registered_model_alias(model_name, PRODUCTION, version)
+            _tag_version(mc, event)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the next start settles it if this fails too
+                _settle(mc, journal, model_name)
+            raise
+        journal.settle(seq, "applied", utc_timestamp(utc_now()))
+        _mirror_history(mc, journal, model_name)
     return previous
 
 
@@ -216,9 +265,10 @@ def promote(
 ) -> PromotionResult:
     """Move ``production`` to ``version`` only if every check passes now; otherwise change nothing."""
     mc = client(data_root)
+    settle_pending(mc, data_root, model_name)
     decision = _evaluate(mc, model_name, str(version), dataset_id=dataset_id,
                          guardrails=guardrails or Guardrails(), review_db=review_db)
     if not decision.ok:
         return PromotionResult(False, current_production(mc, model_name), decision)
-    previous = move_production(mc, model_name, str(version), "promote")
+    previous = move_production(mc, data_root, model_name, str(version), "promote")
     return PromotionResult(True, previous, decision)

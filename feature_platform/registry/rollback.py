@@ -3,7 +3,8 @@
 Guardrails do not apply (the point is to return quickly to a model that was already trusted, often
 while data problems are open): open review blocks are recorded with the event, not enforced. Its
 dataset and bytes are re-verified, though, and its ONNX must still reproduce, within 1e-6, the
-probabilities stored at its training time; otherwise nothing changes.
+probabilities stored at its training time; otherwise nothing changes. The ONNX sha256 is checked
+before the replay: bytes that fail it are never loaded into onnxruntime.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from feature_platform.registry.promotion import (
     current_production,
     integrity_checks,
     move_production,
+    settle_pending,
 )
 from feature_platform.registry.tracking import RegistryError, client, download_version
 from feature_platform.training.replay import ReplayReport, replay_reference
@@ -46,6 +48,7 @@ def rollback(
     from mlflow.exceptions import MlflowException
 
     mc = client(data_root)
+    settle_pending(mc, data_root, model_name)
     version = str(to_version)
     decision = PromotionDecision(model_name, version)
     replay: ReplayReport | None = None
@@ -62,7 +65,13 @@ def rollback(
             decision.add("registry_artifacts", False, "downloadable", f"{type(exc).__name__}: {exc}")
         else:
             manifest = integrity_checks(decision, model_dir, mv.run_id)
-            if manifest is not None:
+            onnx_checks = [c for c in decision.checks
+                           if manifest is not None and c.name == f"artifact_sha256[{manifest.onnx.path}]"]
+            if manifest is not None and not (onnx_checks and all(c.passed for c in onnx_checks)):
+                # Never hand onnxruntime bytes that failed their sha256 check.
+                decision.add("replay_reference", False, "a replay of the verified ONNX",
+                             f"not run: {manifest.onnx.path} failed its sha256 check")
+            elif manifest is not None:
                 replay = replay_reference(model_dir, REPLAY_TOLERANCE)
                 detail = "; ".join(replay.problems)
                 decision.add("replay_reference", replay.ok, f"max |diff| <= {REPLAY_TOLERANCE} on the stored batch",
@@ -70,7 +79,7 @@ def rollback(
     blocks = _open_blocks(review_db)
     if not decision.ok:
         return RollbackResult(False, current_production(mc, model_name), replay, decision.reasons, decision, blocks)
-    previous = move_production(mc, model_name, version, "rollback",
+    previous = move_production(mc, data_root, model_name, version, "rollback",
                                replay_rows=replay.rows if replay else 0,
                                replay_max_abs_diff=replay.max_abs_diff if replay else None,
                                open_review_blocks=len(blocks))

@@ -4,6 +4,11 @@ One connection per call and ``BEGIN IMMEDIATE`` for every write, so writers from
 processes serialise on SQLite's lock instead of failing half-way; WAL keeps readers unblocked.
 ``transaction()`` exposes that lock so a publish can switch the store's ``current`` pointer and
 record the version as one step no other publisher can interleave with.
+
+The pointer lives in another system, so no transaction covers both: a publisher writes an *intent*
+(the catalog row it is about to record) to the catalog's journal directory before it switches the
+pointer, and removes it once the row is committed or the switch undone. An intent still present when
+the write lock is free belongs to a killed publisher; ``dataset_publish.reconcile_publish`` settles it.
 """
 
 from __future__ import annotations
@@ -19,8 +24,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from feature_platform.contracts.paths import require_safe_id
+from feature_platform.storage.files import fsync_dir, write_atomic
 
 SCHEMA_VERSION = 1
+INTENT_SUFFIX = ".intent.json"
+MAX_INTENT_BYTES = 1024 * 1024
 BUSY_TIMEOUT_S = 30.0
 Status = Literal["published", "rolled_back"]
 STATUSES: tuple[str, ...] = get_args(Status)
@@ -278,6 +286,46 @@ class Catalog:
     def current(self, dataset_id: str) -> CatalogEntry | None:
         with self._connect() as conn:
             return _current(conn, dataset_id)
+
+    # -- the intent journal (see the module docstring) ------------------------------------------
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.path.parent / f"{self.path.name}.intents"
+
+    def write_intent(self, dataset_id: str, token: str, record: Mapping[str, Any]) -> Path:
+        """Durably record what a publish is about to do (fsynced file and directory entry) before it does it."""
+        path = self.journal_dir / require_safe_id(dataset_id, "dataset_id") / f"{require_safe_id(token, 'token')}" \
+            f"{INTENT_SUFFIX}"
+        try:
+            data = json.dumps(dict(record), sort_keys=True, allow_nan=False).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise CatalogError(f"publish intent for {dataset_id} is not JSON-serialisable: {exc}") from None
+        write_atomic(path, data)
+        fsync_dir(path.parent)
+        return path
+
+    def intents(self, dataset_id: str) -> list[tuple[Path, dict[str, Any]]]:
+        """Intents left for ``dataset_id``, oldest token first; an unreadable one is an error, never skipped."""
+        folder = self.journal_dir / require_safe_id(dataset_id, "dataset_id")
+        if not folder.is_dir():
+            return []
+        out: list[tuple[Path, dict[str, Any]]] = []
+        for path in sorted(folder.glob(f"*{INTENT_SUFFIX}")):
+            try:
+                raw = path.read_bytes() if path.is_file() and path.stat().st_size <= MAX_INTENT_BYTES else b""
+                record = json.loads(raw)
+            except (OSError, ValueError):
+                record = None
+            if not isinstance(record, dict):
+                raise CatalogError(f"{path}: unreadable publish intent (expected a JSON object of at most "
+                                   f"{MAX_INTENT_BYTES} bytes); inspect it and the dataset's current.json")
+            out.append((path, record))
+        return out
+
+    def drop_intent(self, path: Path) -> None:
+        path.unlink(missing_ok=True)
+        fsync_dir(path.parent)
 
     def versions(self, dataset_id: str) -> list[CatalogEntry]:
         """Every recorded version of ``dataset_id``, newest first, whatever its status."""

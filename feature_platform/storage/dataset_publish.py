@@ -14,6 +14,14 @@ cannot interleave. Any failure after the upload began deletes the candidate pref
 previous ``current.json`` bytes exactly (or removes a pointer that did not exist) and leaves the
 catalog unchanged.
 
+A kill (SIGKILL, power loss) cannot run that undo. So before the switch the publisher writes an
+intent, the catalog row it is about to commit, to the catalog's journal; ``reconcile_publish`` (run
+at the start of every publish and sweep) settles each intent a dead publisher left: if
+``current.json`` names the intent's upload the switch happened, readers may have followed it, and
+the row is committed now (roll forward); otherwise the switch never happened or was undone, and
+the orphaned upload is deleted. Either way the pointer and the catalog agree again, and a re-run of
+the same version is the idempotent no-op with the right ``previous_version``.
+
 Re-publishing is idempotent and explicit: the same ``dataset_version`` with the same manifest
 digest returns the existing catalog entry and uploads nothing; a different digest for a version
 already in the catalog is refused.
@@ -166,6 +174,7 @@ def publish_dataset_version(
     version, digest = manifest.dataset_version, manifest.digest()
     what = f"{ds_id} {version}"
     try:
+        reconcile_publish(store, catalog, ds_id)
         summary_json(quality_summary)
         extras = _check_extra_names(extra_files or {}, manifest, what)
         existing = catalog.get(ds_id, version)
@@ -253,6 +262,7 @@ def sweep_abandoned_uploads(store: ObjectStore, catalog: Catalog, dataset_id: st
     """
     now = now or datetime.now(tz=UTC)
     root = join_key(DATASETS_ROOT, require_safe_id(dataset_id, "dataset name"), "versions") + "/"
+    reconcile_publish(store, catalog, dataset_id)
     swept: list[str] = []
     with catalog.transaction() as tx:
         pointer = current_pointer(store, dataset_id)
@@ -370,17 +380,70 @@ def _switch_and_record(
             "previous": None if previous is None else {
                 k: previous.get(k) for k in ("dataset_version", "manifest_digest", "prefix", "location")},
         }
+        row: dict[str, Any] = {
+            "dataset_id": ds_id, "dataset_version": version, "manifest_digest": digest, "location": location,
+            "prefix": prefix, "quality_summary": dict(quality_summary or {}),
+            "previous_version": previous["dataset_version"] if previous else None, "published_at": published_at}
+        intent = catalog.write_intent(ds_id, prefix.rsplit("/", 1)[1], row)
         try:
             store.put_bytes(json.dumps(pointer, indent=2, sort_keys=True).encode("utf-8") + b"\n", key)
-            entry = tx.record_publish(
-                dataset_id=ds_id, dataset_version=version, manifest_digest=digest, location=location, prefix=prefix,
-                quality_summary=quality_summary, previous_version=previous["dataset_version"] if previous else None,
-                published_at=published_at)
+            entry = tx.record_publish(**row)
             tx.commit()
         except BaseException as exc:
-            _restore_pointer(store, key, before, exc)
+            _restore_pointer(store, key, before, exc)  # on failure the intent stays for reconcile_publish
+            _drop_intent(catalog, intent)
             raise
+    _drop_intent(catalog, intent)
     return entry, previous
+
+
+def _drop_intent(catalog: Catalog, path: Path) -> None:
+    """A leftover intent is harmless (reconcile finds its row committed), so failing to remove one is only logged."""
+    try:
+        catalog.drop_intent(path)
+    except OSError as exc:
+        log.warning("could not remove publish intent %s: %s", path, _one_line(exc))
+
+
+_INTENT_FIELDS = ("dataset_id", "dataset_version", "manifest_digest", "location", "prefix", "published_at")
+
+
+def reconcile_publish(store: ObjectStore, catalog: Catalog, dataset_id: str) -> list[str]:
+    """Settle the intents killed publishers of ``dataset_id`` left (module docstring); one line per intent.
+
+    Runs under the catalog's write lock, so it never races a live publisher: a live one holds the lock
+    from before it writes its intent until after it commits or undoes the switch.
+    """
+    ds_id = require_safe_id(dataset_id, "dataset name")
+    if not catalog.intents(ds_id):
+        return []
+    settled: list[Path] = []
+    notes: list[str] = []
+    with catalog.transaction() as tx:
+        for path, row in catalog.intents(ds_id):
+            bad = [k for k in _INTENT_FIELDS if not isinstance(row.get(k), str)]
+            if bad or row["dataset_id"] != ds_id or not isinstance(row.get("quality_summary"), dict) \
+                    or not isinstance(row.get("previous_version"), (str, type(None))) \
+                    or not row["prefix"].startswith(versions_prefix(ds_id, row["dataset_version"]) + "/"):
+                raise DatasetPublishError(f"{path}: not a publish intent for {ds_id} (fields {bad or 'mismatched'});"
+                                          " inspect it and current.json by hand")
+            version, prefix = row["dataset_version"], row["prefix"]
+            entry = tx.get(ds_id, version)
+            pointer = current_pointer(store, ds_id)
+            if entry is not None and entry.prefix == prefix:
+                notes.append(f"{ds_id} {version}: already recorded")
+            elif entry is None and pointer is not None and pointer["prefix"] == prefix:
+                tx.record_publish(**{k: row[k] for k in (*_INTENT_FIELDS, "quality_summary", "previous_version")})
+                notes.append(f"{ds_id} {version}: the publisher died after switching current.json; recorded now")
+            else:
+                store.delete_prefix(prefix + "/")
+                notes.append(f"{ds_id} {version}: the publisher died before the switch; upload {prefix}/ deleted")
+            settled.append(path)
+    for path in settled:
+        _drop_intent(catalog, path)
+    for note in notes:
+        log.warning("reconciled publish: %s", note)
+    return notes
 
 
 def _restore_pointer(store: ObjectStore, key: str, before: bytes | None, cause: BaseException) -> None:
