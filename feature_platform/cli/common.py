@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -76,6 +77,24 @@ def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def finite_float(text: str) -> float:
+    """Argument type: a finite number ('nan' and 'inf' parse as floats but compare as no threshold should)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:

@@ -14,12 +14,14 @@ from feature_platform.cli.common import (
     UsageError,
     dagster_instance,
     data_root,
+    finite_float,
     group_help,
     input_file,
     model_key,
     model_version,
     non_negative_int,
     parse_payload,
+    positive_float,
     quiet_console,
     report_run_failure,
 )
@@ -46,8 +48,8 @@ def register(groups: Any) -> None:
     promote.add_argument("--model-key", type=model_key, required=True)
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
-    promote.add_argument("--min-sharpe", type=float, default=0.0, help="guardrail on test Sharpe (default 0)")
-    promote.add_argument("--max-drawdown", type=float, default=0.5, help="guardrail on test max drawdown")
+    promote.add_argument("--min-sharpe", type=finite_float, default=0.0, help="guardrail on test Sharpe (default 0)")
+    promote.add_argument("--max-drawdown", type=finite_float, default=0.5, help="guardrail on test max drawdown")
 
     rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
     rollback.add_argument("--model-key", type=model_key, required=True)
@@ -73,7 +75,7 @@ def register(groups: Any) -> None:
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
-    submit.add_argument("--timeout", type=float, default=1800.0)
+    submit.add_argument("--timeout", type=positive_float, default=1800.0, help="seconds to wait (default 1800)")
     training.set_defaults(handler=group_help(training))
     train.set_defaults(handler=_train)
     promote.set_defaults(handler=_promote)
