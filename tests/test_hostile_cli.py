@@ -54,7 +54,7 @@ def run_fp(hostile: Hostile, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="session")
 def hostile(tmp_path_factory: pytest.TempPathFactory, warehouse: Path) -> Hostile:
-    """A data root with one published dataset_version (v1), a Dagster instance, and the hostile files."""
+    """A data root, a Dagster instance knowing the dataset_version v1, and the hostile files."""
     base = tmp_path_factory.mktemp("hostile")
     root, home = base / "root", base / "dagster_home"
     root.mkdir()
@@ -80,8 +80,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory, warehouse: Path) -> Hostil
     (bad_defs / "listed.yaml").write_text("- name: listed\n- tables: []\n")
     files.update(defs=defs, bad_defs=bad_defs)
     hostile = Hostile(root, home, files)
-    built = run_fp(hostile, "refresh", "run", "--version", "v1", "--rows", "2000")
-    assert built.returncode == 0, built.stderr
+    added = run_fp(hostile, "refresh", "add-version", "v1")  # a known dataset_version partition, never run
+    assert added.returncode == 0, added.stderr
     return hostile
 
 
@@ -130,9 +130,9 @@ CASES: list[tuple[tuple[str, ...], int, str]] = [
     (("dataset", "build", "--out-dir", "{dir}/o", "--dataset-id", "ok", "--source", "synthetic", "--rows", "true"),
      USAGE, "argument --rows"),
     (("dataset", "build", "--out-dir", "{dir}/o", "--dataset-id", "ok", "--source", "synthetic",
-      "--split-fractions", "train=2"), USAGE, "fp: error:"),
-    (("dataset", "build", "--out-dir", "{dir}/o", "--dataset-id", "ok", "--source", "simulator", "--format", "zarr"), USAGE,
-     "--samples"),
+      "--split-fractions", "train=2"), USAGE, "split fractions must lie in [0, 1]"),
+    (("dataset", "build", "--out-dir", "{dir}/o", "--dataset-id", "ok", "--source", "simulator", "--format",
+      "zarr"), USAGE, "--samples"),
     (("dataset", "verify", "--path", "{dir}", "--samples", "5:2"), USAGE, "argument --samples"),
     (("dataset", "report", "--path", "{missing}"), USAGE, "--out"),
     # definitions
@@ -293,12 +293,53 @@ def test_hostile_input_as_a_subprocess(hostile: Hostile, args: tuple[str, ...], 
     assert hostile.expand((needle,))[0] in done.stderr, done.stderr
 
 
-def test_verbose_shows_the_traceback(hostile: Hostile) -> None:
-    payload = '{"dataset_version": "nope"}'
-    before = run_fp(hostile, "training", "run", "--payload", payload)
-    after = run_fp(hostile, "-v", "training", "run", "--payload", payload)
-    also = run_fp(hostile, "promote", "--model-key", "market_regime", "--version", "1", "-v")  # -v after a command
-    assert before.returncode == after.returncode == USAGE
-    assert "Traceback" not in before.stderr and "Traceback" in after.stderr
-    assert "RunInputError" in after.stderr and lines(after.stderr)[-1] == lines(before.stderr)[0]
-    assert "unrecognized arguments" not in also.stderr and also.returncode == FAILED, also.stderr
+def test_verbose_shows_the_traceback(hostile: Hostile, fp: Callable[..., tuple[int, str, str]]) -> None:
+    quiet = fp("refresh", "run", "--version", "v9", "--config", "{list_yaml}")
+    loud = fp("refresh", "run", "--version", "v9", "--config", "{list_yaml}", "-v")  # -v after the command
+    assert quiet[0] == loud[0] == USAGE
+    assert "Traceback" not in quiet[2] and "Traceback" in loud[2] and "UsageError" in loud[2]
+    assert lines(loud[2])[-1] == lines(quiet[2])[0]
+    # and through Dagster, as a subprocess, with -v before the command
+    done = run_fp(hostile, "-v", "training", "run", "--payload", '{"dataset_version": "nope"}')
+    assert done.returncode == USAGE and "Traceback" in done.stderr and "RunInputError" in done.stderr
+    assert lines(done.stderr)[-1].startswith("fp: error: dataset_version 'nope': not a partition of training_job")
+
+
+def test_the_boundary_turns_any_escaping_error_into_one_line(fp: Callable[..., tuple[int, str, str]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from feature_platform.cli import contracts
+
+    def broken(_: object) -> int:
+        raise KeyError("feature_order")
+
+    monkeypatch.setattr(contracts, "_contracts_features", broken)
+    code, out, err = fp("contracts", "features")
+    assert code == FAILED and "Traceback" not in out + err
+    assert lines(err) == ["fp: error: internal error: KeyError: 'feature_order' (rerun with -v for the traceback)"]
+    code, _, err = fp("contracts", "features", "-v")
+    assert code == FAILED and "Traceback" in err and "raise KeyError" in err
+
+
+def test_describe_names_the_field_of_validation_and_yaml_errors() -> None:
+    import yaml
+    from pydantic import BaseModel, ValidationError
+
+    from feature_platform.cli.errors import describe
+    from feature_platform.contracts.paths import UnsafePathError
+
+    class Payload(BaseModel):
+        rows: int
+        name: str
+
+    with pytest.raises(ValidationError) as invalid:
+        Payload.model_validate({"rows": "many", "name": 5})
+    assert describe(invalid.value) == (USAGE, "Payload: field rows: Input should be a valid integer, unable to parse "
+                                              "string as an integer (got 'many'); 1 more error(s)")
+    with pytest.raises(yaml.YAMLError) as broken:
+        yaml.safe_load("a: [1,\n")
+    code, line = describe(broken.value)
+    assert code == USAGE and line.startswith("line 2, column 1: ") and "\n" not in line
+    assert describe(UnsafePathError("model_key '../x' contains a path separator")) == (
+        USAGE, "model_key '../x' contains a path separator")
+    assert describe(FileNotFoundError(2, "No such file or directory", "/x/y")) == (
+        FAILED, "/x/y: No such file or directory")

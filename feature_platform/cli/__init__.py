@@ -45,12 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _verbose_everywhere(parser: argparse.ArgumentParser) -> None:
     """Every command accepts -v/--verbose (`fp CMD … -v` as well as `fp -v CMD …`)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in set(action.choices.values()):
-                if "-v" not in sub._option_string_actions:
-                    sub.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
-                _verbose_everywhere(sub)
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in groups:
+        for sub in set(action.choices.values()):
+            _verbose_everywhere(sub)
+    if not groups and "-v" not in parser._option_string_actions:
+        parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
