@@ -343,3 +343,16 @@ def test_describe_names_the_field_of_validation_and_yaml_errors() -> None:
         USAGE, "model_key '../x' contains a path separator")
     assert describe(FileNotFoundError(2, "No such file or directory", "/x/y")) == (
         FAILED, "/x/y: No such file or directory")
+
+
+def test_submit_to_no_webserver_is_one_line(fp: Callable[..., tuple[int, str, str]]) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    code, out, err = fp("training", "submit", "--payload", '{"dataset_version": "v1"}', "--url",
+                        f"http://127.0.0.1:{port}", "--timeout", "5")
+    assert code == FAILED and "Traceback" not in out + err
+    assert lines(err) == [f"fp: error: http://127.0.0.1:{port}: cannot reach the Dagster webserver: "
+                          "[Errno 111] Connection refused"]
