@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    CheckFailed,
     UsageError,
     dagster_instance,
     data_root,
@@ -268,9 +269,7 @@ def _materialize(args: argparse.Namespace) -> int:
 
     builds = [a for a in DEFINITION_ASSETS if not a.key.path[-1].endswith("_published")]
     if not builds:
-        print("fp: error: no active definition: nothing to materialize (fp definitions activate NAME)",
-              file=sys.stderr)
-        return EXIT_FAILED
+        raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
     summary = run_definition_datasets(args.version, instance=dagster_instance(),

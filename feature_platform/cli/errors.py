@@ -23,8 +23,7 @@ USAGE_ERRORS = (
     "feature_platform.quality.baseline:BaselineError",
     "feature_platform.orchestration.headless:RunInputError",
     "pydantic_core:ValidationError",
-    "yaml:YAMLError",
-    "json:JSONDecodeError",
+    "yaml:YAMLError",  # configuration the user wrote; the CLI's own JSON inputs are checked where they are read
 )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    CheckFailed,
     UsageError,
     dagster_instance,
     data_root,
@@ -177,8 +178,7 @@ def _rerun(args: argparse.Namespace) -> int:
     root = data_root()
     manifest = root / "models" / args.training_id / "training_manifest.yaml"
     if not manifest.exists():
-        print(f"fp: error: {manifest}: no such training", file=sys.stderr)
-        return EXIT_FAILED
+        raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
         report = rerun_training(manifest, root / "models" / "reruns")
     except TrainingRefused as exc:
