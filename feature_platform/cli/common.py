@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.contracts.paths import id_problem
+
 if TYPE_CHECKING:
     import dagster as dg
+
+    from feature_platform.orchestration.run_report import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 OVERRIDE_TAG = "fp/override-data-gap"  # also in orchestration.market_assets; the CLI avoids importing Dagster
@@ -19,6 +25,45 @@ OVERRIDE_TAG = "fp/override-data-gap"  # also in orchestration.market_assets; th
 
 class UsageError(Exception):
     """Bad arguments: reported on one line, exit code 2."""
+
+
+class CheckFailed(Exception):
+    """A check, gate or refusal that failed: reported on one line, exit code 1."""
+
+
+SAFE_ID_HINT = "letters, digits, '.', '_', '-', starting with a letter or digit, at most 128 characters"
+
+
+def safe_id(what: str) -> Callable[[str], str]:
+    """Argument type: a non-empty safe id (it becomes a directory name or a partition key)."""
+
+    def parse(text: str) -> str:
+        problem = id_problem(text, what)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(f"{problem}; expected {SAFE_ID_HINT}")
+        return text
+
+    return parse
+
+
+def input_file(text: str) -> Path:
+    """Argument type: a path that exists and is a regular file (not a directory, FIFO or device)."""
+    path = Path(text)
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file path, got ''")
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{text}: no such file; expected an existing file")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise argparse.ArgumentTypeError(f"{text}: {kind}; expected a regular file")
+    return path
+
+
+def iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
@@ -34,6 +79,24 @@ def int_at_least(minimum: int, what: str) -> Callable[[str], int]:
     return parse
 
 
+def finite_float(text: str) -> float:
+    """Argument type: a finite number ('nan' and 'inf' parse as floats but compare as no threshold should)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
 def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """A command group given without its subcommand prints the group's own help (exit 2)."""
 
@@ -46,6 +109,8 @@ def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
 
 positive_int = int_at_least(1, "positive")
 non_negative_int = int_at_least(0, "non-negative")
+model_version = int_at_least(1, "positive")  # a registered model version: 1, 2, …
+model_key = safe_id("model_key")
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -75,11 +140,88 @@ def data_root() -> Path:
 
 def parse_payload(text: str) -> dict[str, Any]:
     """A training payload given inline or as @file.json."""
+    source = f"--payload {text}" if text.startswith("@") else "--payload"
     try:
-        raw = Path(text[1:]).read_text() if text.startswith("@") else text
+        raw = input_file(text[1:]).read_text() if text.startswith("@") else text
         payload = json.loads(raw)
-    except (OSError, ValueError) as exc:
+    except argparse.ArgumentTypeError as exc:
         raise UsageError(f"--payload: {exc}") from None
-    if not isinstance(payload, dict) or "dataset_version" not in payload:
-        raise UsageError("--payload must be a JSON object with at least dataset_version")
+    except OSError as exc:
+        raise UsageError(f"{source}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise UsageError(f"{source}: expected JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise UsageError(f"{source}: expected a JSON object with at least dataset_version, "
+                         f"got {type(payload).__name__}")
+    if "dataset_version" not in payload:
+        raise UsageError(f"{source}: field dataset_version: expected a dataset_version, got nothing")
     return payload
+
+
+def load_run_config(path: Path | None, option: str = "--config") -> dict[str, Any]:
+    """A Dagster run config YAML (launchpad format): a mapping, or nothing for an empty file."""
+    import yaml
+
+    if path is None:
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{option} {path}: expected UTF-8 YAML text") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{option} {path}: {yaml_problem(exc)}") from None
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise UsageError(f"{option} {path}: expected a YAML mapping (Dagster run config: ops, resources, "
+                         f"loggers), got {type(config).__name__}")
+    return config
+
+
+def yaml_problem(exc: BaseException) -> str:
+    """A YAML parse error on one line: where and what."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
+
+
+def quiet_console(config: dict[str, Any], verbose: bool) -> dict[str, Any]:
+    """An in-process run shows Dagster's event log only with -v; otherwise its console logger is silent (unless
+    the run config sets it) and the CLI reports failures itself, one line each."""
+    loggers = config.setdefault("loggers", {})
+    if not verbose and isinstance(loggers, dict):  # anything else: Dagster's config check names it
+        loggers.setdefault("console", {"config": {"log_level": "CRITICAL"}})
+    return config
+
+
+def config_section(config: dict[str, Any], keys: tuple[str, ...], source: str) -> dict[str, Any]:
+    """``config[k1][k2]…``, created when absent; a non-mapping on the way is a usage error naming the field."""
+    section = config
+    for depth, key in enumerate(keys):
+        if section.get(key) is None:  # absent, or an empty YAML key
+            section[key] = {}
+        section = section[key]
+        if not isinstance(section, dict):
+            raise UsageError(f"{source}: field {'.'.join(keys[: depth + 1])}: expected a mapping, "
+                             f"got {type(section).__name__}")
+    return section
+
+
+MAX_FAILURE_LINES = 3
+
+
+def report_run_failure(summary: RunSummary) -> int:
+    """A failed in-process run on stderr: the failing checks and steps with their one-line reasons, then exit 1."""
+    from feature_platform.orchestration.run_report import failure_lines
+
+    lines = failure_lines(summary)
+    where = f"{summary.job_name} {summary.partition or ''}".strip()
+    for line in lines[:MAX_FAILURE_LINES]:
+        print(f"fp: error: {where}: {line}", file=sys.stderr)
+    if len(lines) > MAX_FAILURE_LINES:
+        print(f"fp: error: {where}: {len(lines) - MAX_FAILURE_LINES} more failure(s); rerun with -v or see the UI",
+              file=sys.stderr)
+    return EXIT_FAILED

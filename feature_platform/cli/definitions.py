@@ -10,11 +10,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, dagster_instance, data_root, group_help
+from feature_platform.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    CheckFailed,
+    UsageError,
+    dagster_instance,
+    data_root,
+    group_help,
+    iso_date,
+    quiet_console,
+    report_run_failure,
+    safe_id,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -44,7 +55,7 @@ def register(groups: Any) -> None:
     query.add_argument("--split", choices=["train", "eval"], help="only the train or eval rows")
     query.add_argument("--dialect", choices=["duckdb", "bigquery", "postgres"], default="duckdb",
                        help="SQL dialect (default duckdb)")
-    query.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
+    query.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
     tfx = cmds.add_parser("tfx", help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
     tfx.add_argument("name", help="definition name")
     activate = cmds.add_parser("activate", help="set status: active (refused unless it validates)",
@@ -59,9 +70,10 @@ def register(groups: Any) -> None:
                             description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
                             "through the same builder, verification and atomic publish as every dataset.")
     build.add_argument("name", help="definition name")
-    build.add_argument("--version", required=True, dest="dataset_version", help="dataset version (safe id)")
+    build.add_argument("--version", required=True, dest="dataset_version", type=safe_id("dataset_version"),
+                       help="dataset version (safe id)")
     build.add_argument("--out-dir", type=Path, help="datasets directory (default: $FP_DATA_ROOT/datasets)")
-    build.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
+    build.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
 
     materialize = cmds.add_parser(
@@ -69,8 +81,9 @@ def register(groups: Any) -> None:
         description="Materialize definition_datasets_job for one definition_version partition in process, on the "
         "project's Dagster instance ($DAGSTER_HOME): each active definition's dataset, its blocking integrity "
         "checks, then the publish to the object store and catalog. The runs show in the UI afterwards.")
-    materialize.add_argument("--version", required=True, help="definition_version partition (safe id)")
-    materialize.add_argument("--as-of", type=_iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
+    materialize.add_argument("--version", required=True, type=safe_id("definition_version"),
+                             help="definition_version partition (safe id)")
+    materialize.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
 
     for parser in (lst, validate, query, tfx, activate, clone, build):
@@ -98,13 +111,6 @@ def _register_analysis(cmds: Any) -> None:
     from feature_platform.cli.definitions_analysis import register_analysis
 
     register_analysis(cmds)
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
@@ -266,45 +272,30 @@ def _clone(args: argparse.Namespace) -> int:
 
 
 def _materialize(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS
     from feature_platform.orchestration.headless import run_definition_datasets
 
-    try:
-        require_safe_id(args.version, "--version")
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
     builds = [a for a in DEFINITION_ASSETS if not a.key.path[-1].endswith("_published")]
     if not builds:
-        print("fp: error: no active definition: nothing to materialize (fp definitions activate NAME)",
-              file=sys.stderr)
-        return EXIT_FAILED
+        raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
-    if not args.verbose:
-        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-    summary = run_definition_datasets(args.version, instance=dagster_instance(), run_config=config)
+    summary = run_definition_datasets(args.version, instance=dagster_instance(),
+                                      run_config=quiet_console(config, args.verbose))
     for asset, rows in summary.materialized.items():
         print(f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}")
     failed = [k for k, ok in summary.checks.items() if not ok]
     print(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
           f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    if not summary.succeeded:
-        print("  see the run's step failure in the UI, or rerun with -v", file=sys.stderr)
-    return EXIT_OK if summary.succeeded else EXIT_FAILED
+    return EXIT_OK if summary.succeeded else report_run_failure(summary)
 
 
 def _build(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import BuildError
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.source import build_definition_dataset
     from feature_platform.warehouse.connection import WarehouseError
 
-    try:
-        require_safe_id(args.dataset_version, "--version")
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
     defn = _find(args, args.name)
     out_dir = args.out_dir or data_root() / "datasets"
     try:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
 
 if TYPE_CHECKING:
     import duckdb
@@ -39,17 +38,10 @@ def register_analysis(subparsers: Any) -> None:
                             help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
         parser.add_argument("--warehouse", type=Path,
                             help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
-        parser.add_argument("--as-of", type=_iso_date,
+        parser.add_argument("--as-of", type=iso_date,
                             help="pin 'today' for rolling ranges and time splits, YYYY-MM-DD (default: CURRENT_DATE)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.set_defaults(handler=handler)
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _load(args: argparse.Namespace, names: list[str]) -> tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]:

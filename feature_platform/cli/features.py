@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from feature_platform.cli.common import (
-    EXIT_FAILED,
     EXIT_OK,
     dagster_instance,
     group_help,
+    quiet_console,
+    report_run_failure,
+    safe_id,
 )
 
 
@@ -21,7 +22,8 @@ def register(groups: Any) -> None:
         "build", help="pin feature_repo to its git sha, apply and materialize a published dataset_version",
         description="Runs the feature_build asset (and its blocking contract-drift check) headless; writes "
         "<data_root>/features/offline/<version>/feature_build.json. Refuses uncommitted feature_repo changes.")
-    fbuild.add_argument("--version", required=True, help="a published dataset_version")
+    fbuild.add_argument("--version", required=True, type=safe_id("dataset_version"),
+                        help="a published dataset_version")
     fbuild.add_argument("--ref", default=None, help="git ref feature_repo must be at")
     fbuild.add_argument("--allow-dirty", action="store_true", help="accept uncommitted feature_repo changes")
     fbuild.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
@@ -34,12 +36,9 @@ def _features_build(args: argparse.Namespace) -> int:
 
     config: dict[str, Any] = {"ops": {"feature_build": {"config": {"feature_repo_ref": args.ref,
                                                                    "allow_dirty": args.allow_dirty}}}}
-    if not args.verbose:
-        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-    summary = run_feature_build(args.version, instance=dagster_instance(), run_config=config)
+    summary = run_feature_build(args.version, instance=dagster_instance(),
+                                run_config=quiet_console(config, args.verbose))
     failed = [k for k, ok in summary.checks.items() if not ok]
     tail = f"; failed checks: {', '.join(failed)}" if failed else ""
     print(f"feature_build {args.version}: {summary.status}{tail}")
-    if not summary.succeeded:
-        print("  see the run's step failure in the UI, or rerun with -v", file=sys.stderr)
-    return EXIT_OK if summary.succeeded else EXIT_FAILED
+    return EXIT_OK if summary.succeeded else report_run_failure(summary)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from feature_platform.cli.common import (
@@ -15,7 +14,12 @@ from feature_platform.cli.common import (
     UsageError,
     dagster_instance,
     group_help,
+    input_file,
+    iso_date,
+    load_run_config,
     positive_int,
+    quiet_console,
+    report_run_failure,
 )
 
 
@@ -24,9 +28,10 @@ def register(groups: Any) -> None:
     market_cmds = market.add_subparsers(dest="command", metavar="{backfill,review,resolve,blocks,override}")
     backfill = market_cmds.add_parser(
         "backfill", help="fetch, validate and upsert OHLCV for UTC days (the market_backfill_job, headless)")
-    backfill.add_argument("--start", required=True, help="first UTC day, YYYY-MM-DD")
-    backfill.add_argument("--end", default=None, help="last UTC day, inclusive (default: --start)")
-    backfill.add_argument("--config", type=Path, default=None, help="Dagster run config YAML (launchpad format)")
+    backfill.add_argument("--start", required=True, type=iso_date, help="first UTC day, YYYY-MM-DD")
+    backfill.add_argument("--end", type=iso_date, default=None, help="last UTC day, inclusive (default: --start)")
+    backfill.add_argument("--config", type=input_file, default=None,
+                          help="Dagster run config YAML (launchpad format)")
     backfill.add_argument("--override-data-gap", action="store_true",
                           help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
     backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
@@ -61,35 +66,31 @@ def _review_queue() -> Any:
 
 
 def _market_backfill(args: argparse.Namespace) -> int:
-    from datetime import date, timedelta
-
-    import yaml
+    from datetime import timedelta
 
     from feature_platform.orchestration.headless import run_market_backfill
 
-    try:
-        first = date.fromisoformat(args.start)
-        last = date.fromisoformat(args.end) if args.end else first
-        config = yaml.safe_load(args.config.read_text()) if args.config else {}
-    except (ValueError, OSError, yaml.YAMLError) as exc:
-        raise UsageError(str(exc)) from None
+    first = args.start
+    last = args.end or first
     if last < first:
-        raise UsageError(f"--end {last} is before --start {first}")
-    if not args.verbose:
-        config.setdefault("loggers", {}).setdefault("console", {"config": {"log_level": "WARNING"}})
+        raise UsageError(f"--end {last} is before --start {first}; expected a day on or after --start")
+    config = quiet_console(load_run_config(args.config), args.verbose)
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
-    ok = True
+    failures = []
     for summary in run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags):
         failed = [k for k, passed in summary.checks.items() if not passed]
         rows = summary.materialized.get("market_data")
         print(f"{summary.partition}: {summary.status}, {rows if rows is not None else 0:,} rows"
               + (f"; failed checks: {', '.join(failed)}" if failed else ""))
-        ok = ok and summary.succeeded and "market_data_raw:no_data_gaps" not in failed
+        if not summary.succeeded or "market_data_raw:no_data_gaps" in failed:
+            failures.append(summary)
     blocked, reasons = _review_queue().training_blocked()
     if blocked:
         print(f"training blocked by {len(reasons)} open item(s): see `fp market blocks`")
-    return EXIT_OK if ok else EXIT_FAILED
+    for summary in failures[:1]:  # the first failed day says why; the lines above list every day
+        report_run_failure(summary)
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def _market_review(args: argparse.Namespace) -> int:

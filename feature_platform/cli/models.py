@@ -11,12 +11,20 @@ from typing import Any
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    CheckFailed,
     UsageError,
     dagster_instance,
     data_root,
+    finite_float,
     group_help,
+    input_file,
+    model_key,
+    model_version,
     non_negative_int,
     parse_payload,
+    positive_float,
+    quiet_console,
+    report_run_failure,
 )
 
 
@@ -26,35 +34,36 @@ def register(groups: Any) -> None:
         description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
         "a version of <model-key> with alias 'staging'.")
     train.add_argument("--dataset-manifest", required=True, type=Path)
-    train.add_argument("--model-key", default="market_regime")
+    train.add_argument("--model-key", type=model_key, default="market_regime")
     hp = train.add_mutually_exclusive_group()
     hp.add_argument("--hyperparams", default=None, help="JSON object of hyperparameters")
     hp.add_argument("--profile", default=None, help="saved tuning profile: default, fast, deep")
     train.add_argument("--seed", type=non_negative_int, default=0)
     train.add_argument("--schedule", choices=["adhoc", "backfill"], default="adhoc")
-    train.add_argument("--feature-build", type=Path, default=None, help="feature_build.json the features came from")
+    train.add_argument("--feature-build", type=input_file, default=None,
+                       help="feature_build.json the features came from")
     train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
     train.add_argument("--json", action="store_true")
 
     promote = groups.add_parser("promote", help="move alias 'production' after re-checking everything now")
-    promote.add_argument("--model-key", required=True)
-    promote.add_argument("--version", required=True)
+    promote.add_argument("--model-key", type=model_key, required=True)
+    promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
-    promote.add_argument("--min-sharpe", type=float, default=0.0, help="guardrail on test Sharpe (default 0)")
-    promote.add_argument("--max-drawdown", type=float, default=0.5, help="guardrail on test max drawdown")
+    promote.add_argument("--min-sharpe", type=finite_float, default=0.0, help="guardrail on test Sharpe (default 0)")
+    promote.add_argument("--max-drawdown", type=finite_float, default=0.5, help="guardrail on test max drawdown")
 
     rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
-    rollback.add_argument("--model-key", required=True)
-    rollback.add_argument("--to-version", required=True)
+    rollback.add_argument("--model-key", type=model_key, required=True)
+    rollback.add_argument("--to-version", type=model_version, required=True, help="registered model version")
 
     rerun = groups.add_parser("rerun", help="retrain from training_manifest.yaml and report reproducibility")
     rerun.add_argument("--training-id", required=True)
     rerun.add_argument("--json", action="store_true")
 
     lineage = groups.add_parser("lineage", help="walk model → run → dataset → files → source, re-verifying each link")
-    lineage.add_argument("--model-key", required=True)
+    lineage.add_argument("--model-key", type=model_key, required=True)
     which = lineage.add_mutually_exclusive_group()
-    which.add_argument("--version", default=None)
+    which.add_argument("--version", type=model_version, default=None, help="registered model version")
     which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
 
     training = groups.add_parser("training", help="the Dagster training job: run headless or submit to a webserver")
@@ -67,7 +76,7 @@ def register(groups: Any) -> None:
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
-    submit.add_argument("--timeout", type=float, default=1800.0)
+    submit.add_argument("--timeout", type=positive_float, default=1800.0, help="seconds to wait (default 1800)")
     training.set_defaults(handler=group_help(training))
     train.set_defaults(handler=_train)
     promote.set_defaults(handler=_promote)
@@ -169,8 +178,7 @@ def _rerun(args: argparse.Namespace) -> int:
     root = data_root()
     manifest = root / "models" / args.training_id / "training_manifest.yaml"
     if not manifest.exists():
-        print(f"fp: error: {manifest}: no such training", file=sys.stderr)
-        return EXIT_FAILED
+        raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
         report = rerun_training(manifest, root / "models" / "reruns")
     except TrainingRefused as exc:
@@ -189,6 +197,8 @@ def _rerun(args: argparse.Namespace) -> int:
 def _lineage(args: argparse.Namespace) -> int:
     from feature_platform.registry.lineage import lineage
 
+    if args.alias == "":
+        raise UsageError("--alias: expected an alias such as production or staging, got ''")
     alias = args.alias or (None if args.version else "production")
     report = lineage(args.model_key, version=args.version, alias=alias, data_root=data_root())
     print(report.render())
@@ -203,14 +213,12 @@ def _training_run(args: argparse.Namespace) -> int:
     try:
         version, config = training_run_config(payload)
     except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    if not args.verbose:
-        config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-    summary = run_training(version, instance=dagster_instance(), run_config=config)
+        raise UsageError(f"--payload: {exc}") from None
+    summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     for name, ok in summary.checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     print(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
-    return EXIT_OK if summary.succeeded else EXIT_FAILED
+    return EXIT_OK if summary.succeeded else report_run_failure(summary)
 
 
 def _training_submit(args: argparse.Namespace) -> int:

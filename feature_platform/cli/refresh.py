@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from feature_platform.cli.common import (
-    EXIT_FAILED,
     EXIT_OK,
-    UsageError,
+    config_section,
     dagster_instance,
     group_help,
+    input_file,
+    load_run_config,
     non_negative_int,
     positive_int,
+    quiet_console,
+    report_run_failure,
+    safe_id,
 )
 
 
@@ -28,28 +31,26 @@ def register(groups: Any) -> None:
         "published_dataset → notify_stakeholders with their blocking checks, then emits metrics, alerts on "
         "failure and archives the run, like the daemon's sensors would. The UI (`make ui`) shows the result.",
     )
-    run.add_argument("--version", default=None, help="dataset_version partition key (default: UTC now)")
+    run.add_argument("--version", type=safe_id("dataset_version"), default=None,
+                     help="dataset_version partition key (default: UTC now)")
     run.add_argument("--rows", type=positive_int, default=None, help="synthetic rows (default 200000)")
     run.add_argument("--seed", type=non_negative_int, default=None, help="synthetic seed (default from version)")
-    run.add_argument("--inbox-file", type=Path, default=None, help="ingest this parquet file instead of synthetic")
-    run.add_argument("--config", type=Path, default=None, help="Dagster run config YAML (launchpad format)")
+    run.add_argument("--inbox-file", type=input_file, default=None,
+                     help="ingest this parquet file instead of synthetic")
+    run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
-    add.add_argument("version", help="safe id, e.g. 2026-11-25 or adhoc-1")
+    add.add_argument("version", type=safe_id("dataset_version"), help="safe id, e.g. 2026-11-25 or adhoc-1")
     refresh.set_defaults(handler=group_help(refresh))
     run.set_defaults(handler=_refresh_run)
     add.set_defaults(handler=_refresh_add_version)
 
 
 def _refresh_add_version(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError
     from feature_platform.orchestration.partitions import ensure_partition
 
-    try:
-        added = ensure_partition(dagster_instance(), args.version)
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
+    added = ensure_partition(dagster_instance(), args.version)
     print(f"dataset_version {args.version} {'added' if added else 'already exists'}")
     return EXIT_OK
 
@@ -58,30 +59,22 @@ def _refresh_run(args: argparse.Namespace) -> int:
     import dataclasses
     from datetime import UTC, datetime
 
-    import yaml
-
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.orchestration.headless import format_summary, run_refresh
     from feature_platform.orchestration.resources import PlatformPaths
 
-    version = args.version or datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    try:
-        require_safe_id(version, "--version")
-        config = yaml.safe_load(args.config.read_text()) if args.config else {}
-    except (UnsafePathError, OSError, yaml.YAMLError) as exc:
-        raise UsageError(str(exc)) from None
-    snapshot = config.setdefault("ops", {}).setdefault("source_snapshot", {}).setdefault("config", {})
+    # an empty --version is refused by its argument type, never replaced by the default
+    version = args.version if args.version is not None else datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
+    config = load_run_config(args.config)
+    snapshot = config_section(config, ("ops", "source_snapshot", "config"), f"--config {args.config}")
     if args.rows is not None:
         snapshot["rows"] = args.rows
     if args.seed is not None:
         snapshot["seed"] = args.seed
     if args.inbox_file is not None:
         snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
-    if not args.verbose:
-        config.setdefault("loggers", {}).setdefault("console", {"config": {"log_level": "WARNING"}})
-    outcome = run_refresh(version, instance=dagster_instance(), run_config=config)
+    outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:
         print(format_summary(outcome, PlatformPaths()))
-    return EXIT_OK if outcome.refresh.succeeded else EXIT_FAILED
+    return EXIT_OK if outcome.refresh.succeeded else report_run_failure(outcome.refresh)

@@ -11,11 +11,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, group_help, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, group_help, iso_date, positive_int
 
 if TYPE_CHECKING:
     import duckdb
@@ -35,7 +34,7 @@ def register(groups: Any) -> None:
     seed.add_argument("--products", type=positive_int, default=300, help="number of products (default 300)")
     seed.add_argument("--days", type=positive_int, default=180, help="days of transaction history (default 180)")
     seed.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    seed.add_argument("--end-date", type=_iso_date, help="exclusive end of the history, YYYY-MM-DD (default today UTC)")
+    seed.add_argument("--end-date", type=iso_date, help="exclusive end of the history, YYYY-MM-DD (default today UTC)")
     seed.add_argument("--parquet-dir", type=Path, help="also write <dir>/<table>.parquet for every table")
     seed.add_argument("--force", action="store_true", help="replace an existing warehouse file")
     seed.add_argument("--json", action="store_true", help="print rows per table as JSON")
@@ -65,13 +64,6 @@ def register(groups: Any) -> None:
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
         parser.set_defaults(handler=handler)
     wh.set_defaults(handler=group_help(wh))
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _open(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:

@@ -6,7 +6,8 @@ functions run right after the in-process run, so a headless run ends in the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,30 @@ import dagster as dg
 from feature_platform.orchestration.partitions import ensure_partition
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary, summarize_run
+
+
+class RunInputError(ValueError):
+    """A partition key or run config a job does not accept; the message names which and what was expected."""
+
+
+@contextmanager
+def _run_input(job: dg.JobDefinition, partition: str, instance: dg.DagsterInstance) -> Iterator[None]:
+    """Refuse an unknown partition before the run starts, and say a rejected run config on one line."""
+    pdef = job.partitions_def
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        unknown = pdef is not None and not pdef.has_partition_key(partition)
+        known = list(pdef.get_partition_keys()) if pdef is not None and unknown else []
+    if pdef is not None and unknown:
+        what = pdef.name if isinstance(pdef, dg.DynamicPartitionsDefinition) and pdef.name else "partition"
+        some = f"one of {', '.join(known[-5:])}" + (f" ({len(known) - 5} older)" if len(known) > 5 else "") \
+            if known else f"an existing {what} (none exist yet)"
+        raise RunInputError(f"{what} {partition!r}: not a partition of {job.name}; expected {some}")
+    try:
+        yield
+    except dg.DagsterInvalidConfigError as exc:
+        messages = [" ".join(m.split()) for m in exc.error_messages] or [" ".join(str(exc).split())]
+        more = f" (+{len(messages) - 1} more error(s))" if len(messages) > 1 else ""
+        raise RunInputError(f"run config of {job.name}: {messages[0]}{more}") from exc
 
 
 @dataclass
@@ -40,10 +65,12 @@ def run_refresh(
 
         defs = default_defs
     added = ensure_partition(instance, version)
-    result = defs.resolve_job_def("refresh_job").execute_in_process(
-        instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
-        tags={"fp/trigger": "headless", **(tags or {})},
-    )
+    job = defs.resolve_job_def("refresh_job")
+    with _run_input(job, version, instance):
+        result = job.execute_in_process(
+            instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
+            tags={"fp/trigger": "headless", **(tags or {})},
+        )
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     resources = dict(defs.resources or {})
@@ -94,9 +121,11 @@ def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, def
         from feature_platform.definitions import defs as default_defs
 
         defs = default_defs
-    result = defs.resolve_job_def(job_name).execute_in_process(
-        instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
-        tags={"fp/trigger": "headless", **(tags or {})})
+    job = defs.resolve_job_def(job_name)
+    with _run_input(job, partition, instance):
+        result = job.execute_in_process(
+            instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
+            tags={"fp/trigger": "headless", **(tags or {})})
     return summarize_run(instance, result.run_id)
 
 

@@ -33,6 +33,8 @@ class RunSummary:
     steps: list[StepSummary] = field(default_factory=list)
     materialized: dict[str, int | None] = field(default_factory=dict)  # asset → row count
     checks: dict[str, bool] = field(default_factory=dict)  # "asset:check" → passed
+    step_errors: dict[str, str] = field(default_factory=dict)  # failed step → one-line reason
+    check_failures: dict[str, str] = field(default_factory=dict)  # failed "asset:check" → expected/actual
 
     @property
     def succeeded(self) -> bool:
@@ -66,7 +68,51 @@ def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunSummary:
             evaluation = event.asset_check_evaluation_data
             key = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
             summary.checks[key] = bool(evaluation.passed)
+            if not evaluation.passed:
+                summary.check_failures[key] = _check_reason(evaluation)
+        elif event.is_step_failure and entry.step_key:
+            summary.step_errors[entry.step_key] = _error_reason(event.step_failure_data.error)
+        elif event.event_type_value == "RUN_FAILURE" and not summary.step_errors:
+            error = getattr(event.event_specific_data, "error", None)
+            summary.step_errors["run"] = _error_reason(error) if error is not None else (event.message or "failed")
     return summary
+
+
+def failure_lines(summary: RunSummary) -> list[str]:
+    """Why a run failed, one line per failed check and per failed step (a blocking check's own step failure is
+    said by its check line); the run's status when the event log names nothing."""
+    lines = [f"check {key} failed: {reason}" for key, reason in summary.check_failures.items()]
+    for step, reason in summary.step_errors.items():
+        if not (summary.check_failures and reason.startswith("DagsterAssetCheckFailedError")):
+            lines.append(f"{'run' if step == 'run' else f'step {step}'} failed: {reason}")
+    return lines or [f"run {summary.run_id} ended {summary.status}"]
+
+
+def _error_reason(error: Any) -> str:
+    """The innermost cause of a Dagster error chain as `Class: first line of its message`."""
+    if error is None:
+        return "no error recorded"
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    name = str(getattr(error, "cls_name", None) or "Error")
+    text = str(getattr(error, "message", "") or "").strip()
+    head, sep, rest = text.partition(": ")
+    if sep and head.rsplit(".", 1)[-1] == name:
+        text = rest
+    first = text.splitlines()[0].strip() if text else ""
+    return f"{name}: {first}" if first else name
+
+
+def _check_reason(evaluation: Any) -> str:
+    """A failed check's expected/actual (as its metadata states them), else its description."""
+    values = {k: getattr(v, "value", v) for k, v in (evaluation.metadata or {}).items()}
+    expected, actual = values.get("expected"), values.get("actual")
+    if isinstance(expected, str) and isinstance(actual, str):
+        reason = f"expected {expected}; actual {actual}"
+    else:
+        reason = str(evaluation.description or "failed")
+    reason = " ".join(reason.split())
+    return reason if len(reason) <= 300 else reason[:299] + "…"
 
 
 def render_metrics(summary: RunSummary, job: str) -> str:

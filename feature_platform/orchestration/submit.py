@@ -1,5 +1,6 @@
 """Submit the training payload to a running Dagster webserver through its GraphQL API."""
 
+import re
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,5 +31,14 @@ def submit_training(url: str, payload: dict[str, Any], *, wait: bool = True, tim
             time.sleep(poll_seconds)
             status = client.get_run_status(run_id).value
     except DagsterGraphQLClientError as exc:
-        raise RuntimeError(f"{url}: {str(exc).splitlines()[0]}") from None
+        raise RuntimeError(f"{url}: {_client_error(exc)}") from None
     return run_id, status
+
+
+def _client_error(exc: Exception) -> str:
+    """The GraphQL client's error on one line: the connection failure when there is one, not the query text."""
+    cause = str(exc.__cause__ or "")
+    refused = re.search(r"\[Errno -?\d+\][^\"')]*", cause)
+    if refused:
+        return f"cannot reach the Dagster webserver: {refused.group(0).strip()}"
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip()

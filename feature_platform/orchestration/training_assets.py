@@ -348,6 +348,8 @@ def training_run_config(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if unknown:
         raise ValueError(f"unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}")
     version = require_safe_id(payload.get("dataset_version"), "dataset_version")
+    if "model_key" in payload:  # it names a directory and the registered model
+        require_safe_id(payload["model_key"], "model_key")
     train: dict[str, Any] = {k: v for k, v in payload.items() if k not in ("dataset_version", "auto_promote")}
     promote: dict[str, Any] = {"auto_promote": bool(payload.get("auto_promote", False))}
     ops: dict[str, Any] = {name: {"config": train} for name in ("trained_model", "model_evaluation")}
