@@ -20,12 +20,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Timing, log, timed, verdict  # noqa: E402
+from harness import Timing, log, timed, verdict
 
-from feature_platform.datasets.build import build_dataset  # noqa: E402
-from feature_platform.datasets.synthetic import SyntheticMarketSource  # noqa: E402
-from feature_platform.features.build import build_features, feature_build_path  # noqa: E402
-from feature_platform.features.training_set import build_training_set  # noqa: E402
+from feature_platform.datasets.build import build_dataset
+from feature_platform.datasets.synthetic import SyntheticMarketSource
+from feature_platform.features.build import build_features, feature_build_path
+from feature_platform.features.training_set import build_training_set
 
 PROJECT = Path(__file__).resolve().parents[1]
 TARGET = 1.5

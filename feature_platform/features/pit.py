@@ -1,4 +1,4 @@
-"""Point-in-time (as-of) joins for training sets, with the semantics of DESIGN.md §7.
+"""Point-in-time (as-of) joins for training sets, with the semantics below.
 
 Every entity row comes back, duplicates included and in input order: the latest feature row at or
 before the entity timestamp (inclusive), at most ``ttl`` older (inclusive); ties on the event
@@ -85,12 +85,12 @@ def point_in_time_join(
             created = _naive_ts(created, unit, created_ts_col)
         feat_cols.append(created)
         feat_names.append("__fp_created")
-    feat_cols += [features.column(c) for c in names]
-    feat_names += [f"__fp_f{i}" for i in range(len(names))]
     feat_cols.append(pa.array(np.arange(features.num_rows, dtype=np.int64)))
     feat_names.append(_FIDX)
     feat = pa.table(feat_cols, names=feat_names)
 
+    # DuckDB picks the matching feature row per entity row (keys and timestamps only); the feature values
+    # are then gathered in Arrow with one ``take`` per column, so wide feature tables never pass through SQL.
     key_list = ", ".join(_quote(k) for k in keys)
     order = ("__fp_created DESC NULLS LAST, " if created_ts_col else "") + f"{_FIDX} DESC"
     on = " AND ".join(f"e.{_quote(k)} = f.{_quote(k)}" for k in keys)
@@ -99,13 +99,12 @@ def point_in_time_join(
     else:
         micros = ttl // timedelta(microseconds=1)
         fresh = f"f.{_FTS} >= e.{_ETS} - to_microseconds({micros}::BIGINT)"
-    picks = ", ".join(f"CASE WHEN {fresh} THEN f.__fp_f{i} END AS __fp_f{i}" for i in range(len(names)))
     sql = f"""
         WITH f AS (
             SELECT * FROM feat WHERE {_FTS} IS NOT NULL
             QUALIFY row_number() OVER (PARTITION BY {key_list}, {_FTS} ORDER BY {order}) = 1
         )
-        SELECT {picks or "NULL AS __fp_none"}
+        SELECT CASE WHEN {fresh} THEN f.{_FIDX} END AS __fp_pick
         FROM ent e ASOF LEFT JOIN f ON {on} AND e.{_ETS} >= f.{_FTS}
         ORDER BY e.{_EIDX}
     """
@@ -113,11 +112,10 @@ def point_in_time_join(
     try:
         con.register("ent", ent)
         con.register("feat", feat)
-        joined = con.sql(sql).to_arrow_table()
+        pick = con.sql(sql).to_arrow_table().column("__fp_pick")
     finally:
         con.close()
     out = entity_df
-    for i, name in enumerate(names):
-        target = features.schema.field(name).type
-        out = out.append_column(pa.field(name, target), joined.column(f"__fp_f{i}").cast(target))
+    for name in names:
+        out = out.append_column(features.schema.field(name).with_nullable(True), features.column(name).take(pick))
     return out

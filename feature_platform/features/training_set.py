@@ -255,7 +255,8 @@ def build_training_set(
     ttl = None if view.ttl_seconds is None else timedelta(seconds=view.ttl_seconds)
     joined = join_features(labels, features, entity=entity, timestamp=ts, created=created, ttl=ttl,
                            feature_names=order, as_of=as_of)
-    matched = joined.filter(pc.is_valid(joined.column(FEATURE_EVENT_TS)))
+    event = joined.column(FEATURE_EVENT_TS)
+    matched = joined if event.null_count == 0 else joined.filter(pc.is_valid(event))
     if matched.num_rows == 0:
         raise TrainingSetRefused(f"no label row of {dataset.dataset_id} has a feature row"
                                  + (f" visible as of {utc_timestamp(as_of)}" if as_of else ""))
