@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -74,12 +73,16 @@ def data_root() -> Path:
 
 
 def parse_payload(text: str) -> dict[str, Any]:
-    """A training payload given inline or as @file.json."""
+    """A training payload given inline or as @file.json: bounded read, strict JSON (no duplicate keys)."""
+    from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
+
     try:
-        raw = Path(text[1:]).read_text() if text.startswith("@") else text
-        payload = json.loads(raw)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--payload: {exc}") from None
+        if text.startswith("@"):
+            payload = loads_json(read_input_bytes(text[1:], what=f"--payload {text}"), f"--payload {text}")
+        else:
+            payload = loads_json(text, "--payload")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(payload, dict) or "dataset_version" not in payload:
         raise UsageError("--payload must be a JSON object with at least dataset_version")
     return payload

@@ -40,7 +40,7 @@ class ContractError(ValueError):
 
 
 class ContractColumn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: str
@@ -66,13 +66,14 @@ class LabelColumn(ContractColumn):
 
 
 class FeatureContract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     contract_version: int = Field(ge=1)
     entity: ContractColumn
     timestamp: ContractColumn
     label: LabelColumn | None = None
-    features: tuple[ContractColumn, ...] = Field(min_length=1)
+    # a YAML list becomes the tuple (strict mode alone would accept only a tuple); items stay strict
+    features: tuple[ContractColumn, ...] = Field(min_length=1, strict=False)
 
     @model_validator(mode="after")
     def _unique_names(self) -> FeatureContract:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from feature_platform.contracts.canonical import canonical_json, digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
@@ -26,12 +27,21 @@ SPEC_MAX_BYTES = 16 * 1024**3
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256")]
 SafeId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, description="safe identifier")]
 GitHash = Annotated[str, Field(pattern=r"^([0-9a-f]{40}|unknown)$")]
+UTC_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$"
+)
+
+
+def _real_instant(value: str) -> str:
+    """The pattern bounds each field; the calendar decides the rest (no 30 February)."""
+    datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    return value
+
+
 UtcTimestamp = Annotated[
     str,
-    Field(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
-        description="UTC, ISO 8601 with a trailing Z",
-    ),
+    Field(pattern=UTC_TIMESTAMP_PATTERN, description="UTC, ISO 8601 with a trailing Z"),
+    AfterValidator(_real_instant),
 ]
 
 
@@ -40,7 +50,9 @@ class ManifestError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """Strict types: a string is not a boolean or a number, a float or a boolean is not an integer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class CanonicalManifest(_Strict):

@@ -24,7 +24,7 @@ MODEL_SCHEMA_ID = "https://feature-platform.dev/schemas/model_manifest.v1.schema
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ArtifactFile(_Strict):

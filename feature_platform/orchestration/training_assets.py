@@ -248,21 +248,17 @@ def rerun_job() -> None:
     rerun_model()
 
 
-PAYLOAD_KEYS = {"model_key", "dataset_version", "feature_repo_ref", "hyperparams", "hyperparam_profile", "seed",
-                "schedule", "run_coingecko_fetch", "auto_promote"}
-
-
 def training_run_config(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The training payload users send today → (dataset_version partition, training_job run config)."""
-    from feature_platform.contracts.paths import require_safe_id
+    """The training payload users send today → (dataset_version partition, training_job run config).
 
-    unknown = sorted(set(payload) - PAYLOAD_KEYS)
-    if unknown:
-        raise ValueError(f"unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}")
-    version = require_safe_id(payload.get("dataset_version"), "dataset_version")
-    train: dict[str, Any] = {k: v for k, v in payload.items() if k not in ("dataset_version", "auto_promote")}
-    promote: dict[str, Any] = {"auto_promote": bool(payload.get("auto_promote", False))}
-    ops: dict[str, Any] = {name: {"config": train} for name in ("trained_model", "model_evaluation")}
+    Raises ``PayloadError`` (a ValueError, one line naming the field) unless the payload parses strictly.
+    """
+    from feature_platform.training.payload import parse_training_payload
+
+    parsed = parse_training_payload(payload).model_dump(mode="json", exclude_unset=True)
+    version = parsed.pop("dataset_version")
+    promote: dict[str, Any] = {"auto_promote": parsed.pop("auto_promote", False)}
+    ops: dict[str, Any] = {name: {"config": parsed} for name in ("trained_model", "model_evaluation")}
     ops["promotion"] = {"config": promote}
     ops["model_evaluation_guardrails"] = {"config": {}}
     return version, {"ops": ops}
