@@ -9,6 +9,7 @@ line naming the input.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -33,13 +34,18 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes (symlinks are followed,
-    but whatever they point at must be a regular file: never a device, FIFO, socket or directory)."""
+def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES,
+                     nofollow: bool = False) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes. Symlinks are followed
+    unless ``nofollow``, but whatever is opened must be a regular file: never a device, FIFO, socket or
+    directory."""
     name = what or str(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (os.O_NOFOLLOW if nofollow else 0)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except OSError as exc:
+        if nofollow and exc.errno == errno.ELOOP:
+            raise InputError(f"{name}: expected a regular file, got a symbolic link") from None
         raise InputError(f"{name}: cannot open: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
@@ -125,9 +131,10 @@ def loads_json(data: bytes | str, source: str, *, max_depth: int = MAX_DEPTH) ->
 
 
 def read_json(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES,
-              max_depth: int = MAX_DEPTH) -> Any:
+              max_depth: int = MAX_DEPTH, nofollow: bool = False) -> Any:
     name = what or str(path)
-    return loads_json(read_input_bytes(path, what=name, max_bytes=max_bytes), name, max_depth=max_depth)
+    data = read_input_bytes(path, what=name, max_bytes=max_bytes, nofollow=nofollow)
+    return loads_json(data, name, max_depth=max_depth)
 
 
 # --- YAML -----------------------------------------------------------------------------------------------------
@@ -194,9 +201,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def read_yaml(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES,
-              max_depth: int = MAX_DEPTH) -> Any:
+              max_depth: int = MAX_DEPTH, nofollow: bool = False) -> Any:
     name = what or str(path)
-    return loads_yaml(read_input_bytes(path, what=name, max_bytes=max_bytes), name, max_depth=max_depth)
+    data = read_input_bytes(path, what=name, max_bytes=max_bytes, nofollow=nofollow)
+    return loads_yaml(data, name, max_depth=max_depth)
 
 
 def read_mapping(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES) -> dict[str, Any]:
