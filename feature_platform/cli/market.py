@@ -63,15 +63,14 @@ def _review_queue() -> Any:
 def _market_backfill(args: argparse.Namespace) -> int:
     from datetime import date, timedelta
 
-    import yaml
-
+    from feature_platform.contracts.safe_read import read_mapping
     from feature_platform.orchestration.headless import run_market_backfill
 
     try:
         first = date.fromisoformat(args.start)
         last = date.fromisoformat(args.end) if args.end else first
-        config = yaml.safe_load(args.config.read_text()) if args.config else {}
-    except (ValueError, OSError, yaml.YAMLError) as exc:
+        config = read_mapping(args.config, what=f"--config {args.config}") if args.config else {}
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}")

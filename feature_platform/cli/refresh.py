@@ -58,17 +58,16 @@ def _refresh_run(args: argparse.Namespace) -> int:
     import dataclasses
     from datetime import UTC, datetime
 
-    import yaml
-
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.contracts.safe_read import InputError, read_mapping
     from feature_platform.orchestration.headless import format_summary, run_refresh
     from feature_platform.orchestration.resources import PlatformPaths
 
     version = args.version or datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
     try:
         require_safe_id(version, "--version")
-        config = yaml.safe_load(args.config.read_text()) if args.config else {}
-    except (UnsafePathError, OSError, yaml.YAMLError) as exc:
+        config = read_mapping(args.config, what=f"--config {args.config}") if args.config else {}
+    except (UnsafePathError, InputError) as exc:
         raise UsageError(str(exc)) from None
     snapshot = config.setdefault("ops", {}).setdefault("source_snapshot", {}).setdefault("config", {})
     if args.rows is not None:

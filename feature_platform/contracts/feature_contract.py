@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.safe_read import InputError, read_yaml
 
 CONTRACT_ENV = "FP_FEATURE_CONTRACT"
 DEFAULT_CONTRACT_PATH = Path(__file__).resolve().parents[2] / "feature_repo" / "feature_contract.yaml"
@@ -116,11 +116,9 @@ def parse_contract(raw: Any, source: str = "feature_contract.yaml") -> FeatureCo
 @cache
 def _load(path: Path) -> FeatureContract:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read feature contract: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML: {exc}") from None
+        raw = read_yaml(path)
+    except InputError as exc:
+        raise ContractError(str(exc)) from None
     return parse_contract(raw, str(path))
 
 

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, Va
 
 from feature_platform.contracts.canonical import canonical_json, digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
+from feature_platform.contracts.safe_read import InputError, read_json
 
 SPEC_VERSION = "1"
 MANIFEST_NAME = "manifest.json"
@@ -223,6 +224,15 @@ def parse_manifest(raw: Any, source: str = MANIFEST_NAME) -> DatasetManifest:
         return DatasetManifest.model_validate(raw)
     except ValidationError as exc:
         raise ManifestError(validation_message(exc, source)) from None
+
+
+def load_manifest(path: Path | str) -> DatasetManifest:
+    """The dataset manifest file at ``path``: a bounded, strict read; ``ManifestError`` (one line) otherwise."""
+    try:
+        raw = read_json(path)
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
+    return parse_manifest(raw, str(path))
 
 
 def json_schema() -> dict[str, Any]:

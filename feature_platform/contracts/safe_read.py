@@ -46,7 +46,7 @@ def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: in
     except OSError as exc:
         if nofollow and exc.errno == errno.ELOOP:
             raise InputError(f"{name}: expected a regular file, got a symbolic link") from None
-        raise InputError(f"{name}: cannot open: {exc.strerror or exc}") from None
+        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
@@ -51,7 +52,7 @@ def read_record(paths: PlatformPaths, version: str) -> dict[str, Any]:
     path = _record_path(paths, version)
     if not path.exists():
         raise dg.Failure(f"no trained model recorded for dataset_version {version} ({path})")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return read_json(path)  # type: ignore[no-any-return]
 
 
 def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str:
@@ -156,7 +157,7 @@ def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
 
     version = context.op_execution_context.partition_key
     found = sorted(paths.reports(version).glob("model_evaluation_*.json"))
-    metrics = json.loads(found[-1].read_text())["metrics"] if found else {}
+    metrics = read_json(found[-1])["metrics"] if found else {}
     results = Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown).check(metrics)
     return dg.AssetCheckResult(passed=all(r.passed for r in results), severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"expected": "; ".join(f"{r.name} {r.expected}" for r in results),
