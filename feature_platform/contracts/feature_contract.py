@@ -124,7 +124,7 @@ def _load(path: Path) -> FeatureContract:
 
 def load_feature_contract(path: Path | None = None) -> FeatureContract:
     """The contract at ``path``, ``$FP_FEATURE_CONTRACT`` or ``feature_repo/feature_contract.yaml``."""
-    return _load((path or contract_path()).resolve())
+    return _load(Path(os.path.abspath(path or contract_path())))
 
 
 FEATURE_ORDER: tuple[str, ...] = load_feature_contract().feature_order
