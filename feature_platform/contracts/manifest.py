@@ -221,7 +221,8 @@ def validation_message(exc: ValidationError, source: str) -> str:
 
 def parse_manifest(raw: Any, source: str = MANIFEST_NAME) -> DatasetManifest:
     try:
-        return DatasetManifest.model_validate(raw)
+        # by alias only: ``columns`` is the Python name, the manifest's field is ``schema`` (as in the JSON Schema)
+        return DatasetManifest.model_validate(raw, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise ManifestError(validation_message(exc, source)) from None
 
