@@ -211,7 +211,10 @@ class DatasetManifest(CanonicalManifest):
 def validation_message(exc: ValidationError, source: str) -> str:
     """One line naming the file, the field and what was expected."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "(root)"
+    loc = [str(p) for p in err["loc"]]
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. splits.algorithm
+        loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
+    field = ".".join(loc) or "(root)"
     got = err.get("input")
     got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     more = len(exc.errors()) - 1
