@@ -10,7 +10,7 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
@@ -18,7 +18,7 @@ from feature_platform.contracts.canonical import canonical_json, digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
 from feature_platform.contracts.safe_read import InputError, read_json
 
-SPEC_VERSION = "1"
+SPEC_VERSION: Final = "1"
 MANIFEST_NAME = "manifest.json"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "dataset_manifest.v1.schema.json"
 SCHEMA_ID = "https://feature-platform.dev/schemas/dataset_manifest.v1.schema.json"

@@ -144,50 +144,46 @@ class BoundedSafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that refuses aliases (an alias bomb expands nothing), duplicate mapping keys and
     nesting deeper than ``max_depth``; the composer stops at the limit, before any recursion can run deep."""
 
-    max_depth = MAX_DEPTH
-
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, max_depth: int = MAX_DEPTH) -> None:
         super().__init__(stream)
+        self.max_depth = max_depth
         self._depth = 0
 
-    def compose_node(self, parent: Node | None, index: object) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
+            event = self.peek_event()  # type: ignore[no-untyped-call]
             raise ConstructorError(None, None, "aliases (*name) are not allowed", event.start_mark)
         self._depth += 1
         try:
             if self._depth > self.max_depth:
                 raise ConstructorError(None, None, f"nesting deeper than {self.max_depth} is not allowed",
-                                       self.peek_event().start_mark)
-            return super().compose_node(parent, index)  # type: ignore[no-untyped-call, no-any-return]
+                                       self.peek_event().start_mark)  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Hashable, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if isinstance(key, Hashable) and key in seen:
                 raise ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call, no-any-return]
+        return super().construct_mapping(node, deep=deep)
 
 
 def loads_yaml(data: bytes | str, source: str, *, max_depth: int = MAX_DEPTH) -> Any:
     """Parse one YAML document with ``BoundedSafeLoader`` (no aliases, no duplicate keys, bounded depth)."""
     text = _decode(data, source)
-    loader_cls = BoundedSafeLoader
-    if max_depth != MAX_DEPTH:
-        loader_cls = type("BoundedSafeLoader", (BoundedSafeLoader,), {"max_depth": max_depth})
-    loader = loader_cls(text)
+    loader = BoundedSafeLoader(text, max_depth)
     try:
-        return loader.get_single_data()  # type: ignore[no-untyped-call]
+        return loader.get_single_data()
     except RecursionError:
         raise InputError(f"{source}: expected nesting at most {max_depth} deep, got deeper") from None
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     finally:
-        loader.dispose()  # type: ignore[no-untyped-call]
+        loader.dispose()
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

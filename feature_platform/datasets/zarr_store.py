@@ -23,7 +23,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
     from feature_platform.simulators.base import SimulatorSpec
 
-STORE_NAME = "data.zarr"
+STORE_NAME: Final = "data.zarr"
 SPLIT_ARRAY = "split"
 METADATA_GROUP = "metadata"
 LAYOUT_VERSION = "1.0.0"
