@@ -333,3 +333,32 @@ def test_the_cli_process_neither_hangs_nor_reads_forever(which: str, tmp_path: P
                            f"@{target}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"{target}: expected a regular file" in one_line(done.stderr)
+
+
+# ------------------------------------------------------------------------------------ config values
+
+THRESHOLD_CASES: list[tuple[str, str]] = [
+    ("min_rows: '5000'\n", "min_rows"), ("min_rows: 5000.0\n", "min_rows"), ("min_rows: true\n", "min_rows"),
+    ("max_psi: '0.2'\n", "max_psi"), ("max_ks: null\n", "max_ks"), ("min_non_null_rate: 1.5\n", "min_non_null_rate"),
+    ("feature_overrides: {ret_1m: {max_ks: 'high'}}\n", "feature_overrides.ret_1m.max_ks"),
+    ("max_psi: .inf\n", "max_psi"), ("surprise: 1\n", "surprise"),
+]
+
+
+@pytest.mark.parametrize(("text", "field"), THRESHOLD_CASES, ids=[f for _, f in THRESHOLD_CASES])
+def test_quality_thresholds_are_typed_strictly(text: str, field: str, tmp_path: Path) -> None:
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(text)
+    with pytest.raises(ThresholdsError) as info:
+        load_thresholds(path)
+    assert one_line(str(info.value)).startswith(f"{path}: field {field}:")
+
+
+@pytest.mark.parametrize(("key", "value"), [("max_iter", "50"), ("max_iter", 50.0), ("max_iter", True),
+                                            ("learning_rate", "0.1"), ("learning_rate", False)])
+def test_hyperparameter_overrides_are_typed_strictly(key: str, value: Any) -> None:
+    from feature_platform.training.profiles import HyperparameterError, resolve_hyperparameters
+
+    with pytest.raises(HyperparameterError) as info:
+        resolve_hyperparameters(None, {key: value})
+    assert one_line(str(info.value)).startswith(f"hyperparameter {key} must be ")

@@ -135,7 +135,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     from feature_platform.quality.baseline import baseline_from_report, load_baseline
     from feature_platform.quality.gate import evaluate_quality
     from feature_platform.quality.report import write_quality_outputs
-    from feature_platform.quality.thresholds import load_thresholds
+    from feature_platform.quality.thresholds import load_thresholds, parse_thresholds
 
     version = context.partition_key
     started = time.perf_counter()
@@ -143,7 +143,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     manifest = load_manifest(dataset_dir / MANIFEST_NAME)
     thresholds = load_thresholds(Path(config.thresholds_path) if config.thresholds_path else None)
     if config.thresholds:
-        thresholds = thresholds.model_validate({**thresholds.model_dump(), **config.thresholds})
+        thresholds = parse_thresholds({**thresholds.model_dump(), **config.thresholds}, "run config thresholds")
     baseline = load_baseline(config.baseline) if config.baseline != "last_published" else None
     if baseline is None:
         current = catalog.open(paths).current(paths.dataset_name)

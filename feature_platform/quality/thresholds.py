@@ -25,7 +25,9 @@ class ThresholdsError(ValueError):
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: a threshold of ``"0.5"`` or ``true`` is an error, not a number; ``.inf`` would disable a gate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class FeatureThresholds(_Config):
