@@ -362,3 +362,15 @@ def test_hyperparameter_overrides_are_typed_strictly(key: str, value: Any) -> No
     with pytest.raises(HyperparameterError) as info:
         resolve_hyperparameters(None, {key: value})
     assert one_line(str(info.value)).startswith(f"hyperparameter {key} must be ")
+
+
+@pytest.mark.parametrize("which", ["fifo", "dev_zero_link", "directory"])
+def test_an_inbox_file_must_be_a_regular_file(which: str, tmp_path: Path, fifo: Path, zero_link: Path) -> None:
+    """`--inbox-file` copies the file into a snapshot: a FIFO would block and /dev/zero would never end."""
+    from feature_platform.datasets.snapshot import SnapshotError, snapshot_file
+
+    src = {"fifo": fifo, "dev_zero_link": zero_link, "directory": tmp_path}[which]
+    with pytest.raises(SnapshotError) as info:
+        snapshot_file(tmp_path / "sources", "v1", src)
+    assert one_line(str(info.value)).startswith(f"{src}: expected a regular file, got ")
+    assert not (tmp_path / "sources" / "v1").exists()

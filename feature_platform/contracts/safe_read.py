@@ -15,7 +15,7 @@ import os
 import stat
 from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from yaml.constructor import ConstructorError
@@ -34,11 +34,10 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES,
-                     nofollow: bool = False) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes`` bytes. Symlinks are followed
-    unless ``nofollow``, but whatever is opened must be a regular file: never a device, FIFO, socket or
-    directory."""
+def open_regular_file(path: Path | str, *, what: str | None = None, nofollow: bool = False) -> BinaryIO:
+    """``path`` opened for binary reading, only if it is a regular file (checked on the open descriptor, so a
+    FIFO cannot block the open and a swap after the check changes nothing). Symlinks are followed unless
+    ``nofollow``; whatever is opened must be a regular file: never a device, FIFO, socket or directory."""
     name = what or str(path)
     flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | (os.O_NOFOLLOW if nofollow else 0)
     try:
@@ -48,23 +47,34 @@ def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: in
             raise InputError(f"{name}: expected a regular file, got a symbolic link") from None
         raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{name}: expected a regular file, got {_kind(st.st_mode)}")
-        if st.st_size > max_bytes:
-            raise InputError(f"{name}: expected at most {max_bytes} bytes, got {st.st_size}")
-        chunks: list[bytes] = []
-        total = 0
-        while chunk := os.read(fd, min(_READ_BLOCK, max_bytes + 1 - total)):
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > max_bytes:  # the file grew while being read
-                raise InputError(f"{name}: expected at most {max_bytes} bytes, got more")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    finally:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{name}: expected a regular file, got {_kind(mode)}")
+    except BaseException:
         os.close(fd)
+        raise
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+def read_input_bytes(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES,
+                     nofollow: bool = False) -> bytes:
+    """The bytes of ``path`` if it is a regular file (see ``open_regular_file``) of at most ``max_bytes``."""
+    name = what or str(path)
+    with open_regular_file(path, what=name, nofollow=nofollow) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise InputError(f"{name}: expected at most {max_bytes} bytes, got {size}")
+            chunks: list[bytes] = []
+            total = 0
+            while chunk := f.read(min(_READ_BLOCK, max_bytes + 1 - total)):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:  # the file grew while being read
+                    raise InputError(f"{name}: expected at most {max_bytes} bytes, got more")
+            return b"".join(chunks)
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_input_text(path: Path | str, *, what: str | None = None, max_bytes: int = MAX_INPUT_BYTES) -> str:

@@ -24,7 +24,7 @@ from feature_platform.contracts.feature_contract import FeatureContract, load_fe
 from feature_platform.contracts.manifest import RngSeeds, Sha256Hex, UtcTimestamp
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
-from feature_platform.contracts.safe_read import InputError, read_input_text, read_json
+from feature_platform.contracts.safe_read import InputError, open_regular_file, read_input_text, read_json
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
 from feature_platform.datasets.verify import VerifyReport, sha256_file
@@ -111,6 +111,8 @@ def snapshot_file(
         copy = staged / SOURCE_FILE
         try:
             sha, size = _copy_hashing(src, copy)
+        except InputError as exc:
+            raise SnapshotError(str(exc)) from None
         except OSError as exc:
             raise SnapshotError(f"{src}: cannot read source file: {exc.strerror}") from None
         if expected_sha256 is not None and sha != expected_sha256:
@@ -130,7 +132,7 @@ def snapshot_file(
 def _copy_hashing(src: Path, dst: Path, block: int = 8 * 1024 * 1024) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open_regular_file(src) as fin, open(dst, "xb") as fout:  # never a FIFO or a device (endless input)
         while chunk := fin.read(block):
             h.update(chunk)
             fout.write(chunk)
