@@ -32,7 +32,7 @@ def test_build_then_verify(cli: Callable[..., CliResult], tmp_path: Path) -> Non
     code, out, _ = cli("dataset", "verify", "--path", tmp_path / "demo_ds" / "manifest.json", "--base-dir", tmp_path,
                        "-v")
     assert code == 0
-    assert out.count("PASS ") == 21 and "FAIL" not in out
+    assert out.count("PASS ") == 24 and "FAIL" not in out
 
 
 def test_build_json_and_verify_json(cli: Callable[..., CliResult], tmp_path: Path) -> None:

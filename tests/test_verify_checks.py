@@ -15,8 +15,8 @@ from tests import tamper
 
 ALL_CHECKS = {"manifest_exists", "manifest_parses", "dataset_id_safe", "manifest_schema", "dataset_location",
               "file_path_safe", "file_exists", "file_size", "file_sha256", "parquet_footer", "no_extra_files",
-              "schema_columns", "schema_types", "schema_nullability", "feature_order", "contract_types",
-              "row_count", "size_limit"}
+              "schema_columns", "schema_types", "schema_nullability", "feature_order", "column_roles",
+              "contract_types", "row_count", "size_limit"}
 
 
 def _verify(dataset: Path, **kwargs: object) -> VerifyReport:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -139,17 +138,15 @@ def data_root() -> Path:
 
 
 def parse_payload(text: str) -> dict[str, Any]:
-    """A training payload given inline or as @file.json."""
+    """A training payload given inline or as @file.json: bounded read, strict JSON (no duplicate keys)."""
+    from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
+
     source = f"--payload {text}" if text.startswith("@") else "--payload"
     try:
-        raw = input_file(text[1:]).read_text() if text.startswith("@") else text
-        payload = json.loads(raw)
-    except argparse.ArgumentTypeError as exc:
-        raise UsageError(f"--payload: {exc}") from None
-    except OSError as exc:
-        raise UsageError(f"{source}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise UsageError(f"{source}: expected JSON: {exc}") from None
+        raw: bytes | str = read_input_bytes(text[1:], what=source) if text.startswith("@") else text
+        payload = loads_json(raw, source)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
     if not isinstance(payload, dict):
         raise UsageError(f"{source}: expected a JSON object with at least dataset_version, "
                          f"got {type(payload).__name__}")
@@ -159,25 +156,15 @@ def parse_payload(text: str) -> dict[str, Any]:
 
 
 def load_run_config(path: Path | None, option: str = "--config") -> dict[str, Any]:
-    """A Dagster run config YAML (launchpad format): a mapping, or nothing for an empty file."""
-    import yaml
+    """A Dagster run config YAML (launchpad format): a mapping, or nothing for an empty file (bounded read)."""
+    from feature_platform.contracts.safe_read import InputError, read_mapping
 
     if path is None:
         return {}
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{option} {path}: expected UTF-8 YAML text") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{option} {path}: {yaml_problem(exc)}") from None
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise UsageError(f"{option} {path}: expected a YAML mapping (Dagster run config: ops, resources, "
-                         f"loggers), got {type(config).__name__}")
-    return config
+        return read_mapping(path, what=f"{option} {path}")
+    except InputError as exc:
+        raise UsageError(f"{exc} (Dagster run config: ops, resources, loggers)") from None
 
 
 def yaml_problem(exc: BaseException) -> str:

@@ -374,9 +374,11 @@ def _dataset_verify(args: argparse.Namespace) -> int:
 def _manifest_format(path: Path) -> str | None:
     """The manifest's declared format ('parquet' when it has none), or None when it cannot be read:
     then verify itself reports why, as a failed check."""
+    from feature_platform.contracts.safe_read import InputError, read_json
+
     try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError):
+        raw = read_json(path)
+    except InputError:
         return None
     return str(raw.get("format", "parquet")) if isinstance(raw, dict) else None
 

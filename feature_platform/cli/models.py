@@ -88,6 +88,7 @@ def register(groups: Any) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.safe_read import InputError, loads_json
     from feature_platform.registry.promotion import promote
     from feature_platform.registry.tracking import log_training
     from feature_platform.training.data import TrainingRefused
@@ -95,9 +96,11 @@ def _train(args: argparse.Namespace) -> int:
     from feature_platform.training.train import train_model
 
     try:
-        hyperparameters = json.loads(args.hyperparams) if args.hyperparams else None
+        hyperparameters = loads_json(args.hyperparams, "--hyperparams") if args.hyperparams else None
         if hyperparameters is not None and not isinstance(hyperparameters, dict):
             raise ValueError("must be a JSON object")
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--hyperparams: {exc}") from None
     root = data_root()

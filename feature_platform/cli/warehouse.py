@@ -194,10 +194,12 @@ def _explain(args: argparse.Namespace) -> int:
 
     sql = args.sql
     if sql.startswith("@"):
+        from feature_platform.contracts.safe_read import InputError, read_input_text
+
         try:
-            sql = Path(sql[1:]).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"explain: cannot read {sql[1:]}: {exc.strerror}") from None
+            sql = read_input_text(sql[1:], what=f"explain {sql}")
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
     with _open(args) as conn:
         if "farm_fingerprint" in sql.lower():
             _register_udfs(conn)

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.safe_read import InputError, read_yaml
 
 CONTRACT_ENV = "FP_FEATURE_CONTRACT"
 DEFAULT_CONTRACT_PATH = Path(__file__).resolve().parents[2] / "feature_repo" / "feature_contract.yaml"
@@ -40,7 +40,7 @@ class ContractError(ValueError):
 
 
 class ContractColumn(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     type: str
@@ -66,13 +66,14 @@ class LabelColumn(ContractColumn):
 
 
 class FeatureContract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     contract_version: int = Field(ge=1)
     entity: ContractColumn
     timestamp: ContractColumn
     label: LabelColumn | None = None
-    features: tuple[ContractColumn, ...] = Field(min_length=1)
+    # a YAML list becomes the tuple (strict mode alone would accept only a tuple); items stay strict
+    features: tuple[ContractColumn, ...] = Field(min_length=1, strict=False)
 
     @model_validator(mode="after")
     def _unique_names(self) -> FeatureContract:
@@ -115,17 +116,15 @@ def parse_contract(raw: Any, source: str = "feature_contract.yaml") -> FeatureCo
 @cache
 def _load(path: Path) -> FeatureContract:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ContractError(f"{path}: cannot read feature contract: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML: {exc}") from None
+        raw = read_yaml(path)
+    except InputError as exc:
+        raise ContractError(str(exc)) from None
     return parse_contract(raw, str(path))
 
 
 def load_feature_contract(path: Path | None = None) -> FeatureContract:
     """The contract at ``path``, ``$FP_FEATURE_CONTRACT`` or ``feature_repo/feature_contract.yaml``."""
-    return _load((path or contract_path()).resolve())
+    return _load(Path(os.path.abspath(path or contract_path())))
 
 
 FEATURE_ORDER: tuple[str, ...] = load_feature_contract().feature_order

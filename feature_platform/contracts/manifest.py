@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from feature_platform.contracts.canonical import canonical_json, digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
+from feature_platform.contracts.safe_read import InputError, read_json
 
-SPEC_VERSION = "1"
+SPEC_VERSION: Final = "1"
 MANIFEST_NAME = "manifest.json"
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "dataset_manifest.v1.schema.json"
 SCHEMA_ID = "https://feature-platform.dev/schemas/dataset_manifest.v1.schema.json"
@@ -26,12 +28,21 @@ SPEC_MAX_BYTES = 16 * 1024**3
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="lowercase hex sha256")]
 SafeId = Annotated[str, Field(pattern=SAFE_ID_PATTERN, description="safe identifier")]
 GitHash = Annotated[str, Field(pattern=r"^([0-9a-f]{40}|unknown)$")]
+UTC_TIMESTAMP_PATTERN = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?Z$"
+)
+
+
+def _real_instant(value: str) -> str:
+    """The pattern bounds each field; the calendar decides the rest (no 30 February)."""
+    datetime.strptime(value[:19], "%Y-%m-%dT%H:%M:%S")
+    return value
+
+
 UtcTimestamp = Annotated[
     str,
-    Field(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$",
-        description="UTC, ISO 8601 with a trailing Z",
-    ),
+    Field(pattern=UTC_TIMESTAMP_PATTERN, description="UTC, ISO 8601 with a trailing Z"),
+    AfterValidator(_real_instant),
 ]
 
 
@@ -40,7 +51,9 @@ class ManifestError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    """Strict types: a string is not a boolean or a number, a float or a boolean is not an integer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class CanonicalManifest(_Strict):
@@ -198,7 +211,10 @@ class DatasetManifest(CanonicalManifest):
 def validation_message(exc: ValidationError, source: str) -> str:
     """One line naming the file, the field and what was expected."""
     err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "(root)"
+    loc = [str(p) for p in err["loc"]]
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. splits.algorithm
+        loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
+    field = ".".join(loc) or "(root)"
     got = err.get("input")
     got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
     more = len(exc.errors()) - 1
@@ -208,9 +224,19 @@ def validation_message(exc: ValidationError, source: str) -> str:
 
 def parse_manifest(raw: Any, source: str = MANIFEST_NAME) -> DatasetManifest:
     try:
-        return DatasetManifest.model_validate(raw)
+        # by alias only: ``columns`` is the Python name, the manifest's field is ``schema`` (as in the JSON Schema)
+        return DatasetManifest.model_validate(raw, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise ManifestError(validation_message(exc, source)) from None
+
+
+def load_manifest(path: Path | str) -> DatasetManifest:
+    """The dataset manifest file at ``path``: a bounded, strict read; ``ManifestError`` (one line) otherwise."""
+    try:
+        raw = read_json(path)
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
+    return parse_manifest(raw, str(path))
 
 
 def json_schema() -> dict[str, Any]:

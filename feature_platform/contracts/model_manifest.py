@@ -12,10 +12,18 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from feature_platform.contracts.canonical import digest
-from feature_platform.contracts.manifest import GitHash, SafeId, Sha256Hex, UtcTimestamp
+from feature_platform.contracts.manifest import (
+    GitHash,
+    ManifestError,
+    SafeId,
+    Sha256Hex,
+    UtcTimestamp,
+    validation_message,
+)
+from feature_platform.contracts.safe_read import InputError, read_json, read_yaml
 
 MODEL_MANIFEST_NAME = "model_manifest.json"
 TRAINING_MANIFEST_NAME = "training_manifest.yaml"
@@ -24,7 +32,7 @@ MODEL_SCHEMA_ID = "https://feature-platform.dev/schemas/model_manifest.v1.schema
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ArtifactFile(_Strict):
@@ -111,6 +119,27 @@ class TrainingManifest(_Strict):
     library_versions: dict[str, str]
     image_digests: dict[str, str] = Field(description="container image per step; 'local' outside containers")
     market_snapshot: str | None
+
+
+def load_model_manifest(path: Path) -> ModelManifest:
+    """``model_manifest.json`` (or the model directory holding it), read bounded and parsed strictly."""
+    path = path / MODEL_MANIFEST_NAME if path.is_dir() else path
+    try:
+        return ModelManifest.model_validate(read_json(path))
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
+    except ValidationError as exc:
+        raise ManifestError(validation_message(exc, str(path))) from None
+
+
+def load_training_manifest(path: Path) -> TrainingManifest:
+    """``training_manifest.yaml``, read bounded (no aliases, no duplicate keys) and parsed strictly."""
+    try:
+        return TrainingManifest.model_validate(read_yaml(path))
+    except InputError as exc:
+        raise ManifestError(str(exc)) from None
+    except ValidationError as exc:
+        raise ManifestError(validation_message(exc, str(path))) from None
 
 
 def hyperparameters_sha256(hyperparameters: dict[str, Any]) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, JsonValue, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, JsonValue, ValidationError, model_validator
 
 from feature_platform.contracts.manifest import (
     MANIFEST_NAME,
@@ -182,8 +182,15 @@ class TensorRngSeeds(_Strict):
     derivation: str = Field(min_length=1, description="how each sample's seed derives from global_seed")
 
 
+def _json_boolean(value: object) -> object:
+    """``Literal[True]`` alone admits ``1`` and ``1.0`` (they equal True); the schema's ``const: true`` does not."""
+    if not isinstance(value, bool):
+        raise ValueError("expected the JSON boolean true")
+    return value
+
+
 class LosslessCompression(_Strict):
-    lossless: Literal[True]
+    lossless: Annotated[Literal[True], BeforeValidator(_json_boolean)]
 
 
 class BitroundCompression(_Strict):

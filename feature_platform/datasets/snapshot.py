@@ -24,6 +24,7 @@ from feature_platform.contracts.feature_contract import FeatureContract, load_fe
 from feature_platform.contracts.manifest import RngSeeds, Sha256Hex, UtcTimestamp
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
+from feature_platform.contracts.safe_read import InputError, open_regular_file, read_input_text, read_json
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
 from feature_platform.datasets.verify import VerifyReport, sha256_file
@@ -32,6 +33,7 @@ from feature_platform.storage.publish import publish_dir, staging_dir
 SNAPSHOT_NAME = "snapshot.json"
 SNAPSHOT_SCHEMA_VERSION = 1
 SOURCE_FILE = "source.parquet"
+MAX_SIDECAR_BYTES = 4096  # a `sha256sum` line
 
 
 class SnapshotError(ValueError):
@@ -100,11 +102,17 @@ def snapshot_file(
     contract = contract or load_feature_contract()
     sidecar = src.with_name(src.name + ".sha256")
     if expected_sha256 is None and sidecar.exists():
-        expected_sha256 = sidecar.read_text().split()[0].strip().lower() if sidecar.read_text().split() else ""
+        try:
+            words = read_input_text(sidecar, max_bytes=MAX_SIDECAR_BYTES).split()
+        except InputError as exc:
+            raise SnapshotError(str(exc)) from None
+        expected_sha256 = words[0].strip().lower() if words else ""
     with staging_dir(root / dataset_version) as staged:
         copy = staged / SOURCE_FILE
         try:
             sha, size = _copy_hashing(src, copy)
+        except InputError as exc:
+            raise SnapshotError(str(exc)) from None
         except OSError as exc:
             raise SnapshotError(f"{src}: cannot read source file: {exc.strerror}") from None
         if expected_sha256 is not None and sha != expected_sha256:
@@ -124,7 +132,7 @@ def snapshot_file(
 def _copy_hashing(src: Path, dst: Path, block: int = 8 * 1024 * 1024) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open_regular_file(src) as fin, open(dst, "xb") as fout:  # never a FIFO or a device (endless input)
         while chunk := fin.read(block):
             h.update(chunk)
             fout.write(chunk)
@@ -150,9 +158,9 @@ def _check_contract_schema(path: Path, shown_as: Path, contract: FeatureContract
 def load_snapshot(snapshot_dir: Path) -> SourceSnapshot:
     path = snapshot_dir / SNAPSHOT_NAME
     try:
-        return SourceSnapshot.model_validate_json(path.read_bytes())
-    except OSError as exc:
-        raise SnapshotError(f"{path}: cannot read snapshot: {exc.strerror}") from None
+        return SourceSnapshot.model_validate(read_json(path))
+    except InputError as exc:
+        raise SnapshotError(f"cannot read snapshot: {exc}") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(root)"

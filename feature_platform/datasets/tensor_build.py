@@ -14,9 +14,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+from pydantic import JsonValue
 
 from feature_platform.contracts.canonical import digest, sha256_hex
 from feature_platform.contracts.manifest import MANIFEST_NAME, SPEC_VERSION, Limits, Source
@@ -236,7 +237,8 @@ def build_tensor_dataset(
             source=source, simulators={simulator: SimulatorInfo.model_validate(sim_spec.to_json())},
             T=T, H=H, n_samples=samples, chunk_samples=chunk_samples, store=STORE_NAME, arrays=arrays,
             metadata_files=metadata_files, merkle_root=merkle_root(all_files),
-            splits=TensorSplits(algorithm=splits.algorithm, parameters=splits.to_json()["parameters"], seed=seed,
+            splits=TensorSplits(algorithm=splits.algorithm, seed=seed,
+                                parameters=cast(dict[str, JsonValue], splits.to_json()["parameters"]),
                                 names=list(SPLIT_NAMES), derivation=SPLIT_DERIVATION,
                                 counts={n: int(c) for n, c in zip(SPLIT_NAMES, split_counts, strict=True)},
                                 array=SPLIT_ARRAY),
@@ -291,7 +293,7 @@ def _arrays(layout: tuple[ArraySpec, ...], results: list[ChunkResult], n: int, c
         nan = sum(r.nonfinite[spec.name][0] for r in results)
         inf = sum(r.nonfinite[spec.name][1] for r in results)
         arrays[spec.name] = TensorArray(
-            shape=[n, *spec.sample_shape], dtype=spec.dtype,
+            shape=[n, *spec.sample_shape], dtype=cast(Any, spec.dtype),  # the model checks the literal
             chunk_shape=[inner if _sharded(spec, inner) and inner else chunk_samples, *spec.sample_shape],
             shard_shape=[chunk_samples, *spec.sample_shape] if _sharded(spec, inner) else None,
             axes=list(spec.axes), units=list(spec.units), fill_value=0, codecs=codecs[spec.name],

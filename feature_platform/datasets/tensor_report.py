@@ -8,7 +8,6 @@ so they read the same evenly spaced samples and draw the same pictures.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -128,11 +127,12 @@ def sanity_report_of(manifest_path: Path | str, out_dir: Path, *,
     Reads trust the store: verify first (the CLI does; in Dagster the blocking checks do).
     Returns the number of samples read and the files written.
     """
+    from feature_platform.contracts.safe_read import read_json
     from feature_platform.contracts.tensor_manifest import parse_tensor_manifest
     from feature_platform.datasets.zarr_store import load_tensor_dataset
 
     path = Path(manifest_path)
-    manifest = parse_tensor_manifest(json.loads(path.read_text(encoding="utf-8")), str(path))
+    manifest = parse_tensor_manifest(read_json(path), str(path))
     indices = report_indices(manifest.n_samples, max_samples)
     arrays = load_tensor_dataset(path, arrays=["theta", "irfs"], samples=indices)
     info = next(iter(manifest.simulators.values()))

@@ -11,7 +11,6 @@ only the chunks covering that range are read (their hashes are bound to the root
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import stat
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ import numpy as np
 
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.contracts.tensor_manifest import TensorDatasetManifest, parse_tensor_manifest
 from feature_platform.datasets.verify import (
     Check,
@@ -237,7 +237,7 @@ def _check_zarr_metadata(report: VerifyReport, m: TensorDatasetManifest, dataset
             report.add("zarr_metadata", False, "listed in metadata_files", "not listed", rel)
             continue
         try:
-            meta = json.loads((dataset_dir / rel).read_text(encoding="utf-8"))
+            meta = read_json(dataset_dir / rel, what=rel, nofollow=True)
             grid = meta["chunk_grid"]["configuration"]["chunk_shape"]
             codecs = meta["codecs"]
         except (OSError, ValueError, KeyError, TypeError) as exc:

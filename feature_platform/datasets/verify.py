@@ -10,7 +10,6 @@ crashing.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +30,7 @@ from feature_platform.contracts.manifest import (
     parse_manifest,
 )
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, UnsafePathError, id_problem, resolve_inside
+from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes, read_json
 
 HASH_BLOCK = 8 * 1024 * 1024
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -118,10 +118,9 @@ def verify_dataset(
     instead of re-reading files it has just hashed.
     """
     try:  # a tensor (Zarr) manifest has its own verify; anything unreadable falls through and fails below
-        p = Path(manifest_path)
-        raw = json.loads(p.read_bytes()) if p.is_file() and p.stat().st_size <= MAX_MANIFEST_BYTES else None
+        raw = read_json(manifest_path, max_bytes=MAX_MANIFEST_BYTES, nofollow=True)
         fmt = raw.get("format") if isinstance(raw, dict) else None
-    except (OSError, ValueError):
+    except InputError:
         fmt = None
     if fmt == "zarr":
         from feature_platform.datasets.tensor_verify import verify_tensor_dataset
@@ -191,13 +190,20 @@ def read_manifest(report: VerifyReport, path: Path, parse: Callable[[Any, str], 
         report.add("manifest_exists", False, f"a regular file of at most {MAX_MANIFEST_BYTES} bytes",
                    f"{actual}, {st.st_size} bytes", str(path))
         return None
-    report.add("manifest_exists", True, "a regular file", "a regular file", str(path))
-    try:
-        raw = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError) as exc:
-        report.add("manifest_parses", False, "UTF-8 JSON without NaN/Infinity", str(exc).splitlines()[0])
+    try:  # the same checks again on the open file: it may have been swapped since lstat
+        data = read_input_bytes(path, max_bytes=MAX_MANIFEST_BYTES, nofollow=True)
+    except InputError as exc:
+        report.add("manifest_exists", False, f"a regular file of at most {MAX_MANIFEST_BYTES} bytes", str(exc),
+                   str(path))
         return None
-    report.add("manifest_parses", True, "UTF-8 JSON without NaN/Infinity", "parsed")
+    report.add("manifest_exists", True, "a regular file", "a regular file", str(path))
+    expected = "UTF-8 JSON without NaN/Infinity or duplicate keys"
+    try:
+        raw = loads_json(data, str(path))
+    except InputError as exc:
+        report.add("manifest_parses", False, expected, str(exc))
+        return None
+    report.add("manifest_parses", True, expected, "parsed")
     raw_id = raw.get("dataset_id") if isinstance(raw, dict) else None
     problem = id_problem(raw_id)
     report.add("dataset_id_safe", problem is None, SAFE_ID_PATTERN, raw_id, detail=problem or "")
@@ -210,10 +216,6 @@ def read_manifest(report: VerifyReport, path: Path, parse: Callable[[Any, str], 
     report.dataset_id = manifest.dataset_id
     report.manifest_digest = manifest.digest()
     return manifest if problem is None else None
-
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"non-finite number {name} is not allowed in a manifest")
 
 
 def check_location(report: VerifyReport, dataset_id: str, dataset_dir: Path, base_dir: Path | None) -> None:
@@ -295,6 +297,7 @@ def _check_contract(
     order = list(contract.feature_order)
     report.add("feature_order", m.feature_order == order, order, m.feature_order, MANIFEST_NAME,
                detail="" if m.feature_order == order else _order_diff(order, m.feature_order))
+    check_column_roles(report, m, contract)
     wanted = {c.name: c for c in contract.columns}
     for path, meta in footers.items():
         schema = meta.schema.to_arrow_schema()
@@ -314,6 +317,17 @@ def _check_contract(
             for name, c in wanted.items()
         )
         report.add("contract_types", ok, expected, actual, path)
+
+
+def check_column_roles(report: VerifyReport, m: DatasetManifest, contract: FeatureContract) -> None:
+    """The manifest's entity, timestamp and label columns are the contract's: training reads its inputs
+    through these names, so a manifest that points a role at another column (or drops the label) fails."""
+    expected_label = contract.label.name if contract.label is not None else None
+    for role, expected, actual in (("entity_column", contract.entity.name, m.entity_column),
+                                   ("timestamp_column", contract.timestamp.name, m.timestamp_column),
+                                   ("label_column", expected_label, m.label_column)):
+        report.add("column_roles", actual == expected, expected, actual, role,
+                   detail="" if actual == expected else f"manifest field {role} must name the contract's {role}")
 
 
 def _contract_for(report: VerifyReport, m: DatasetManifest) -> FeatureContract | None:
@@ -363,7 +377,7 @@ CHECK_GROUPS: dict[str, frozenset[str]] = {
     "sha256_matches": frozenset({"manifest_exists", "manifest_parses", "manifest_schema", "dataset_id_safe",
                                  "dataset_location", "file_path_safe", "file_exists", "file_size", "file_sha256",
                                  "no_extra_files", "manifest_digest", "verify_completed"}),
-    "feature_order_matches": frozenset({"feature_order", "contract_types"}),
+    "feature_order_matches": frozenset({"feature_order", "column_roles", "contract_types"}),
     "schema_valid": frozenset({"parquet_footer", "schema_columns", "schema_types", "schema_nullability",
                                "row_count"}),
     "size_within_limit": frozenset({"size_limit"}),

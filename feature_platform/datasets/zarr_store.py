@@ -19,12 +19,11 @@ bytes and do not compress in small inner chunks).
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
@@ -32,7 +31,7 @@ if TYPE_CHECKING:
     from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
     from feature_platform.simulators.base import SimulatorSpec
 
-STORE_NAME = "data.zarr"
+STORE_NAME: Final = "data.zarr"
 SPLIT_ARRAY = "split"
 METADATA_GROUP = "metadata"
 LAYOUT_VERSION = "1.0.0"
@@ -301,14 +300,15 @@ def chunk_path(array: str, chunk_index: int, ndim: int) -> str:
 
 def _open(path: Path | str) -> tuple[Path, TensorDatasetManifest]:
     from feature_platform.contracts.manifest import MANIFEST_NAME, ManifestError
+    from feature_platform.contracts.safe_read import InputError, read_json
     from feature_platform.contracts.tensor_manifest import parse_tensor_manifest
 
     p = Path(path)
     manifest_path = p if p.name == MANIFEST_NAME and p.is_file() else p / MANIFEST_NAME
     try:
-        raw = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"{manifest_path}: cannot read a tensor manifest: {exc}") from None
+        raw = read_json(manifest_path)
+    except InputError as exc:
+        raise ManifestError(f"cannot read a tensor manifest: {exc}") from None
     return manifest_path.parent, parse_tensor_manifest(raw, str(manifest_path))
 
 

@@ -18,12 +18,12 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
+from feature_platform.contracts.safe_read import read_mapping
 from feature_platform.features.drift import DriftReport, contract_drift, feature_view_fields, load_repo_definitions
 
 FEATURE_BUILD_NAME = "feature_build.json"
@@ -176,7 +176,7 @@ def store_config(repo_path: Path, registry: Path, online: Path) -> Any:
     """The repo's ``feature_store.yaml`` with this build's registry and online store paths."""
     from feast import RepoConfig
 
-    raw = yaml.safe_load((repo_path / STORE_CONFIG).read_text(encoding="utf-8"))
+    raw = read_mapping(repo_path / STORE_CONFIG)
     raw["registry"] = str(registry)
     raw["online_store"] = {**raw.get("online_store", {}), "type": "sqlite", "path": str(online)}
     return RepoConfig(repo_path=repo_path, **raw)
@@ -313,9 +313,11 @@ def read_feature_build(path: Path) -> FeatureBuild:
     """``feature_build.json``, parsed strictly; ``FeatureBuildError`` names the file when it is not one."""
     from pydantic import ValidationError
 
+    from feature_platform.contracts.safe_read import read_json
+
     try:
-        return FeatureBuild.model_validate_json(Path(path).read_bytes())
-    except (OSError, ValidationError) as exc:
+        return FeatureBuild.model_validate(read_json(path))
+    except (ValueError, ValidationError) as exc:
         raise FeatureBuildError(f"{path}: not a readable feature build: {str(exc).splitlines()[0]}") from None
 
 

@@ -30,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from feature_platform.contracts.canonical import digest
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
-from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, parse_manifest
+from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, load_manifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import parse_utc_timestamp, utc_timestamp
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, sha256_file, verify_dataset
@@ -221,7 +222,7 @@ def build_training_set(
         raise TrainingSetRefused("the feature contract declares no label column")
     report = verify_dataset(Path(dataset_manifest_path), contract=contract)
     _refuse_unverified(report, f"dataset {dataset_manifest_path}")
-    dataset = parse_manifest(json.loads(Path(dataset_manifest_path).read_bytes()), str(dataset_manifest_path))
+    dataset = load_manifest(Path(dataset_manifest_path))
     if not isinstance(dataset.splits, Splits):
         raise TrainingSetRefused(f"split algorithm {dataset.splits.algorithm!r} is not supported for training "
                                  "sets (entity_hash only)")
@@ -242,7 +243,7 @@ def build_training_set(
     if existing.is_file():
         reused = verify_training_input(existing, contract=contract)
         if reused.ok:
-            manifest = parse_manifest(json.loads(existing.read_bytes()), str(existing))
+            manifest = load_manifest(existing)
             _point_current(Path(out_dir), dataset.dataset_id, existing, manifest.digest())
             return BuildResult(existing.parent, manifest, manifest.digest(), reused, 0.0)
 
@@ -298,9 +299,9 @@ def current_training_set(out_dir: Path, dataset_id: str) -> tuple[Path, str]:
     """(manifest path, manifest digest) of the latest training set built for ``dataset_id``."""
     pointer = Path(out_dir) / dataset_id / CURRENT_NAME
     try:
-        raw = json.loads(pointer.read_bytes())
+        raw = read_json(pointer)
         return resolve_inside(pointer.parent, str(raw["manifest_path"])), str(raw["manifest_digest"])
-    except (OSError, ValueError, KeyError, TypeError, UnsafePathError) as exc:
+    except (ValueError, KeyError, TypeError, UnsafePathError) as exc:
         raise TrainingSetRefused(f"{pointer}: no training set recorded for {dataset_id} "
                                  f"({type(exc).__name__}); build the training_set asset first") from None
 
@@ -312,7 +313,7 @@ def audit_leakage(training_manifest_path: Path) -> VerifyReport:
     whose ``actual`` counts the offending rows (0 passes).
     """
     report = VerifyReport(manifest_path=str(training_manifest_path))
-    manifest = parse_manifest(json.loads(Path(training_manifest_path).read_bytes()), str(training_manifest_path))
+    manifest = load_manifest(Path(training_manifest_path))
     try:
         params = training_set_parameters(manifest)
     except ValueError as exc:
@@ -369,7 +370,7 @@ def verify_upstream(manifest: DatasetManifest, report: VerifyReport) -> None:
                ref.manifest_path)
     if not upstream.ok:
         return
-    dataset = parse_manifest(json.loads(Path(ref.manifest_path).read_bytes()), ref.manifest_path)
+    dataset = load_manifest(Path(ref.manifest_path))
     try:
         build, sha = verified_feature_build(Path(params.feature_build.path), dataset)
         views = {v.name: build.output(v.path).sha256 for v in build.feature_views}
@@ -388,7 +389,7 @@ def verify_training_input(manifest_path: Path, base_dir: Path | None = None, *, 
     """``verify_dataset``, and for a training set also everything it was joined from (``verify_upstream``)."""
     report = verify_dataset(Path(manifest_path), base_dir, expected_digest=expected_digest, contract=contract)
     if report.ok:
-        manifest = parse_manifest(json.loads(Path(manifest_path).read_bytes()), str(manifest_path))
+        manifest = load_manifest(Path(manifest_path))
         verify_upstream(manifest, report)
     return report
 

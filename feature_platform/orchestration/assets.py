@@ -5,7 +5,6 @@ Each asset calls one domain function; the rest is metadata for the UI.
 """
 
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -132,19 +131,19 @@ class QualityConfig(dg.Config):
 def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, paths: PlatformPaths,
                    catalog: CatalogResource) -> dg.MaterializeResult:
     """quality_gate: coverage, diversity, toxicity and drift vs the baseline; the blocking check reads it."""
-    from feature_platform.contracts.manifest import parse_manifest
+    from feature_platform.contracts.manifest import load_manifest
     from feature_platform.quality.baseline import baseline_from_report, load_baseline
     from feature_platform.quality.gate import evaluate_quality
     from feature_platform.quality.report import write_quality_outputs
-    from feature_platform.quality.thresholds import load_thresholds
+    from feature_platform.quality.thresholds import load_thresholds, parse_thresholds
 
     version = context.partition_key
     started = time.perf_counter()
     dataset_dir = paths.dataset_dir(version)
-    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir / MANIFEST_NAME))
+    manifest = load_manifest(dataset_dir / MANIFEST_NAME)
     thresholds = load_thresholds(Path(config.thresholds_path) if config.thresholds_path else None)
     if config.thresholds:
-        thresholds = thresholds.model_validate({**thresholds.model_dump(), **config.thresholds})
+        thresholds = parse_thresholds({**thresholds.model_dump(), **config.thresholds}, "run config thresholds")
     baseline = load_baseline(config.baseline) if config.baseline != "last_published" else None
     if baseline is None:
         current = catalog.open(paths).current(paths.dataset_name)
@@ -182,7 +181,8 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     Blocking checks stop this step in the same run; it still re-reads the gate result and re-verifies the
     dataset itself, because a later run that selects only this asset bypasses them.
     """
-    from feature_platform.contracts.manifest import parse_manifest
+    from feature_platform.contracts.manifest import load_manifest
+    from feature_platform.contracts.safe_read import read_json
     from feature_platform.storage.dataset_publish import (
         DatasetPublishError,
         DatasetPublishUnavailable,
@@ -192,13 +192,13 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     version = context.partition_key
     started = time.perf_counter()
     report_dir = paths.reports(version)
-    report = json.loads((report_dir / "quality_report.json").read_text())
+    report = read_json(report_dir / "quality_report.json")
     failed = [row for row in report["metrics"] if not row["pass"]]
     if failed:
         raise dg.Failure(f"quality gate failed for {version}: {len(failed)} metric(s) below threshold; not publishing",
                          metadata={"failed": dg.MetadataValue.json(failed[:20])})
     dataset_dir = paths.dataset_dir(version)
-    manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir / MANIFEST_NAME))
+    manifest = load_manifest(dataset_dir / MANIFEST_NAME)
     extras = {p.name: p for p in sorted(report_dir.iterdir()) if p.is_file()}
     # only an unreachable store or catalog is retried; a failed verification or refusal fails the run now
     try:

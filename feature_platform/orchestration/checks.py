@@ -1,13 +1,13 @@
 """Blocking asset checks: integrity and quality rules that stop the chain when they fail."""
 
 
-import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import dagster as dg
 
 from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.verify import Check, VerifyReport, grouped, verify_dataset
 from feature_platform.orchestration.assets import dataset, published_dataset, quality_report, source_snapshot
 from feature_platform.orchestration.metadata import checks_metadata
@@ -81,7 +81,7 @@ dataset_integrity = integrity_checks(dataset, name="dataset_integrity", descript
 def quality_thresholds(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     version = context.op_execution_context.partition_key
     path = paths.reports(version) / "quality_report.json"
-    rows = json.loads(path.read_text())["metrics"]
+    rows = read_json(path)["metrics"]
     failed = [r for r in rows if not r["pass"]]
     checks = [Check(r["metric"], bool(r["pass"]), r["threshold"], r["value"], r.get("feature")) for r in rows]
     return dg.AssetCheckResult(
@@ -105,7 +105,7 @@ def published_copy_check(
                     description="The published copy re-hashes to the manifest's sha256s at the destination.")
     def _check(context: dg.AssetCheckExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
                catalog: CatalogResource) -> dg.AssetCheckResult:
-        from feature_platform.contracts.manifest import parse_manifest
+        from feature_platform.contracts.manifest import load_manifest
         from feature_platform.storage.dataset_publish import verify_published
 
         version = context.op_execution_context.partition_key
@@ -113,7 +113,7 @@ def published_copy_check(
         entry = catalog.open(paths).get(catalog_name, version)
         if entry is None:
             return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
-        manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()))
+        manifest = load_manifest(dataset_dir / MANIFEST_NAME)
         results = verify_published(object_store.open(paths), entry.prefix, manifest)
         checks = [Check(n, passed, expected, actual) for n, passed, expected, actual in results]
         return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,

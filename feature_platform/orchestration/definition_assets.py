@@ -12,7 +12,6 @@ active definition in one run of ``definition_datasets_job``.
 """
 
 
-import json
 import re
 import warnings
 from collections.abc import Callable
@@ -140,12 +139,12 @@ def definition_published_asset(defn: DatasetDefinition, built: dg.AssetsDefiniti
               description=f"{defn.name}: copy in object storage, recorded in the catalog as {defn.name!r}")
     def _publish(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
                  catalog: CatalogResource) -> dg.MaterializeResult:
-        from feature_platform.contracts.manifest import parse_manifest
+        from feature_platform.contracts.manifest import load_manifest
         from feature_platform.storage.dataset_publish import DatasetPublishError, publish_dataset_version
 
         version = context.partition_key
         dataset_dir = _dataset_dir(defn, version, paths)
-        manifest = parse_manifest(json.loads((dataset_dir / MANIFEST_NAME).read_text()), str(dataset_dir))
+        manifest = load_manifest(dataset_dir / MANIFEST_NAME)
         try:
             published = publish_dataset_version(dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
                                                 name=defn.name)

@@ -1,6 +1,5 @@
 """feature_build: the Feast repo pinned to a git sha, applied and materialized per dataset_version."""
 
-import json
 import time
 
 import dagster as dg
@@ -28,7 +27,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
     online, and writes feature_build.json (repo sha, dataset version, timestamp, row counts, sha256s)."""
     import pyarrow.parquet as pq
 
-    from feature_platform.contracts.manifest import MANIFEST_NAME, parse_manifest
+    from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
     from feature_platform.contracts.provenance import parse_utc_timestamp
     from feature_platform.features.build import build_features, feature_build_path
 
@@ -45,7 +44,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
         market_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(market.select(["asset", "ts", "open", "high", "low", "close", "volume"]), market_path)
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
-    dataset_manifest = parse_manifest(json.loads(manifest_path.read_bytes()), str(manifest_path))
+    dataset_manifest = load_manifest(manifest_path)
     build = build_features(FEATURE_REPO, paths.dataset_dir(version) / "data.parquet", version,
                            paths.root / "features", market_path, git_ref=config.feature_repo_ref,
                            allow_dirty=config.allow_dirty,

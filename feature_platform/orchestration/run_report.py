@@ -12,6 +12,7 @@ from typing import Any
 
 import dagster as dg
 
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.resources import MetricsResource, PlatformPaths
 
 
@@ -168,7 +169,7 @@ def write_run_log(instance: dg.DagsterInstance, run_id: str, paths: PlatformPath
 def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None, version: str,
                         paths: PlatformPaths, store: Any) -> Any:
     """Archive logs, metrics, quality outputs and the candidate-vs-previous diff; sweep old archives."""
-    from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest
+    from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
     from feature_platform.datasets.diff import diff_manifests, diff_markdown, feature_stat_deltas
     from feature_platform.storage.archive import archive_files, sweep_archives
     from feature_platform.storage.dataset_publish import current_pointer
@@ -186,12 +187,12 @@ def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None
             files[name] = reports / name
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
     if manifest_path.exists():
-        candidate = DatasetManifest.model_validate_json(manifest_path.read_bytes())
+        candidate = load_manifest(manifest_path)
         pointer = current_pointer(store, paths.dataset_name)
         previous = None
         if pointer and pointer.get("dataset_version") != version:
             prev_path = paths.dataset_dir(str(pointer["dataset_version"])) / MANIFEST_NAME
-            previous = DatasetManifest.model_validate_json(prev_path.read_bytes()) if prev_path.exists() else None
+            previous = load_manifest(prev_path) if prev_path.exists() else None
         diff = diff_manifests(previous, candidate)
         if previous is not None:
             diff["feature_stats"] = feature_stat_deltas(
@@ -220,6 +221,6 @@ def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
     path = report_dir / "quality_report.json"
     if not path.exists():
         return {}
-    profile = json.loads(path.read_text()).get("profile") or {}
+    profile = read_json(path).get("profile") or {}
     features = profile.get("features") or {}
     return features if isinstance(features, dict) else {}

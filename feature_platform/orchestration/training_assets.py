@@ -13,6 +13,7 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
 from feature_platform.orchestration.feature_assets import feature_build
@@ -58,7 +59,7 @@ def read_record(paths: PlatformPaths, version: str) -> dict[str, Any]:
     path = _record_path(paths, version)
     if not path.exists():
         raise dg.Failure(f"no trained model recorded for dataset_version {version} ({path})")
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return read_json(path)  # type: ignore[no-any-return]
 
 
 def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str:
@@ -243,7 +244,7 @@ def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
 
     version = context.op_execution_context.partition_key
     found = sorted(paths.reports(version).glob("model_evaluation_*.json"))
-    metrics = json.loads(found[-1].read_text())["metrics"] if found else {}
+    metrics = read_json(found[-1])["metrics"] if found else {}
     results = Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown).check(metrics)
     return dg.AssetCheckResult(passed=all(r.passed for r in results), severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"expected": "; ".join(f"{r.name} {r.expected}" for r in results),
@@ -336,23 +337,17 @@ def rerun_job() -> None:
     rerun_model()
 
 
-PAYLOAD_KEYS = {"model_key", "dataset_version", "feature_repo_ref", "hyperparams", "hyperparam_profile", "seed",
-                "schedule", "run_coingecko_fetch", "auto_promote"}
-
-
 def training_run_config(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The training payload users send today → (dataset_version partition, training_job run config)."""
-    from feature_platform.contracts.paths import require_safe_id
+    """The training payload users send today → (dataset_version partition, training_job run config).
 
-    unknown = sorted(set(payload) - PAYLOAD_KEYS)
-    if unknown:
-        raise ValueError(f"unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}")
-    version = require_safe_id(payload.get("dataset_version"), "dataset_version")
-    if "model_key" in payload:  # it names a directory and the registered model
-        require_safe_id(payload["model_key"], "model_key")
-    train: dict[str, Any] = {k: v for k, v in payload.items() if k not in ("dataset_version", "auto_promote")}
-    promote: dict[str, Any] = {"auto_promote": bool(payload.get("auto_promote", False))}
-    ops: dict[str, Any] = {name: {"config": train} for name in ("trained_model", "model_evaluation")}
+    Raises ``PayloadError`` (a ValueError, one line naming the field) unless the payload parses strictly.
+    """
+    from feature_platform.training.payload import parse_training_payload
+
+    parsed = parse_training_payload(payload).model_dump(mode="json", exclude_unset=True)
+    version = parsed.pop("dataset_version")
+    promote: dict[str, Any] = {"auto_promote": parsed.pop("auto_promote", False)}
+    ops: dict[str, Any] = {name: {"config": parsed} for name in ("trained_model", "model_evaluation")}
     ops["promotion"] = {"config": promote}
     ops["model_evaluation_guardrails"] = {"config": {}}
     return version, {"ops": ops}

@@ -20,7 +20,6 @@ Alternatively the last published version's ``quality_report.json`` serves as bas
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from feature_platform.contracts.manifest import validation_message
 from feature_platform.contracts.paths import id_problem
+from feature_platform.contracts.safe_read import InputError, read_json
 from feature_platform.quality.files import json_text, write_atomic
 from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, profile_dataset
 
@@ -103,16 +103,9 @@ def baseline_from_report(report_json_path: Path, *, require_passed: bool = True)
 
 def _read_json(path: Path) -> Any:
     try:
-        size = path.stat().st_size
-        data = path.read_bytes() if size <= MAX_BASELINE_BYTES else None
-    except OSError as exc:
-        raise BaselineError(f"{path}: cannot read: {exc.strerror}") from None
-    if data is None:
-        raise BaselineError(f"{path}: {size} bytes, more than the {MAX_BASELINE_BYTES} a baseline may have")
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BaselineError(f"{path}: not UTF-8 JSON: {exc}") from None
+        return read_json(path, max_bytes=MAX_BASELINE_BYTES)
+    except InputError as exc:
+        raise BaselineError(str(exc)) from None
 
 
 def build_synthetic_baseline(

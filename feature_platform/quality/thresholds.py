@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from feature_platform.contracts.safe_read import InputError, read_yaml
 
 DEFAULT_THRESHOLDS_PATH = Path(__file__).with_name("thresholds.yaml")
 
@@ -24,7 +25,9 @@ class ThresholdsError(ValueError):
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Strict: a threshold of ``"0.5"`` or ``true`` is an error, not a number; ``.inf`` would disable a gate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class FeatureThresholds(_Config):
@@ -96,12 +99,7 @@ def load_thresholds(path: Path | None = None) -> QualityThresholds:
     """Thresholds from the YAML file at ``path``, or the committed defaults when ``path`` is None."""
     path = path or DEFAULT_THRESHOLDS_PATH
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ThresholdsError(f"{path}: cannot read thresholds: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ")
-        raise ThresholdsError(f"{path}: not valid YAML: {first}") from None
+        raw = read_yaml(path)
+    except InputError as exc:
+        raise ThresholdsError(str(exc)) from None
     return parse_thresholds(raw, str(path))

@@ -5,16 +5,16 @@ sha256s → source hash, every link re-verified now (nothing is taken from a cac
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from feature_platform.contracts.canonical import digest
-from feature_platform.contracts.manifest import DatasetManifest, ManifestError, parse_manifest
+from feature_platform.contracts.manifest import DatasetManifest, ManifestError, load_manifest
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import SOURCE_KIND as TRAINING_SET_KIND
 from feature_platform.features.training_set import TrainingSetParameters, training_set_parameters
@@ -111,7 +111,7 @@ def _dataset_links(report: LineageReport, path: Path, expected_digest: str, data
     """The dataset at ``path`` has ``expected_digest`` and its files their sha256s; then what it came from
     (a training set: its feature build and its dataset, recursively)."""
     try:
-        dataset = parse_manifest(json.loads(path.read_bytes()), str(path))
+        dataset = load_manifest(path)
     except (OSError, ValueError, ManifestError) as exc:
         report.add("dataset_manifest_digest", expected_digest, f"unreadable {path}: {type(exc).__name__}", False)
         return
@@ -168,7 +168,7 @@ def _source_links(report: LineageReport, dataset: DatasetManifest, data_root: Pa
     if not snap_path.is_file():
         return
     try:
-        snap = json.loads(snap_path.read_bytes())
+        snap = read_json(snap_path)
         snap_hash = snap["source_hash"]
         files = snap.get("files", [])
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -17,14 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from feature_platform.contracts.model_manifest import (
     MODEL_MANIFEST_NAME,
     TRAINING_MANIFEST_NAME,
     ModelManifest,
     TrainingManifest,
+    load_model_manifest,
+    load_training_manifest,
 )
+from feature_platform.contracts.safe_read import read_input_bytes
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.files import write_atomic
 
@@ -90,12 +91,11 @@ def sha256_bytes(data: bytes) -> str:
 
 def read_model_manifest(path: Path) -> ModelManifest:
     """``path`` is ``model_manifest.json`` or the directory holding it."""
-    path = path / MODEL_MANIFEST_NAME if path.is_dir() else path
-    return ModelManifest.model_validate_json(path.read_bytes())
+    return load_model_manifest(path)
 
 
 def read_training_manifest(path: Path) -> TrainingManifest:
-    return TrainingManifest.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return load_training_manifest(path)
 
 
 def set_mlflow_run_id(model_dir: Path, run_id: str) -> ModelManifest:
@@ -202,7 +202,7 @@ def log_training(
 
     model_dir = Path(model_dir)
     manifest = read_model_manifest(model_dir)
-    training_bytes = (model_dir / TRAINING_MANIFEST_NAME).read_bytes()
+    training_bytes = read_input_bytes(model_dir / TRAINING_MANIFEST_NAME)
     training = read_training_manifest(model_dir / TRAINING_MANIFEST_NAME)
     _check_model_dir(model_dir, manifest, training)
     if feature_build_path is not None and not Path(feature_build_path).is_file():

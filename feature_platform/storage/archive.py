@@ -13,6 +13,7 @@ from pathlib import Path
 
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
+from feature_platform.contracts.safe_read import loads_json
 from feature_platform.storage.object_store import ObjectStore
 
 ARCHIVE_ROOT = "archive"
@@ -53,8 +54,8 @@ def sweep_archives(store: ObjectStore, retention_days: int = RETENTION_DAYS, now
         if not key.endswith(f"/{INDEX}"):
             continue
         try:
-            created = datetime.strptime(json.loads(store.get_bytes(key))["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
-        except (ValueError, KeyError):
+            created = datetime.strptime(loads_json(store.get_bytes(key), key)["created_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+        except (ValueError, KeyError, TypeError):
             continue  # not ours to judge: leave it
         if created.replace(tzinfo=UTC) < cutoff:
             prefix = key[: -len(INDEX)]

@@ -44,6 +44,7 @@ import yaml
 from feature_platform.contracts.canonical import sha256_hex
 from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, ManifestError, parse_manifest
 from feature_platform.contracts.paths import require_safe_id, resolve_inside
+from feature_platform.contracts.safe_read import InputError, loads_json, loads_yaml, read_input_bytes
 from feature_platform.datasets.verify import sha256_file, verify_dataset
 from feature_platform.storage.catalog import Catalog, CatalogEntry, CatalogError, summary_json, utc_iso_now
 from feature_platform.storage.object_keys import (
@@ -144,8 +145,8 @@ def _pointer_bytes(store: ObjectStore, dataset_id: str) -> bytes | None:
 
 def _parse_pointer(raw: bytes, where: str) -> dict[str, Any]:
     try:
-        pointer = json.loads(raw) if len(raw) <= MAX_POINTER_BYTES else None
-    except (UnicodeDecodeError, ValueError):
+        pointer = loads_json(raw, where) if len(raw) <= MAX_POINTER_BYTES else None
+    except InputError:
         pointer = None
     required = ("dataset_version", "manifest_digest", "prefix")
     if not isinstance(pointer, dict) or not all(isinstance(pointer.get(k), str) for k in required):
@@ -302,7 +303,7 @@ def _plan_uploads(
         sha, size = sha256_file(path), path.stat().st_size
         uploads.append(_Upload(name, sha, size, path=path))
         extra_records.append({"path": name, "sha256": sha, "bytes": size})
-    manifest_bytes = (dataset_dir / MANIFEST_NAME).read_bytes()
+    manifest_bytes = read_input_bytes(dataset_dir / MANIFEST_NAME)
     uploads.append(_Upload(MANIFEST_NAME, sha256_hex(manifest_bytes), len(manifest_bytes), data=manifest_bytes))
     record = {
         "dataset_id": manifest.dataset_id,
@@ -486,7 +487,8 @@ def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest)
     digest = manifest.digest()
     try:
         try:
-            remote = parse_manifest(json.loads(store.get_bytes(join_key(prefix, MANIFEST_NAME))))
+            key = join_key(prefix, MANIFEST_NAME)
+            remote = parse_manifest(loads_json(store.get_bytes(key), store.url(key)))
             actual = remote.digest()
         except ObjectNotFoundError:
             actual = "missing"
@@ -494,11 +496,12 @@ def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest)
             actual = f"unreadable: {_one_line(exc)}"
         checks.append(RemoteCheck("manifest_digest", actual == digest, digest, actual))
         try:
-            record = yaml.safe_load(store.get_bytes(join_key(prefix, PUBLISH_MANIFEST_NAME)))
+            key = join_key(prefix, PUBLISH_MANIFEST_NAME)
+            record = loads_yaml(store.get_bytes(key), store.url(key))
             recorded = str(record.get("manifest_digest")) if isinstance(record, dict) else "not a mapping"
         except ObjectNotFoundError:
             recorded = "missing"
-        except yaml.YAMLError as exc:
+        except InputError as exc:
             recorded = f"unreadable: {_one_line(exc)}"
         checks.append(RemoteCheck(f"{PUBLISH_MANIFEST_NAME}[manifest_digest]", recorded == digest, digest, recorded))
         for f in manifest.files:
@@ -522,7 +525,8 @@ def fetch_published(store: ObjectStore, prefix: str, dest_dir: Path) -> Path:
     Only what the manifest lists is fetched, so ``verify_dataset`` can run on the copy unchanged;
     listed paths are checked to stay inside the target directory before anything is written.
     """
-    manifest = parse_manifest(json.loads(store.get_bytes(join_key(prefix, MANIFEST_NAME))))
+    key = join_key(prefix, MANIFEST_NAME)
+    manifest = parse_manifest(loads_json(store.get_bytes(key), store.url(key)))
     target = Path(dest_dir) / manifest.dataset_id
     if target.exists() and any(target.iterdir()):
         raise DatasetPublishError(f"{target} already exists and is not empty")

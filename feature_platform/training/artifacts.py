@@ -6,7 +6,12 @@ from pathlib import Path
 
 import yaml
 
-from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest, TrainingManifest
+from feature_platform.contracts.model_manifest import (
+    ModelManifest,
+    TrainingManifest,
+    load_model_manifest,
+    load_training_manifest,
+)
 from feature_platform.storage.files import write_atomic
 
 ONNX_NAME = "model.onnx"
@@ -17,12 +22,11 @@ EQUITY_NAME = "backtest_equity.parquet"
 
 def read_model_manifest(path: Path) -> ModelManifest:
     """``path`` is ``model_manifest.json`` or the model directory holding it."""
-    path = path / MODEL_MANIFEST_NAME if path.is_dir() else path
-    return ModelManifest.model_validate_json(path.read_bytes())
+    return load_model_manifest(path)
 
 
 def read_training_manifest(path: Path) -> TrainingManifest:
-    return TrainingManifest.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return load_training_manifest(path)
 
 
 def dump_training_manifest(manifest: TrainingManifest) -> str:

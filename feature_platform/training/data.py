@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from feature_platform.contracts.feature_contract import FEATURE_ORDER, FeatureContract, load_feature_contract
-from feature_platform.contracts.manifest import DatasetManifest, Splits
+from feature_platform.contracts.manifest import DatasetManifest, Splits, load_manifest
 from feature_platform.contracts.paths import resolve_inside
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.features.training_set import verify_training_input
@@ -91,7 +91,7 @@ def load_splits(
         reasons = [f"{c.name}{f'[{c.target}]' if c.target else ''}: expected {c.expected!r}, got {c.actual!r}"
                    for c in report.failures]
         raise TrainingRefused([f"dataset {dataset_manifest_path} failed verification", *reasons])
-    manifest = DatasetManifest.model_validate_json(Path(dataset_manifest_path).read_bytes())
+    manifest = load_manifest(dataset_manifest_path)
     order = tuple(contract.feature_order)
     if tuple(manifest.feature_order) != order or order != FEATURE_ORDER:
         raise TrainingRefused([f"manifest feature_order differs from the feature contract: {manifest.feature_order}"])

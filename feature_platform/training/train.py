@@ -35,6 +35,7 @@ from feature_platform.contracts.model_manifest import (
 )
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.publish import publish_dir, staging_dir
 from feature_platform.training.artifacts import (
@@ -203,7 +204,7 @@ def _feature_build_ref(path: Path | None) -> FeatureBuildRef | None:
     if path is None:
         return None
     try:
-        raw = json.loads(Path(path).read_bytes())
+        raw = read_json(path)
     except (OSError, ValueError) as exc:
         raise TrainingRefused([f"feature build {path} is unreadable: {exc}"]) from None
     sha = raw.get("feast_repo_sha") if isinstance(raw, dict) else None

@@ -13,12 +13,12 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from feature_platform.contracts.canonical import digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
 from feature_platform.contracts.provenance import PROJECT_ROOT
+from feature_platform.contracts.safe_read import InputError, read_yaml
 
 if TYPE_CHECKING:
     import duckdb
@@ -184,11 +184,9 @@ class DatasetDefinition(_Strict):
 def load_definition(path: Path | str) -> DatasetDefinition:
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DefinitionError(f"{path}: cannot read definition: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise DefinitionError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raw = read_yaml(path)
+    except InputError as exc:
+        raise DefinitionError(f"cannot read definition: {exc}") from None
     return parse_definition(raw, path)
 
 

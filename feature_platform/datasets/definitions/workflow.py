@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from feature_platform.contracts.paths import require_safe_id
+from feature_platform.contracts.safe_read import loads_yaml, read_input_text
 from feature_platform.datasets.definitions.model import (
     DatasetDefinition,
     DefinitionError,
@@ -61,12 +62,12 @@ def activate_definition(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection
     require_valid(defn, conn)
     if defn.status == "active":
         return False
-    text = path.read_text(encoding="utf-8")
+    text = read_input_text(path)
     if _STATUS_LINE.search(text):
         new = _STATUS_LINE.sub("status: active", text, count=1)
     else:
         new = re.sub(r"^(name:[^\n]*\n)", r"\1status: active\n", text, count=1, flags=re.MULTILINE)
-    updated = parse_definition(yaml.safe_load(new), path)
+    updated = parse_definition(loads_yaml(new, str(path)), path)
     if updated.status != "active" or updated.digest() != defn.digest():
         raise DefinitionError(f"{path}: field status: could not rewrite the status line alone; edit the file "
                               f"by hand (nothing was changed)")
