@@ -19,7 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from feature_platform.market.client import CoinGeckoClient, parse_retry_after
+from feature_platform.http_retry import parse_retry_after
+from feature_platform.market.client import CoinGeckoClient
 from feature_platform.market.errors import MarketDataError
 from feature_platform.market.limiter import MarketDataLimiter
 from feature_platform.market.source import OHLCV_ARROW_SCHEMA, CoinGeckoSource, MarketDataSource
