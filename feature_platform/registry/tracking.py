@@ -230,7 +230,7 @@ def feature_signature(onnx_model: Any, manifest: ModelManifest) -> Any:
     the graph must agree with the contract and the manifest, or the model is not logged.
     """
     from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+    from mlflow.types import ColSpec, Schema, TensorSpec
     from onnx import TensorProto
     from onnx.helper import tensor_dtype_to_np_dtype
 
@@ -254,7 +254,7 @@ def feature_signature(onnx_model: Any, manifest: ModelManifest) -> Any:
                         f"of shape [N, {len(order)}]")
     if problems:
         raise RegistryError("refusing to log: " + "; ".join(problems))
-    outputs = []
+    outputs: list[ColSpec | TensorSpec] = []
     for out in onnx_model.graph.output:
         tensor = out.type.tensor_type
         shape = tuple(d.dim_value or -1 for d in tensor.shape.dim)
@@ -275,11 +275,19 @@ def _input_example(model_dir: Path, manifest: ModelManifest) -> Any:
 @contextlib.contextmanager
 def _process_tracking_uri(mc: MlflowClient) -> Iterator[None]:
     """``mlflow.onnx.log_model`` and the registry's resolution of ``models:/<model id>`` use the
-    process-wide tracking URI, not a client's: point it at ``mc``'s store for the call, then restore it."""
+    process-wide tracking URI, not a client's: point it at ``mc``'s store for the call, then restore it
+    (and ``MLFLOW_TRACKING_URI``, which MLflow's own restore deletes when no URI had been set)."""
     from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 
-    with _use_tracking_uri(mc.tracking_uri):
-        yield
+    saved = os.environ.get(TRACKING_ENV)
+    try:
+        with _use_tracking_uri(mc.tracking_uri):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(TRACKING_ENV, None)
+        else:
+            os.environ[TRACKING_ENV] = saved
 
 
 def _log_onnx_model(mc: MlflowClient, run_id: str, model_dir: Path, manifest: ModelManifest) -> tuple[str, str]:
