@@ -244,8 +244,8 @@ def feature_signature(onnx_model: Any, manifest: ModelManifest) -> Any:
         problems.append(f"{MODEL_MANIFEST_NAME}: field feature_order: expected the contract's {order}")
     bad_types = [f"{c.name}={c.type}" for c in contract.features if c.type not in ("float32", "float64")]
     if bad_types:
-        problems.append(f"{contract_path()}: field features.type: expected float32 for a float32 matrix, "
-                        f"got {bad_types}")
+        problems.append(f"{contract_path()}: field features.type: expected float32 or float64 "
+                        f"(the ONNX input is float32), got {bad_types}")
     inputs = list(onnx_model.graph.input)
     dims = [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim] if len(inputs) == 1 else []
     if len(inputs) != 1 or inputs[0].name != INPUT_NAME or \
