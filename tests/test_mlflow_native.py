@@ -28,6 +28,7 @@ from feature_platform.registry.promotion import promote
 from feature_platform.registry.rollback import rollback
 from feature_platform.registry.tracking import PRODUCTION, RegistryError, client, log_training
 from tests import test_registry as registry_fixtures
+from tests.test_hostile_crash_windows import SessionSpy
 from tests.test_registry import aliases, artifact_path, flip_byte, production_version
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -63,19 +64,13 @@ def reference(model_dir: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return frame[list(FEATURE_ORDER)], stored
 
 
-def spy_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Record every onnxruntime session created (the real class still runs)."""
+def spy_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> SessionSpy:
+    """From here on, record every path onnxruntime is asked to load (setup above may load verified bytes)."""
     import onnxruntime
 
-    created: list[Any] = []
-    real = onnxruntime.InferenceSession
-
-    def session(*args: Any, **kwargs: Any) -> Any:
-        created.append(args[0] if args else kwargs.get("path_or_bytes"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(onnxruntime, "InferenceSession", session)
-    return created
+    spy = SessionSpy(onnxruntime.InferenceSession)
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    return spy
 
 
 def test_plain_mlflow_user_scores_the_production_model(new_case: Any, data_root: Path, as_mlflow_user: str) -> None:
@@ -173,7 +168,7 @@ def test_tampered_registry_onnx_is_refused_before_loading(tamper: str, new_case:
     demoted = promote(key, 1, data_root=data_root)
     assert not demoted.promoted
     assert [c.name for c in demoted.decision.checks if not c.passed] == ["artifact_sha256[model.onnx]"]
-    assert sessions == []  # neither loaded the tampered bytes
+    assert sessions.paths == []  # neither loaded the tampered bytes
     assert production_version(data_root, key) == "2"
 
 
@@ -201,7 +196,7 @@ def test_a_broken_mlmodel_is_refused_with_one_line(damage: str, new_case: Any, d
     reason = failed["registry_artifacts"].reason()
     assert "\n" not in reason and "MLmodel" in reason
     assert rollback(key, 1, data_root=data_root).reasons[0].startswith("registry_artifacts")
-    assert sessions == [] and PRODUCTION not in aliases(data_root, key)
+    assert sessions.paths == [] and PRODUCTION not in aliases(data_root, key)
 
 
 # --- what is never logged ----------------------------------------------------------------------
