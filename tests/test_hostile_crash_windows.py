@@ -378,6 +378,7 @@ def test_rollback_refuses_a_tampered_onnx_without_loading_it(new_case: Any, data
     assert promote(model, 2, data_root=data_root).promoted
     artifact_path(data_root, model, "1", "model.onnx").write_bytes(tamper)
     before = production_history(data_root, model)
+    session_spy.paths.clear()  # logging ran MLflow's input-example check on the verified bytes
 
     result = rollback(model, 1, data_root=data_root)
     assert not result.ok and result.replay is None
@@ -393,6 +394,7 @@ def test_rollback_refuses_a_tampered_onnx_without_loading_it(new_case: Any, data
 def test_replay_reference_does_not_load_an_onnx_that_fails_its_hash(new_case: Any, tmp_path: Path,
                                                                     session_spy: SessionSpy) -> None:
     case = new_case("m_replay_tamper")
+    session_spy.paths.clear()  # logging ran MLflow's input-example check on the verified bytes
     (case.model_dir / "model.onnx").write_bytes(b"\x08\x07garbage")
     report = replay_reference(case.model_dir)
     assert not report.ok and report.rows == 0

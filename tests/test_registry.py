@@ -42,9 +42,11 @@ from feature_platform.registry.rollback import replay_reference, rollback
 from feature_platform.registry.tracking import (
     PRODUCTION,
     STAGING,
+    TRAINING_ARTIFACT_DIR,
     LoggedModel,
     client,
     describe_version,
+    download_version,
     log_training,
     tracking_uri,
 )
@@ -199,8 +201,14 @@ def flip_byte(path: Path, offset: int | None = None) -> None:
 
 
 def artifact_path(data_root: Path, model_name: str, version: str, name: str) -> Path:
-    """The registry's stored copy of ``name`` for a version (tests tamper with it directly)."""
-    source = str(client(data_root).get_model_version_download_uri(model_name, version))
+    """The registry's stored copy of ``name`` for a version (tests tamper with it directly): the ONNX
+    inside the registered MLflow model, every other file among its run's ``training/`` artifacts."""
+    mc = client(data_root)
+    if name == "model.onnx":
+        source = str(mc.get_model_version_download_uri(model_name, version))
+    else:
+        run = mc.get_run(str(mc.get_model_version(model_name, version).run_id))
+        source = f"{run.info.artifact_uri}/{TRAINING_ARTIFACT_DIR}"
     assert source.startswith("file://"), source
     return Path(urlparse(source).path) / name
 
@@ -252,14 +260,20 @@ def test_log_training_registers_staging_with_tags_artifacts_and_input(new_case: 
     assert mc.get_experiment(case.logged.experiment_id).artifact_location.startswith(
         (data_root.resolve() / "mlflow" / "artifacts").as_uri())
 
-    listed = {Path(a.path).name for a in mc.list_artifacts(case.logged.run_id, "model")}
-    assert listed == {"model.onnx", "model_manifest.json", "training_manifest.yaml", "evaluation.json",
+    listed = {Path(a.path).name for a in mc.list_artifacts(case.logged.run_id, TRAINING_ARTIFACT_DIR)}
+    assert listed == {"model_manifest.json", "training_manifest.yaml", "evaluation.json",
                       "reference_predictions.parquet", "feature_build.json"}
-    dl = Path(mc.download_artifacts(case.logged.run_id, "model", str(tmp_path / "dl")))
-    assert sha256_file(dl / "model.onnx") == manifest.onnx.sha256
+    dl = Path(mc.download_artifacts(case.logged.run_id, TRAINING_ARTIFACT_DIR, str(tmp_path / "dl")))
     registry_manifest = json.loads((dl / MODEL_MANIFEST_NAME).read_text())
     assert registry_manifest["mlflow_run_id"] == case.logged.run_id
-    assert not list(dl.glob("*.pkl"))
+    version_files = download_version(mc, "m_log", "1", tmp_path / "version")
+    assert version_files.onnx == version_files.mlflow_model / "model.onnx"
+    assert (version_files.mlflow_model / "MLmodel").is_file()
+    assert sha256_file(version_files.onnx) == manifest.onnx.sha256
+    assert not list(version_files.mlflow_model.rglob("*.pkl")) and not list(dl.glob("*.pkl"))
+    mv = mc.get_model_version("m_log", "1")
+    (model_output,) = run.outputs.model_outputs
+    assert mv.source == f"models:/{model_output.model_id}" and mv.run_id == case.logged.run_id
 
     assert run.inputs is not None
     (ds_input,) = run.inputs.dataset_inputs
@@ -267,6 +281,8 @@ def test_log_training_registers_staging_with_tags_artifacts_and_input(new_case: 
     assert ds_input.dataset.name == DATASET_ID
     assert input_tags["dataset_manifest_digest"] == manifest.dataset_manifest_digest
     assert manifest.dataset_manifest_digest.startswith(ds_input.dataset.digest)
+    assert json.loads(ds_input.dataset.profile)["sha256"] == manifest.dataset_manifest_digest
+    assert len(manifest.dataset_manifest_digest) == 64
 
     second = new_case("m_log")
     assert second.logged.version == "2"

@@ -197,15 +197,15 @@ def lineage(model_name: str, *, version: str | int | None = None, alias: str | N
     mv = mc.get_model_version(model_name, resolved)
     with tempfile.TemporaryDirectory(prefix="fp-lineage-") as tmp:
         try:
-            model_dir = download_version(mc, model_name, resolved, Path(tmp))
-            manifest = read_model_manifest(model_dir / MODEL_MANIFEST_NAME)
+            files = download_version(mc, model_name, resolved, Path(tmp))
+            manifest = read_model_manifest(files.files / MODEL_MANIFEST_NAME)
         except (MlflowException, OSError, ValueError, RegistryError) as exc:
             report.add("model_manifest", "a valid model manifest in the registry", f"{type(exc).__name__}", False)
             return report
         report.add("model_manifest", "valid", f"{manifest.model_id} (training {manifest.training_id})", True)
-        onnx = model_dir / manifest.onnx.path
-        sha = sha256_file(onnx) if onnx.is_file() else "missing"
-        report.add("onnx_sha256", manifest.onnx.sha256, sha, sha == manifest.onnx.sha256)
-        _run_links(mc, report, mv.run_id, manifest, model_dir)
+        sha = sha256_file(files.onnx) if files.onnx.is_file() else "missing"
+        report.add("onnx_sha256", manifest.onnx.sha256, f"{sha} ({files.onnx.relative_to(Path(tmp))})",
+                   sha == manifest.onnx.sha256)
+        _run_links(mc, report, mv.run_id, manifest, files.files)
     _dataset_links(report, Path(manifest.dataset_manifest_path), manifest.dataset_manifest_digest, data_root)
     return report

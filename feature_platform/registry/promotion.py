@@ -23,6 +23,7 @@ from feature_platform.registry.history import ProductionEvent, ProductionJournal
 from feature_platform.registry.tracking import (
     PRODUCTION,
     RegistryError,
+    VersionFiles,
     client,
     download_version,
     read_model_manifest,
@@ -98,19 +99,21 @@ class PromotionResult:
     decision: PromotionDecision
 
 
-def integrity_checks(decision: PromotionDecision, model_dir: Path, run_id: str | None, *,
+def integrity_checks(decision: PromotionDecision, version: VersionFiles, run_id: str | None, *,
                      dataset_id: str | None = None) -> ModelManifest | None:
-    """Checks on the downloaded version and its dataset, as they are now; returns the manifest if readable."""
+    """Checks on the downloaded version and its dataset, as they are now; returns the manifest if readable.
+
+    The ONNX checked is the one inside the registered MLflow model; nothing here loads it.
+    """
     try:
-        manifest = read_model_manifest(model_dir / MODEL_MANIFEST_NAME)
+        manifest = read_model_manifest(version.files / MODEL_MANIFEST_NAME)
     except (OSError, ValueError) as exc:
         decision.add("model_manifest", False, "a valid model manifest in the registry", f"{type(exc).__name__}")
         return None
     decision.add("model_manifest", True, "a valid model manifest in the registry", "valid")
     decision.manifest = manifest
     decision.add("mlflow_run_id", manifest.mlflow_run_id == run_id, run_id, manifest.mlflow_run_id)
-    for entry in (manifest.onnx, manifest.reference):
-        path = model_dir / entry.path
+    for entry, path in ((manifest.onnx, version.onnx), (manifest.reference, version.files / manifest.reference.path)):
         actual = sha256_file(path) if path.is_file() else "missing"
         decision.add(f"artifact_sha256[{entry.path}]", actual == entry.sha256, entry.sha256, actual)
 
@@ -162,12 +165,12 @@ def _evaluate(mc: MlflowClient, model_name: str, version: str, *, dataset_id: st
     decision.add("model_version", True, f"{model_name} v{version} registered", mv.source)
     with tempfile.TemporaryDirectory(prefix="fp-promote-") as tmp:
         try:
-            model_dir = download_version(mc, model_name, str(version), Path(tmp))
+            files = download_version(mc, model_name, str(version), Path(tmp))
         except (MlflowException, OSError, RegistryError) as exc:
             decision.add("registry_artifacts", False, "downloadable", f"{type(exc).__name__}: {exc}")
             manifest = None
         else:
-            manifest = integrity_checks(decision, model_dir, mv.run_id, dataset_id=dataset_id)
+            manifest = integrity_checks(decision, files, mv.run_id, dataset_id=dataset_id)
     if guardrails is not None:
         guardrail_checks(decision, manifest, guardrails, review_db)
     return decision

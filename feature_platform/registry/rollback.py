@@ -60,11 +60,11 @@ def rollback(
     decision.add("model_version", True, f"{model_name} v{version} registered", mv.source)
     with tempfile.TemporaryDirectory(prefix="fp-rollback-") as tmp:
         try:
-            model_dir = download_version(mc, model_name, version, Path(tmp))
+            files = download_version(mc, model_name, version, Path(tmp))
         except (MlflowException, OSError, RegistryError) as exc:
             decision.add("registry_artifacts", False, "downloadable", f"{type(exc).__name__}: {exc}")
         else:
-            manifest = integrity_checks(decision, model_dir, mv.run_id)
+            manifest = integrity_checks(decision, files, mv.run_id)
             onnx_checks = [c for c in decision.checks
                            if manifest is not None and c.name == f"artifact_sha256[{manifest.onnx.path}]"]
             if manifest is not None and not (onnx_checks and all(c.passed for c in onnx_checks)):
@@ -72,7 +72,7 @@ def rollback(
                 decision.add("replay_reference", False, "a replay of the verified ONNX",
                              f"not run: {manifest.onnx.path} failed its sha256 check")
             elif manifest is not None:
-                replay = replay_reference(model_dir, REPLAY_TOLERANCE)
+                replay = replay_reference(files.files, REPLAY_TOLERANCE, onnx_path=files.onnx)
                 detail = "; ".join(replay.problems)
                 decision.add("replay_reference", replay.ok, f"max |diff| <= {REPLAY_TOLERANCE} on the stored batch",
                              f"{replay.rows} rows, max |diff| {replay.max_abs_diff:.3g} {detail}".strip())

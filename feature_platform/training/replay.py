@@ -32,11 +32,16 @@ class ReplayReport:
     problems: list[str] = field(default_factory=list)
 
 
-def replay_reference(model_dir: Path, tolerance: float = DEFAULT_REPLAY_TOLERANCE) -> ReplayReport:
-    """Re-run ONNX on the reference rows; ``ok`` only if hashes match and max |Δprob| <= tolerance."""
+def replay_reference(model_dir: Path, tolerance: float = DEFAULT_REPLAY_TOLERANCE, *,
+                     onnx_path: Path | None = None) -> ReplayReport:
+    """Re-run ONNX on the reference rows; ``ok`` only if hashes match and max |Δprob| <= tolerance.
+
+    ``onnx_path``: the ONNX file when it is not beside the manifest (a registered MLflow model's copy).
+    """
     manifest = read_model_manifest(Path(model_dir))
     problems: list[str] = []
-    onnx_path = resolve_inside(Path(model_dir), manifest.onnx.path)
+    if onnx_path is None:
+        onnx_path = resolve_inside(Path(model_dir), manifest.onnx.path)
     ref_path = resolve_inside(Path(model_dir), manifest.reference.path)
     for label, path, expected in (("onnx", onnx_path, manifest.onnx.sha256),
                                   ("reference", ref_path, manifest.reference.sha256)):
