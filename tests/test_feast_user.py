@@ -154,7 +154,9 @@ def test_feast_cli_and_feature_store_after_build(golden: BuildResult, tmp_path: 
     published = read_published(out)
     assert published.dataset_version == "v1" and published.materialization_end == build.materialization_end
     assert published.feature_build_sha256 == sha256_file(out / published.feature_build)
-    assert not [p.name for p in latest.dir.iterdir() if p.name.endswith(".tmp")]
+    assert sorted(p.name for p in latest.dir.iterdir()) == [
+        "dataset_features.parquet", "feature_store.yaml", "market_ohlcv.parquet", "online_store.db",
+        "published.json", "registry.db"]
     # The published registry names the stable paths only: no staging path, no infrastructure record to tear down.
     assert b".tmp" not in latest.registry.read_bytes()
 
@@ -227,8 +229,8 @@ def test_rebuild_republishes_and_another_data_root(golden: BuildResult, tmp_path
     defs = load_repo_definitions(repo)
     with pytest.raises(FeatureBuildError, match=r"latest: could not publish build 'v1'"):
         publish_latest(repo, out, first, defs.make_objects, T0, T0 + timedelta(days=1))
-    assert {p: sha256_file(p) for p in before} == before
-    assert not [p.name for p in latest.dir.iterdir() if p.name.endswith(".tmp")]
+    assert {p: sha256_file(p) for p in before} == before and read_published(out).dataset_version == "v2"
+    assert sorted(p.name for p in out.iterdir()) == ["feast", "latest", "offline"]  # no staging left behind
 
 
 def test_published_marker_parsed_strictly(tmp_path: Path) -> None:

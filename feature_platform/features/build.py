@@ -14,7 +14,6 @@ import io
 import os
 import shutil
 import subprocess
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -32,7 +31,7 @@ from feature_platform.features.drift import DriftReport, contract_drift, feature
 from feature_platform.features.layout import DATASET_VIEW as DATASET_VIEW
 from feature_platform.features.layout import MARKET_VIEW as MARKET_VIEW
 from feature_platform.features.layout import LatestPaths, latest_paths
-from feature_platform.storage.files import exclusive_lock, fsync_dir, write_atomic
+from feature_platform.storage.files import write_atomic
 
 FEATURE_BUILD_NAME = "feature_build.json"
 STORE_CONFIG = "feature_store.yaml"
@@ -321,10 +320,6 @@ class PublishedFeatures(BaseModel):
     published_at: str
 
 
-def _stage(latest: LatestPaths, target: Path) -> Path:
-    return latest.dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
-
-
 def _stage_file(source: Path, staged: Path, *, link: bool) -> None:
     """``source`` at ``staged``: a hard link when allowed (immutable parquet), else a durable copy."""
     if link:
@@ -352,62 +347,49 @@ def _published_store_config(repo_path: Path, latest: LatestPaths) -> bytes:
 
 def publish_latest(repo_path: Path, out_dir: Path, build: FeatureBuild, make_objects: Any,
                    start: datetime, end: datetime) -> PublishedFeatures:
-    """Publish ``build`` to ``out_dir/latest/``, where the Feast repository's sources and registry point.
+    """Publish ``build`` as ``out_dir/latest/``, where the Feast repository's sources and registry point.
 
     The offline parquet is hard-linked (or copied) from the build's immutable files; the online store is
     a copy of the build's (Feast writes to it: the hashed original stays untouched); the registry holds
     the repository's objects over the published paths and the build's materialization interval, and no
-    infrastructure record, so the user's first ``feast apply`` only creates what is missing. Every file
-    is staged beside its target and renamed into place, the registry and ``published.json`` last, under
-    an exclusive lock so concurrent builds publish one after the other.
+    infrastructure record, so the user's first ``feast apply`` only creates what is missing. The whole
+    directory is staged beside ``latest/`` and swapped in at once: readers see one build, never a mix.
     """
     import feast
 
     from feature_platform.market.source import empty_ohlcv
+    from feature_platform.storage.publish import publish_dir, staging_dir
 
     latest = latest_paths(out_dir)
-    latest.dir.mkdir(parents=True, exist_ok=True)
     version = build.dataset_version
-    with exclusive_lock(latest.dir / ".publish.lock"):
-        staged: dict[Path, Path] = {}
-        try:
-            staged[latest.dataset] = _stage(latest, latest.dataset)
-            _stage_file(out_dir / build.view(DATASET_VIEW).path, staged[latest.dataset], link=True)
-            staged[latest.market] = _stage(latest, latest.market)
+    feature_build = feature_build_path(out_dir, version)
+    try:
+        with staging_dir(latest.dir) as staging:
+            staged = LatestPaths(staging)
+            _stage_file(out_dir / build.view(DATASET_VIEW).path, staged.dataset, link=True)
             if any(v.name == MARKET_VIEW for v in build.feature_views):
-                _stage_file(out_dir / build.view(MARKET_VIEW).path, staged[latest.market], link=True)
+                _stage_file(out_dir / build.view(MARKET_VIEW).path, staged.market, link=True)
             else:  # this build had no market bars: the repo's market view reads an empty table, not a stale one
                 buf = io.BytesIO()
                 pq.write_table(empty_ohlcv().select(list(MARKET_COLUMNS)), buf)
-                staged[latest.market].write_bytes(buf.getvalue())
-            staged[latest.online_store] = _stage(latest, latest.online_store)
-            _stage_file(out_dir / build.output(f"feast/{version}/online_store.db").path,
-                        staged[latest.online_store], link=False)
-            staged[latest.registry] = _stage(latest, latest.registry)
-            store = feast.FeatureStore(config=store_config(repo_path, staged[latest.registry],
-                                                           staged[latest.online_store]))
+                write_atomic(staged.market, buf.getvalue())
+            _stage_file(out_dir / build.output(f"feast/{version}/online_store.db").path, staged.online_store,
+                        link=False)
+            store = feast.FeatureStore(config=store_config(repo_path, staged.registry, staged.online_store))
             objects = make_objects(latest.dataset, latest.market)
             store.apply(objects)
             for view in (o for o in objects if isinstance(o, feast.FeatureView)):
                 store.registry.apply_materialization(view, store.project, start, end, commit=True)
-            staged[latest.store_config] = _stage(latest, latest.store_config)
-            staged[latest.store_config].write_bytes(_published_store_config(repo_path, latest))
-            for target in (latest.dataset, latest.market, latest.online_store, latest.registry,
-                           latest.store_config):
-                os.replace(staged.pop(target), target)
-        except OSError as exc:
-            raise FeatureBuildError(f"{latest.dir}: could not publish build {version!r}: {exc}") from None
-        finally:
-            for leftover in staged.values():
-                leftover.unlink(missing_ok=True)
-        feature_build = feature_build_path(out_dir, version)
-        published = PublishedFeatures(
-            dataset_version=version, feature_build=feature_build.relative_to(out_dir).as_posix(),
-            feature_build_sha256=sha256_file(feature_build), materialization_start=utc_timestamp(start),
-            materialization_end=utc_timestamp(end), published_at=utc_timestamp(utc_now()),
-        )
-        write_atomic(latest.marker, (published.model_dump_json(indent=2) + "\n").encode())
-        fsync_dir(latest.dir)
+            write_atomic(staged.store_config, _published_store_config(repo_path, latest))
+            published = PublishedFeatures(
+                dataset_version=version, feature_build=feature_build.relative_to(out_dir).as_posix(),
+                feature_build_sha256=sha256_file(feature_build), materialization_start=utc_timestamp(start),
+                materialization_end=utc_timestamp(end), published_at=utc_timestamp(utc_now()),
+            )
+            write_atomic(staged.marker, (published.model_dump_json(indent=2) + "\n").encode())
+            publish_dir(staging, latest.dir, replace=True)
+    except OSError as exc:
+        raise FeatureBuildError(f"{latest.dir}: could not publish build {version!r}: {exc}") from None
     return published
 
 
