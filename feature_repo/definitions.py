@@ -2,8 +2,9 @@
 
 The ``dataset_features`` schema is generated from ``feature_contract.yaml`` (names, types, order), so
 the contract stays the single source of truth; ``feature_platform.features.drift`` proves it.
-Source paths come from ``$FP_FEATURE_SOURCE`` / ``$FP_MARKET_SOURCE`` for the Feast CLI;
-``build_features`` calls :func:`make_objects` with explicit per-version paths instead.
+The module-level objects (what ``feast plan/apply/materialize`` registers) read the latest build that
+``fp features build`` published under ``<data root>/features/latest/`` (data root: ``$FP_DATA_ROOT``,
+default ``<project>/data``); ``build_features`` calls :func:`make_objects` with per-version paths.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String,
 from feast.value_type import ValueType
 
 from feature_platform.contracts.feature_contract import CONTRACT_ENV, FeatureContract, load_feature_contract
+from feature_platform.features.layout import DATASET_VIEW, MARKET_VIEW, default_data_root, features_dir, latest_paths
 
 os.environ.setdefault("FEAST_USAGE", "False")
 
 REPO_DIR = Path(__file__).resolve().parent
-DATA_ROOT = Path(os.environ.get("FP_DATA_ROOT") or Path(__file__).resolve().parents[1] / "data")
-DEFAULT_FEATURE_SOURCE = DATA_ROOT / "features" / "dataset_features.parquet"
-DEFAULT_MARKET_SOURCE = DATA_ROOT / "market" / "ohlcv.parquet"
+DATA_ROOT = default_data_root(REPO_DIR.parent)
+# Where `fp features build` publishes its latest build; feature_store.yaml names the same directory.
+LATEST = latest_paths(features_dir(DATA_ROOT))
 
-DATASET_VIEW = "dataset_features"
-MARKET_VIEW = "market_ohlcv"
 TRAINING_SERVICE = "training_v1"
 # Dataset rows describe bars of up to a day; a row older than this says nothing about "now".
 DATASET_TTL = timedelta(days=2)
@@ -96,9 +96,6 @@ def make_objects(
     return objects
 
 
-# Module-level objects for `feast apply` / `feast plan` run inside this directory.
-_objects = make_objects(
-    os.environ.get("FP_FEATURE_SOURCE") or DEFAULT_FEATURE_SOURCE,
-    os.environ.get("FP_MARKET_SOURCE") or DEFAULT_MARKET_SOURCE,
-)
+# Module-level objects for `feast plan/apply/materialize`: the published latest build.
+_objects = make_objects(LATEST.dataset, LATEST.market)
 entity, dataset_source, dataset_features, asset, market_source, market_ohlcv, training_v1 = _objects

@@ -44,11 +44,13 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def committed_feast_repo(root: Path) -> Path:
-    """A copy of feature_repo/ committed into a fresh git repository at ``root`` (the real tree may be dirty)."""
+    """A copy of feature_repo/ committed into a fresh git repository at ``root`` (the real tree may be dirty),
+    with the project's ``.gitignore``: ``root`` is laid out like the project (its data root is ``root/data``)."""
     repo = root / "feature_repo"
     repo.mkdir(parents=True)
     for name in ("definitions.py", "feature_store.yaml", "feature_contract.yaml"):
         shutil.copy2(PROJECT / "feature_repo" / name, repo / name)
+    shutil.copy2(PROJECT / ".gitignore", root / ".gitignore")
     git(root, "init", "-q")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "feature repo")

@@ -394,3 +394,6 @@ def test_feature_build_pins_applies_and_records(good: RefreshOutcome, defs: dg.D
     assert record["dataset_version"] == "v-good" and len(record["feast_repo_sha"]) == 40
     assert record["row_counts"]["dataset_features"] == 3_000
     assert all(len(o["sha256"]) == 64 for o in record["outputs"])
+    from feature_platform.features.build import read_published
+
+    assert read_published(paths.root / "features").dataset_version == "v-good"  # what feature_repo now serves

@@ -3,13 +3,16 @@ features, apply and materialize to the online store, and record it all in ``feat
 
 The recorded Feast repo sha is what makes a training set reproducible, so a build refuses a repo
 with uncommitted changes (unless told otherwise) and a ``git_ref`` that does not resolve to HEAD.
-Every build gets its own registry and online store under ``out_dir``, so builds never race.
+Every build gets its own registry and online store under ``out_dir``, so builds never race; the
+latest build is then published to the stable paths the Feast repository names (``features.layout``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +28,13 @@ from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_mapping
 from feature_platform.features.drift import DriftReport, contract_drift, feature_view_fields, load_repo_definitions
+from feature_platform.features.layout import DATASET_VIEW as DATASET_VIEW
+from feature_platform.features.layout import MARKET_VIEW as MARKET_VIEW
+from feature_platform.features.layout import LatestPaths, latest_paths
+from feature_platform.storage.files import write_atomic
 
 FEATURE_BUILD_NAME = "feature_build.json"
 STORE_CONFIG = "feature_store.yaml"
-DATASET_VIEW = "dataset_features"
-MARKET_VIEW = "market_ohlcv"
 MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
 # When a feature row became known to the platform (Feast's created timestamp): the dataset's created_at.
 # A training set built "as of" a time sees only rows created by then (features/training_set.py).
@@ -206,7 +211,8 @@ def build_features(
     """Build, materialize and record the features of one dataset version (see module docstring).
 
     Writes ``out_dir/offline/<version>/{dataset_features,market_ohlcv}.parquet`` and
-    ``feature_build.json`` beside them, and ``out_dir/feast/<version>/{registry,online_store}.db``.
+    ``feature_build.json`` beside them, and ``out_dir/feast/<version>/{registry,online_store}.db``;
+    then publishes the build to ``out_dir/latest/`` (:func:`publish_latest`).
     ``created_at`` (default: now) is every dataset feature row's created timestamp: when the rows became
     known, normally the dataset manifest's ``created_at``.
     """
@@ -296,7 +302,109 @@ def build_features(
         ],
     )
     _write_atomic(offline / FEATURE_BUILD_NAME, (build.model_dump_json(indent=2) + "\n").encode())
+    publish_latest(repo_path, out_dir, build, defs.make_objects, start, end)
     return build
+
+
+class PublishedFeatures(BaseModel):
+    """The content of ``<out_dir>/latest/published.json``: the build the Feast repository serves."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    spec_version: Literal["1"] = "1"
+    dataset_version: str
+    feature_build: str = Field(description="the build's feature_build.json, POSIX path relative to out_dir")
+    feature_build_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    materialization_start: str = Field(description="START for `feast materialize START END` to reload it")
+    materialization_end: str = Field(description="END for `feast materialize START END`")
+    published_at: str
+
+
+def _stage_file(source: Path, staged: Path, *, link: bool) -> None:
+    """``source`` at ``staged``: a hard link when allowed (immutable parquet), else a durable copy."""
+    if link:
+        try:
+            os.link(source, staged)
+            return
+        except OSError:
+            pass  # another file system, or links not allowed: copy
+    shutil.copyfile(source, staged)
+    with staged.open("rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _published_store_config(repo_path: Path, latest: LatestPaths) -> bytes:
+    import yaml
+
+    raw = read_mapping(repo_path / STORE_CONFIG)
+    raw["registry"] = str(latest.registry)
+    raw["online_store"] = {**raw.get("online_store", {}), "type": "sqlite", "path": str(latest.online_store)}
+    header = (f"# Written by fp features build: {repo_path / STORE_CONFIG} with absolute paths to this\n"
+              f"# directory. Use it when the data root is not the project's data/:\n"
+              f"#   feast -c {repo_path} -f {latest.store_config} plan\n")
+    return (header + yaml.safe_dump(raw, sort_keys=False)).encode()
+
+
+def publish_latest(repo_path: Path, out_dir: Path, build: FeatureBuild, make_objects: Any,
+                   start: datetime, end: datetime) -> PublishedFeatures:
+    """Publish ``build`` as ``out_dir/latest/``, where the Feast repository's sources and registry point.
+
+    The offline parquet is hard-linked (or copied) from the build's immutable files; the online store is
+    a copy of the build's (Feast writes to it: the hashed original stays untouched); the registry holds
+    the repository's objects over the published paths and the build's materialization interval, and no
+    infrastructure record, so the user's first ``feast apply`` only creates what is missing. The whole
+    directory is staged beside ``latest/`` and swapped in at once: readers see one build, never a mix.
+    """
+    import feast
+
+    from feature_platform.market.source import empty_ohlcv
+    from feature_platform.storage.publish import publish_dir, staging_dir
+
+    latest = latest_paths(out_dir)
+    version = build.dataset_version
+    feature_build = feature_build_path(out_dir, version)
+    try:
+        with staging_dir(latest.dir) as staging:
+            staged = LatestPaths(staging)
+            _stage_file(out_dir / build.view(DATASET_VIEW).path, staged.dataset, link=True)
+            if any(v.name == MARKET_VIEW for v in build.feature_views):
+                _stage_file(out_dir / build.view(MARKET_VIEW).path, staged.market, link=True)
+            else:  # this build had no market bars: the repo's market view reads an empty table, not a stale one
+                buf = io.BytesIO()
+                pq.write_table(empty_ohlcv().select(list(MARKET_COLUMNS)), buf)
+                write_atomic(staged.market, buf.getvalue())
+            _stage_file(out_dir / build.output(f"feast/{version}/online_store.db").path, staged.online_store,
+                        link=False)
+            store = feast.FeatureStore(config=store_config(repo_path, staged.registry, staged.online_store))
+            objects = make_objects(latest.dataset, latest.market)
+            store.apply(objects)
+            for view in (o for o in objects if isinstance(o, feast.FeatureView)):
+                store.registry.apply_materialization(view, store.project, start, end, commit=True)
+            write_atomic(staged.store_config, _published_store_config(repo_path, latest))
+            published = PublishedFeatures(
+                dataset_version=version, feature_build=feature_build.relative_to(out_dir).as_posix(),
+                feature_build_sha256=sha256_file(feature_build), materialization_start=utc_timestamp(start),
+                materialization_end=utc_timestamp(end), published_at=utc_timestamp(utc_now()),
+            )
+            write_atomic(staged.marker, (published.model_dump_json(indent=2) + "\n").encode())
+            publish_dir(staging, latest.dir, replace=True)
+    except OSError as exc:
+        raise FeatureBuildError(f"{latest.dir}: could not publish build {version!r}: {exc}") from None
+    return published
+
+
+def read_published(out_dir: Path) -> PublishedFeatures:
+    """``<out_dir>/latest/published.json``, parsed strictly; ``FeatureBuildError`` names the file."""
+    from pydantic import ValidationError
+
+    from feature_platform.contracts.safe_read import read_json
+
+    path = latest_paths(out_dir).marker
+    try:
+        return PublishedFeatures.model_validate(read_json(path))
+    except (ValueError, ValidationError) as exc:
+        raise FeatureBuildError(f"{path}: not a readable published feature build: {str(exc).splitlines()[0]}") \
+            from None
 
 
 def _view_ref(view: Any, out_dir: Path) -> FeatureViewRef:

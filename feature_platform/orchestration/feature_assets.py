@@ -24,12 +24,14 @@ class FeatureBuildConfig(dg.Config):
 def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig, paths: PlatformPaths,
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Pins feature_repo to its git sha, applies it, materializes the version's features offline and
-    online, and writes feature_build.json (repo sha, dataset version, timestamp, row counts, sha256s)."""
+    online, and writes feature_build.json (repo sha, dataset version, timestamp, row counts, sha256s);
+    then publishes the build to <data_root>/features/latest/, where feature_repo's Feast config points."""
     import pyarrow.parquet as pq
 
     from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
     from feature_platform.contracts.provenance import parse_utc_timestamp
     from feature_platform.features.build import build_features, feature_build_path
+    from feature_platform.features.layout import features_dir, latest_paths
 
     version = context.partition_key
     started = time.perf_counter()
@@ -45,11 +47,12 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
         pq.write_table(market.select(["asset", "ts", "open", "high", "low", "close", "volume"]), market_path)
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
     dataset_manifest = load_manifest(manifest_path)
+    out_dir = features_dir(paths.root)
     build = build_features(FEATURE_REPO, paths.dataset_dir(version) / "data.parquet", version,
-                           paths.root / "features", market_path, git_ref=config.feature_repo_ref,
+                           out_dir, market_path, git_ref=config.feature_repo_ref,
                            allow_dirty=config.allow_dirty,
                            created_at=parse_utc_timestamp(dataset_manifest.created_at, "created_at"))
-    path = feature_build_path(paths.root / "features", version)
+    path = feature_build_path(out_dir, version)
     return dg.MaterializeResult(
         metadata={
             "feast_repo_sha": build.feast_repo_sha,
@@ -59,6 +62,8 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
             "row_counts": dg.MetadataValue.json(build.row_counts),
             "outputs": dg.MetadataValue.json({o.path: o.sha256 for o in build.outputs}),
             "feature_build": dg.MetadataValue.path(str(path)),
+            # What `feast -c feature_repo ...` and FeatureStore(repo_path="feature_repo") now serve.
+            "feast_published": dg.MetadataValue.path(str(latest_paths(out_dir).dir)),
             "dagster/row_count": build.row_counts.get("dataset_features", 0),
             "duration_s": round(time.perf_counter() - started, 3),
         },
