@@ -30,8 +30,8 @@ from feature_platform.orchestration.resources import (
     RetrySettings,
 )
 from feature_platform.orchestration.schedules import nightly_refresh
-from feature_platform.orchestration.story import STORE_TAG, TIMESERIES_TAG, with_configured_kinds
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
+from feature_platform.orchestration.story import STORE_TAG, TIMESERIES_TAG, with_configured_kinds
 from feature_platform.orchestration.tensor_assets import TENSOR_ASSETS, TENSOR_CHECKS, tensor_dataset_job
 from feature_platform.orchestration.training_assets import (
     TRAINING_ASSETS,

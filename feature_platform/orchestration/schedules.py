@@ -13,4 +13,5 @@ from feature_platform.orchestration.story import launched_by
 def nightly_refresh(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     version = context.scheduled_execution_time.strftime("%Y-%m-%d")
     ensure_partition(context.instance, version)
-    return dg.RunRequest(run_key=f"nightly-{version}", partition_key=version, tags={"fp/trigger": "schedule", **launched_by("schedule", "nightly_refresh")})
+    return dg.RunRequest(run_key=f"nightly-{version}", partition_key=version,
+                         tags={"fp/trigger": "schedule", **launched_by("schedule", "nightly_refresh")})

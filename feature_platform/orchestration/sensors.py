@@ -69,7 +69,7 @@ def _archive_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
     if not partition:
         return dg.SkipReason(f"run {run.run_id} has no partition")
     return dg.RunRequest(run_key=f"archive-{run.run_id}", partition_key=partition, job_name=archive_job.name,
-                         tags={"fp/refresh_run_id": run.run_id, **launched_by("sensor", "refresh run status")})
+                         tags={"fp/refresh_run_id": run.run_id, **launched_by("sensor", "refresh_run_status")})
 
 
 def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: PlatformPaths,
