@@ -24,6 +24,18 @@ def _local_path(uri: str) -> str | None:
     return uri if parts.scheme == "" and uri.startswith("/") else None
 
 
+def server_links(base_uri: str, experiment_id: str, run_id: str, model_name: str | None = None,
+                 version: str | None = None) -> dict[str, Link]:
+    """The tracking server UI's pages for a run and a registered model version."""
+    base = base_uri.rstrip("/")
+    links = {"mlflow_run": Link("url", f"{base}/#/experiments/{quote(experiment_id, safe='')}/runs/"
+                                       f"{quote(run_id, safe='')}")}
+    if model_name and version:
+        links["mlflow_model_version"] = Link("url", f"{base}/#/models/{quote(model_name, safe='')}/versions/"
+                                                    f"{quote(str(version), safe='')}")
+    return links
+
+
 def mlflow_links(data_root: Path, run_id: str, model_name: str | None = None,
                  version: str | None = None) -> dict[str, Link]:
     """``mlflow_run`` and (with a name and version) ``mlflow_model_version``: UI pages on a tracking server,
@@ -33,13 +45,7 @@ def mlflow_links(data_root: Path, run_id: str, model_name: str | None = None,
     run = mc.get_run(run_id)
     links: dict[str, Link] = {}
     if urlsplit(uri).scheme in ("http", "https"):
-        base = uri.rstrip("/")
-        links["mlflow_run"] = Link("url", f"{base}/#/experiments/{quote(run.info.experiment_id, safe='')}/runs/"
-                                          f"{quote(run_id, safe='')}")
-        if model_name and version:
-            links["mlflow_model_version"] = Link("url", f"{base}/#/models/{quote(model_name, safe='')}/versions/"
-                                                        f"{quote(str(version), safe='')}")
-        return links
+        return server_links(uri, run.info.experiment_id, run_id, model_name, version)
     run_dir = _local_path(run.info.artifact_uri or "")
     if run_dir:
         links["mlflow_run"] = Link("path", run_dir)
