@@ -259,7 +259,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     delivery = notifier.open(paths, paging=False).send(Notification(
         title=f"Dataset {paths.dataset_id(version)} published", text=highlights, severity="info",
         dataset_version=version, details={"dataset_id": paths.dataset_id(version)},
-        links=run_links(notifier.dagster_url, context.run_id, asset=["published_dataset"], partition=version,
+        links=run_links(notifier.dagster_url, context.run.run_id, asset=["published_dataset"], partition=version,
                         files={"coverage gap report": gaps,
                                "quality report": paths.reports(version) / "quality_report.json"}),
         attachments=[("coverage_gap_report.md", text.encode("utf-8"), "text/markdown")],
