@@ -171,21 +171,23 @@ def _quoted_commands() -> dict[str, str]:
     for checks in build_defs().asset_checks or []:
         for spec in checks.check_specs:  # type: ignore[union-attr]
             for cmd in COMMAND.findall(spec.description or ""):
-                found[cmd] = f"check {spec.name}"
+                found.setdefault(cmd, f"check {spec.name}")
     readme = (PROJECT / "README.md").read_text(encoding="utf-8")
     for cmd in COMMAND.findall(readme):
-        found[cmd] = "README"
+        found.setdefault(cmd, "README")
     in_blocks = re.findall(r"```[^\n]*\n(.*?)```", readme, flags=re.S)
     for line in "\n".join(in_blocks).splitlines():
         line = line.split("#", 1)[0].strip()
         if line.startswith("fp "):
-            found[line.rstrip("\\").strip()] = "README code block"
+            found.setdefault(line.rstrip("\\").strip(), "README code block")
     return found
 
 
 def test_the_override_command_is_the_real_one() -> None:
     quoted = _quoted_commands()
     assert "fp market override ID --by NAME --note WHY" in quoted
+    assert quoted["fp market review"] == "check no_unreviewed_anomalies"
+    assert quoted["fp market blocks"] == "check no_data_gaps"
     assert not [c for c in quoted if "blocks override" in c]
     assert sum(1 for where in quoted.values() if where.startswith("README")) >= 20
 
@@ -337,4 +339,9 @@ def test_data_gap_alert_names_the_override_command_and_links_the_asset(
     assert "fp market override ID --by NAME --note WHY" in gap["text"] and "blocks override" not in gap["text"]
     block_id = re.search(r"block (\d+):", gap["text"])
     assert block_id, gap["text"]
+    commands = re.findall(r"\b(fp [a-z][^\n]*)", gap["text"])
+    assert len(commands) == 2, gap["text"]
+    for command in commands:  # every command the alert tells a reader to run exists, options included
+        for path, parser, options in _resolve(command):
+            assert path and set(options) <= set(parser._option_string_actions), command
     assert gap["links"]["market_data_raw in Dagster"] == f"{DAGSTER_URL}/assets/market_data_raw?partition=2026-02-01"

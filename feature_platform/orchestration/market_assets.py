@@ -139,7 +139,7 @@ def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -
 
 @dg.asset_check(asset=market_data_raw, name="no_unreviewed_anomalies",
                 description="Price jumps beyond 8σ of the rolling window, and duplicate candles with other values, "
-                            "go to the review queue (fp market review).")
+                            "go to the review queue (`fp market review`).")
 def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
