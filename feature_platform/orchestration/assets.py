@@ -244,8 +244,9 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     )
 
 
+# kind "python" only: which channels exist (Slack, email, only the outbox) depends on configuration
 @platform_asset(group=GROUP, stage="notify", partitions_def=dataset_versions, deps=[published_dataset, quality_report],
-                kinds={"slack", "email"}, modules=["feature_platform.observability.notify"])
+                kinds={"python"}, modules=["feature_platform.observability.notify"])
 def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
                         notifier: NotifierResource) -> dg.MaterializeResult:
     """Slack summary and email to the evaluation list, with coverage gap highlights attached."""
