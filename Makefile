@@ -51,12 +51,14 @@ demo: $(STAMP) home  ## market data → refresh → features → training → pr
 DG := $(wildcard $(BIN)/dg)
 SUPERSEDED := PYTHONWARNINGS='ignore:Function `dev_command` is superseded:FutureWarning,ignore:Function `definitions_validate_command` is superseded:FutureWarning'
 
-# exec: dagster dev replaces the shell, so Ctrl-C (SIGINT) and SIGTERM reach it and it stops its children.
+# exec, and SIGINT/SIGTERM reset to their defaults (a background start inherits SIGINT ignored, and dagster dev
+# maps SIGTERM to it): Ctrl-C or SIGTERM reaches dagster dev itself, which stops the webserver and daemon.
+WITH_SIGNALS := $(BIN)/python -m feature_platform.orchestration.dev
 ui: $(STAMP) home  ## start the Dagster UI and daemon on this project's instance (Ctrl-C stops both)
 ifneq ($(DG),)
-	exec $(BIN)/dg dev -h 127.0.0.1 -p $(UI_PORT)
+	exec $(WITH_SIGNALS) $(BIN)/dg dev -h 127.0.0.1 -p $(UI_PORT)
 else
-	exec env $(SUPERSEDED) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+	exec env $(SUPERSEDED) $(WITH_SIGNALS) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
 endif
 
 check-defs: $(STAMP) home  ## load the Dagster code location and validate it

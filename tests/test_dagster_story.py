@@ -345,3 +345,32 @@ def test_data_gap_alert_names_the_override_command_and_links_the_asset(
         for path, parser, options in _resolve(command):
             assert path and set(options) <= set(parser._option_string_actions), command
     assert gap["links"]["market_data_raw in Dagster"] == f"{DAGSTER_URL}/assets/market_data_raw?partition=2026-02-01"
+
+
+# --- make ui: signals reach dagster dev --------------------------------------------------------------------
+
+PROBE = ("import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler, "
+         "signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)")
+
+
+def test_ui_launcher_restores_the_signals_a_background_start_ignores() -> None:
+    """`make ui &` (or a supervisor) starts with SIGINT ignored; dagster dev maps SIGTERM to SIGINT's handler, so
+    without the launcher both would be ignored and the UI would outlive make."""
+    import signal
+    import subprocess
+    import sys
+
+    def ignoring() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    direct = subprocess.run([sys.executable, "-c", PROBE], preexec_fn=ignoring, capture_output=True, text=True)
+    assert direct.stdout.split() == ["False", "False"]  # what dagster dev would inherit
+    launched = subprocess.run([sys.executable, "-m", "feature_platform.orchestration.dev", sys.executable, "-c",
+                               PROBE], preexec_fn=ignoring, capture_output=True, text=True)
+    assert launched.returncode == 0 and launched.stdout.split() == ["True", "True"], launched.stderr
+    missing = subprocess.run([sys.executable, "-m", "feature_platform.orchestration.dev", "no-such-dagster-binary"],
+                             capture_output=True, text=True)
+    assert missing.returncode == 127 and missing.stderr.count("\n") == 1 and "no-such-dagster-binary" in missing.stderr
+    empty = subprocess.run([sys.executable, "-m", "feature_platform.orchestration.dev"], capture_output=True, text=True)
+    assert empty.returncode == 2 and empty.stderr.startswith("usage:")
