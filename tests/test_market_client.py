@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email.utils
-import itertools
 import json
 import random
 import threading
@@ -19,7 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from feature_platform.market.client import CoinGeckoClient, parse_retry_after
+from feature_platform.http_retry import parse_retry_after
+from feature_platform.market.client import CoinGeckoClient
 from feature_platform.market.errors import MarketDataError
 from feature_platform.market.limiter import MarketDataLimiter
 from feature_platform.market.source import OHLCV_ARROW_SCHEMA, CoinGeckoSource, MarketDataSource
@@ -300,10 +300,18 @@ def test_schema_invalid_payload_is_rejected_not_retried(stub: StubCoinGecko, kin
     assert len(stub.seen) == 1 and sleeps.calls == []
 
 
-def test_limiter_spaces_requests_so_a_rate_limited_server_never_throttles() -> None:
-    stub = StubCoinGecko(min_spacing=0.005)  # the server answers 429 to anything closer than 5 ms
+def test_limiter_schedules_requests_of_two_clients_one_interval_apart() -> None:
+    """An injected clock (frozen) and sleep (recorded): the schedule is asserted, never wall-clock arrivals."""
+    stub = StubCoinGecko(min_spacing=0.0)
+    waits: list[float] = []
+    lock = threading.Lock()
+
+    def record(seconds: float) -> None:
+        with lock:
+            waits.append(seconds)
+
     try:
-        limiter = MarketDataLimiter(25.0, 1)  # 40 ms apart, shared by two clients on two threads
+        limiter = MarketDataLimiter(25.0, 1, clock=lambda: 0.0, sleep=record)  # 40 ms apart, shared
         clients = [CoinGeckoClient(stub.base_url, limiter=limiter, sleep=Sleeps(), timeout=5.0) for _ in range(2)]
         threads = [threading.Thread(target=lambda c=c: [c.ohlc("bitcoin", "usd", 1) for _ in range(4)])
                    for c in clients]
@@ -311,10 +319,10 @@ def test_limiter_spaces_requests_so_a_rate_limited_server_never_throttles() -> N
             t.start()
         for t in threads:
             t.join()
-        arrivals = sorted(s.at for s in stub.seen)
-        assert len(arrivals) == 8 and stub.throttled == 0
-        assert min(b - a for a, b in itertools.pairwise(arrivals)) >= 0.005
-        assert arrivals[-1] - arrivals[0] >= 7 / 25.0 - 0.005
+        assert len(stub.seen) == 8 and stub.throttled == 0
+        # the first call is free (burst 1); each later one is released one interval after the previous one
+        assert sorted(waits) == pytest.approx([i / 25.0 for i in range(1, 8)])
+        assert limiter.available == pytest.approx(-7.0)
     finally:
         stub.close()
 

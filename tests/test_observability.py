@@ -36,7 +36,7 @@ from feature_platform.observability.logs import (
     current_log_context,
     log_context,
 )
-from feature_platform.observability.metrics import MetricError, PushError, RunMetrics, pushgateway_url
+from feature_platform.observability.metrics import GaugeSet, MetricError, PushError, RunMetrics
 from feature_platform.observability.notify import (
     EmailSmtp,
     FileOutbox,
@@ -613,14 +613,14 @@ EXPECTED_PUSH_BODY = """\
 dag_duration_seconds{dataset_version="v1",job="refresh"} 12.5
 # HELP dag_status 1 for the status of the last DAG run, 0 for the other.
 # TYPE dag_status gauge
-dag_status{dataset_version="v1",job="refresh",status="success"} 1
-dag_status{dataset_version="v1",job="refresh",status="failure"} 0
+dag_status{dataset_version="v1",job="refresh",status="success"} 1.0
+dag_status{dataset_version="v1",job="refresh",status="failure"} 0.0
 # HELP asset_duration_seconds Wall-clock duration of the asset's materialization in seconds.
 # TYPE asset_duration_seconds gauge
 asset_duration_seconds{asset="dataset",dataset_version="v1",job="refresh"} 3.25
 # HELP asset_rows Rows in the materialized asset.
 # TYPE asset_rows gauge
-asset_rows{asset="dataset",dataset_version="v1",job="refresh"} 3000
+asset_rows{asset="dataset",dataset_version="v1",job="refresh"} 3000.0
 """
 
 
@@ -632,7 +632,7 @@ def test_push_puts_exact_body_to_the_grouping_path(http: LoopbackHttp) -> None:
 
     (req,) = http.requests
     assert req.method == "PUT"
-    assert req.path == "/metrics/job/refresh/instance@base64/cnVubmVyLzE=/env/prod%20eu/shard@base64/="
+    assert req.path == "/metrics/job/refresh/env/prod%20eu/instance@base64/cnVubmVyLzE=/shard@base64/="
     assert req.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert req.body.decode("utf-8") == EXPECTED_PUSH_BODY
     parse_exposition(EXPECTED_PUSH_BODY)
@@ -672,8 +672,110 @@ def test_push_refuses_labels_that_contradict_the_grouping_key(http: LoopbackHttp
     with pytest.raises(MetricError, match="dataset_version"):
         metrics.push(http.url, "refresh", {"dataset_version": "v2"})
     with pytest.raises(MetricError, match="empty"):
-        pushgateway_url(http.url, "")
+        metrics.push(http.url, "")
+    with pytest.raises(MetricError, match="given separately"):
+        RunMetrics("refresh").push(http.url, "refresh", {"job": "refresh"})
+    with pytest.raises(MetricError, match="label name"):
+        RunMetrics("refresh").push(http.url, "refresh", {"bad-name": "x"})
+    with pytest.raises(ValueError, match="http"):
+        RunMetrics("refresh").push("ftp://gateway", "refresh")
     assert http.requests == []
+
+
+# The exposition of this run as rendered by the hand-written renderer before prometheus_client took over.
+_TRICKY_LABEL = 'dataset_version="C:\\\\data\\\\\\"quoted\\"\\nline2 données"'
+RECORDED_EXPOSITION = """\
+# HELP dag_duration_seconds Wall-clock duration of the DAG run in seconds.
+# TYPE dag_duration_seconds gauge
+dag_duration_seconds{@,job="dataset_refresh"} 12.5
+# HELP dag_status 1 for the status of the last DAG run, 0 for the other.
+# TYPE dag_status gauge
+dag_status{@,job="dataset_refresh",status="success"} 0
+dag_status{@,job="dataset_refresh",status="failure"} 1
+# HELP asset_duration_seconds Wall-clock duration of the asset's materialization in seconds.
+# TYPE asset_duration_seconds gauge
+asset_duration_seconds{asset="dataset",@,job="dataset_refresh"} 3.25
+asset_duration_seconds{asset="quality/report",@,job="dataset_refresh"} 0.004
+# HELP asset_rows Rows in the materialized asset.
+# TYPE asset_rows gauge
+asset_rows{asset="dataset",@,job="dataset_refresh"} 3000
+asset_rows{asset="quality/report",@,job="dataset_refresh"} 12345678
+# HELP quality_metric Gate metric.\\nLast \\\\ value.
+# TYPE quality_metric gauge
+quality_metric{@,job="dataset_refresh",metric="coverage"} NaN
+quality_metric{@,job="dataset_refresh",metric="diversity"} -Inf
+quality_metric{@,job="dataset_refresh",metric="tiny"} 1e-07
+quality_metric{@,job="dataset_refresh",metric="huge"} 1.152921504606847e+18
+quality_metric{@,job="dataset_refresh",metric="negzero"} 0
+""".replace("@", _TRICKY_LABEL)
+
+
+def _recorded_run() -> RunMetrics:
+    metrics = RunMetrics("dataset_refresh", TRICKY)
+    metrics.set_run(12.5, "failure")
+    metrics.set_asset("dataset", duration_seconds=3.25, rows=3000)
+    metrics.set_asset("quality/report", duration_seconds=0.004, rows=12_345_678)
+    metrics.set("quality_metric", float("nan"), {"metric": "coverage"}, help="Gate metric.\nLast \\ value.")
+    metrics.set("quality_metric", float("-inf"), {"metric": "diversity"})
+    metrics.set("quality_metric", 1e-7, {"metric": "tiny"})
+    metrics.set("quality_metric", 2.0**60, {"metric": "huge"})
+    metrics.set("quality_metric", -0.0, {"metric": "negzero"})
+    return metrics
+
+
+def _families(text: str) -> list[tuple[str, str, str, list[tuple[str, dict[str, str], str]]]]:
+    """prometheus_client's own parser; values as text of the float so NaN compares equal to NaN."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [(f.name, f.documentation, f.type, [(x.name, x.labels, repr(float(x.value))) for x in f.samples])
+            for f in text_string_to_metric_families(text)]
+
+
+def test_exposition_unchanged_by_prometheus_client(tmp_path: Path) -> None:
+    """Same families, help, types, label sets (escaping included) and values as the recorded rendering."""
+    metrics = _recorded_run()
+    recorded = _families(RECORDED_EXPOSITION)
+    assert len(recorded) == 5 and recorded[4][3][0][1]["dataset_version"] == TRICKY
+    assert _families(metrics.render()) == recorded
+    assert parse_exposition(metrics.render()).keys() == parse_exposition(RECORDED_EXPOSITION).keys()  # 0.0.4 grammar
+    target = metrics.write_textfile(tmp_path / "feature_platform.prom")
+    assert _families(target.read_text("utf-8")) == recorded
+
+
+def test_a_family_keeps_one_label_set() -> None:
+    gauges = GaugeSet({"job": "j"})
+    gauges.set("lag_seconds", 1.0, {"source": "a"})
+    with pytest.raises(MetricError, match=r"lag_seconds: labels \['job'\] differ from the family's"):
+        gauges.set("lag_seconds", 2.0)
+    with pytest.raises(MetricError, match=r"labels \['job', 'region', 'source'\] differ"):
+        gauges.set("lag_seconds", 2.0, {"source": "b", "region": "eu"})
+    assert _families(gauges.render()) == [("lag_seconds", "lag seconds", "gauge",
+                                           [("lag_seconds", {"job": "j", "source": "a"}, "1.0")])]
+
+
+def _pushgateway_labels(path: str) -> dict[str, str]:
+    """How the Pushgateway reads a push path: percent-decoded ('+' stays '+'), ``@base64`` values decoded."""
+    import base64
+    import urllib.parse
+
+    parts = path.removeprefix("/metrics/").split("/")
+    labels = {}
+    for name, value in zip(parts[::2], parts[1::2], strict=True):
+        decoded = urllib.parse.unquote(value)
+        if name.endswith("@base64"):
+            name, decoded = name.removesuffix("@base64"), base64.urlsafe_b64decode(decoded + "==").decode()
+        labels[name] = decoded
+    return labels
+
+
+@pytest.mark.parametrize("value", ["prod eu", "a+b", "a + b", "50%", "x@y", "é ü", "runner/1 a+b", "", "?#&="])
+def test_push_grouping_values_arrive_as_given(http: LoopbackHttp, value: str) -> None:
+    metrics = RunMetrics("nightly job")
+    metrics.set_run(1, "success")
+    metrics.push(http.url, "nightly job", {"instance": value})
+    (req,) = http.requests
+    assert _pushgateway_labels(req.path) == {"job": "nightly job", "instance": value}
+    assert _families(req.body.decode("utf-8")) == _families(metrics.render())
 
 
 # --------------------------------------------------------------------------------------------- logs

@@ -1,13 +1,13 @@
 """CoinGecko-compatible HTTP client: one shared rate budget, retries only for what can succeed later.
 
 429 and 5xx (and connection failures) are retried with exponential backoff and full jitter, or after the
-server's ``Retry-After`` when it says so (capped); any other 4xx is the caller's mistake and fails at once.
+server's ``Retry-After`` when it says so (capped; the platform's one ``RetryPolicy``); any other 4xx is the
+caller's mistake and fails at once.
 Every payload is checked against ``contracts/schemas/market_data.json`` before it is returned.
 """
 
 from __future__ import annotations
 
-import email.utils
 import json
 import random
 import time
@@ -15,19 +15,19 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from feature_platform.http_retry import RetryableError, RetryPolicy, is_transient_status, parse_retry_after
 from feature_platform.market.errors import MarketDataError
 from feature_platform.market.limiter import MarketDataLimiter
 from feature_platform.market.payload import PayloadKind, validate_payload
 
-__all__ = ["DEFAULT_BASE_URL", "CoinGeckoClient", "parse_retry_after"]
+__all__ = ["DEFAULT_BASE_URL", "CoinGeckoClient"]
 
 DEFAULT_BASE_URL = "https://api.coingecko.com/api/v3"
 USER_AGENT = "feature-platform/0.1 (market)"
 _MAX_BODY = 64 * 1024 * 1024
-_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -35,26 +35,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None
-
-
-def parse_retry_after(value: str | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now()).total_seconds())
 
 
 def _epoch_seconds(value: datetime | int | float) -> int:
@@ -82,11 +62,10 @@ class CoinGeckoClient:
         self.limiter = limiter if limiter is not None else MarketDataLimiter(0.5, 5)
         self._api_key = api_key
         self.max_retries = max_retries
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        # Full jitter: every client of the shared API backs off at a different moment.
+        self.retry = RetryPolicy(max_retries, backoff_base, backoff_cap, jitter=True, sleep=sleep,
+                                 rng=rng if rng is not None else random.Random())
         self.timeout = timeout
-        self._sleep = sleep
-        self._rng = rng if rng is not None else random.Random()
         self._opener = urllib.request.build_opener(_NoRedirect())
         self.requests_made = 0
 
@@ -113,50 +92,48 @@ class CoinGeckoClient:
 
     # --- transport -----------------------------------------------------------------------------------------
 
-    def backoff_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Full jitter (uniform in [0, min(cap, base·2^attempt)]), or the server's Retry-After, both capped."""
-        if retry_after is not None:
-            return min(self.backoff_cap, retry_after)
-        return self._rng.uniform(0.0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
-
     def _get_json(self, kind: PayloadKind, path: str, query: Mapping[str, str]) -> Any:
         url = f"{self.base_url}{path}?{urllib.parse.urlencode(query)}"
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if self._api_key:
             headers["x-cg-pro-api-key"] = self._api_key
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            self.limiter.acquire()
-            self.requests_made += 1
-            retry_after: float | None = None
-            try:
-                with self._opener.open(urllib.request.Request(url, headers=headers), timeout=self.timeout) as resp:
-                    body = resp.read(_MAX_BODY + 1)
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-                exc.close()
-                if status not in _RETRYABLE_STATUS:
-                    raise MarketDataError(f"GET {url} failed: HTTP {status} (not retried)") from None
-                last = f"HTTP {status}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
-                reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-                last = f"connection error: {type(reason).__name__}: {reason}".replace("\n", " ")
-            else:
-                if len(body) > _MAX_BODY:
-                    raise MarketDataError(f"GET {url} failed: body larger than {_MAX_BODY} bytes")
-                try:
-                    payload = json.loads(body, parse_constant=_no_constants)
-                except ValueError as exc:
-                    raise MarketDataError(f"GET {url} returned invalid JSON: {exc}") from None
-                try:
-                    validate_payload(kind, payload)
-                except MarketDataError as exc:
-                    raise MarketDataError(f"GET {url}: {exc}") from None
-                return payload
-            if attempt < self.max_retries:
-                self._sleep(self.backoff_delay(attempt, retry_after))
-        raise MarketDataError(f"GET {url} failed after {self.max_retries + 1} attempts: last {last}")
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    return self._get_once(kind, url, headers)
+        except RetryableError as exc:
+            raise MarketDataError(f"GET {url} failed after {self.max_retries + 1} attempts: last {exc}") from None
+        raise AssertionError("unreachable: the retry loop returns or raises")
+
+    def _get_once(self, kind: PayloadKind, url: str, headers: Mapping[str, str]) -> Any:
+        """One request: the validated payload, MarketDataError (final) or a retryable error (try again)."""
+        self.limiter.acquire()
+        self.requests_made += 1
+        try:
+            with self._opener.open(urllib.request.Request(url, headers=dict(headers)), timeout=self.timeout) as resp:
+                body = resp.read(_MAX_BODY + 1)
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+            retry_after = parse_retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+            exc.close()
+            if not is_transient_status(status):
+                raise MarketDataError(f"GET {url} failed: HTTP {status} (not retried)") from None
+            raise RetryableError(f"HTTP {status}", retryable=True, retry_after=retry_after) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            detail = f"connection error: {type(reason).__name__}: {reason}".replace("\n", " ")
+            raise RetryableError(detail, retryable=True) from None
+        if len(body) > _MAX_BODY:
+            raise MarketDataError(f"GET {url} failed: body larger than {_MAX_BODY} bytes")
+        try:
+            payload = json.loads(body, parse_constant=_no_constants)
+        except ValueError as exc:
+            raise MarketDataError(f"GET {url} returned invalid JSON: {exc}") from None
+        try:
+            validate_payload(kind, payload)
+        except MarketDataError as exc:
+            raise MarketDataError(f"GET {url}: {exc}") from None
+        return payload
 
 
 def _segment(value: str) -> str:

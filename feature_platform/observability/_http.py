@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import base64
-import email.utils
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from email.message import Message
 from typing import IO
+
+from feature_platform.http_retry import parse_retry_after
 
 USER_AGENT = "feature-platform/0.1"
 _MAX_BODY = 64 * 1024
@@ -49,22 +49,6 @@ def endpoint_label(url: str, *, keep_path: bool = True) -> str:
         netloc += f":{parts.port}"
     path = parts.path if keep_path else ("/…" if parts.path.strip("/") else "")
     return f"{parts.scheme}://{netloc}{path}"
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from ``Retry-After`` (delta-seconds or HTTP-date); None when absent or unreadable."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _read(stream: IO[bytes] | None) -> str:

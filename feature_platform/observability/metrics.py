@@ -1,26 +1,28 @@
-"""Prometheus text exposition (format 0.0.4) for run metrics: a textfile-collector file and Pushgateway pushes.
+"""Prometheus run metrics through ``prometheus_client``: text exposition (format 0.0.4), a textfile-collector
+file and Pushgateway pushes.
 
 Gauges only: every value is "as of the last run", which is what both delivery paths can carry.
 """
 
 from __future__ import annotations
 
-import base64
-import math
 import re
-import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+from prometheus_client import push_to_gateway
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from feature_platform.observability._http import endpoint_label, request, require_http_url
 from feature_platform.storage.files import write_atomic
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# The classic (pre-UTF-8) name grammar: what every Prometheus and node_exporter version accepts.
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-Labels = tuple[tuple[str, str], ...]
 
 
 class MetricError(ValueError):
@@ -29,24 +31,6 @@ class MetricError(ValueError):
 
 class PushError(RuntimeError):
     """The Pushgateway could not be reached or answered with a non-2xx status."""
-
-
-def escape_label_value(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
 
 
 def _check_label_name(name: str) -> str:
@@ -58,11 +42,13 @@ def _check_label_name(name: str) -> str:
 @dataclass
 class _Family:
     help: str
-    samples: dict[Labels, float] = field(default_factory=dict)
+    label_names: tuple[str, ...]  # sorted; fixed by the first sample, as prometheus_client's own gauges fix them
+    samples: dict[tuple[str, ...], float] = field(default_factory=dict)
 
 
 class GaugeSet:
-    """Named gauge families; ``const_labels`` go on every sample (a sample may not redefine them)."""
+    """Named gauge families, a ``prometheus_client`` collector; ``const_labels`` go on every sample (a sample
+    may not redefine them)."""
 
     def __init__(self, const_labels: Mapping[str, str] | None = None) -> None:
         self.const_labels = {_check_label_name(k): str(v) for k, v in (const_labels or {}).items()}
@@ -78,17 +64,23 @@ class GaugeSet:
         clash = own.keys() & self.const_labels.keys()
         if clash:
             raise MetricError(f"{name}: labels {sorted(clash)} are set for the whole run")
-        family = self._families.setdefault(name, _Family(help or name.replace("_", " ")))
-        family.samples[tuple(sorted({**self.const_labels, **own}.items()))] = float(value)
+        merged = {**self.const_labels, **own}
+        names = tuple(sorted(merged))
+        family = self._families.setdefault(name, _Family(help or name.replace("_", " "), names))
+        if family.label_names != names:
+            raise MetricError(f"{name}: labels {list(names)} differ from the family's {list(family.label_names)}")
+        family.samples[tuple(merged[k] for k in names)] = float(value) + 0.0  # -0.0 becomes 0.0: one zero
+
+    def collect(self) -> Iterator[Metric]:
+        """The ``prometheus_client`` Collector protocol: one gauge family per name, in the order first set."""
+        for name, family in self._families.items():
+            gauge = GaugeMetricFamily(name, family.help, labels=family.label_names)
+            for values, value in family.samples.items():
+                gauge.add_metric(values, value)
+            yield gauge
 
     def render(self) -> str:
-        lines: list[str] = []
-        for name, family in self._families.items():
-            lines += [f"# HELP {name} {escape_help(family.help)}", f"# TYPE {name} gauge"]
-            for labels, value in family.samples.items():
-                body = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels)
-                lines.append(f"{name}{{{body}}} {format_value(value)}" if body else f"{name} {format_value(value)}")
-        return "".join(line + "\n" for line in lines)
+        return generate_latest(self).decode("utf-8")
 
     def write_textfile(self, path: Path | str) -> Path:
         return write_textfile_text(self.render(), path)
@@ -97,13 +89,13 @@ class GaugeSet:
              timeout: float = 10.0) -> None:
         """PUT replaces the whole group. Keep volatile values (dataset_version) out of ``grouping``, or every
         version leaves a group behind in the Pushgateway forever."""
-        key = {"job": job, **(grouping or {})}
+        key = {"job": job, **_grouping_key(gateway_url, job, grouping)}
         for name, family in self._families.items():
-            for labels in family.samples:
-                for k, v in labels:
+            for values in family.samples:
+                for k, v in zip(family.label_names, values, strict=True):
                     if k in key and key[k] != v:  # the Pushgateway would silently overwrite it
                         raise MetricError(f"{name}: label {k}={v!r} contradicts grouping key {k}={key[k]!r}")
-        push_text(self.render(), gateway_url, job, grouping, timeout=timeout)
+        push_collector(self, gateway_url, job, grouping, timeout=timeout)
 
 
 def write_textfile_text(text: str, path: Path | str) -> Path:
@@ -111,41 +103,55 @@ def write_textfile_text(text: str, path: Path | str) -> Path:
     target = Path(path)
     if target.suffix != ".prom":
         raise ValueError(f"textfile collector only reads *.prom files, got {target.name!r}")
-    return write_atomic(target, text.encode("utf-8"))  # 0644: node_exporter runs as another user
+    # Not prometheus_client.write_to_textfile: it neither fsyncs nor sets the 0644 node_exporter (another user) needs.
+    return write_atomic(target, text.encode("utf-8"))
 
 
-def push_text(text: str, gateway_url: str, job: str, grouping: Mapping[str, str] | None = None, *,
-              timeout: float = 10.0) -> None:
-    """HTTP PUT of an exposition to ``{url}/metrics/job/{job}/…``; anything but 2xx raises PushError."""
-    url = pushgateway_url(gateway_url, job, grouping)
-    where = endpoint_label(url)
-    try:
-        resp = request("PUT", url, text.encode("utf-8"), CONTENT_TYPE, timeout)
-    except OSError as exc:
-        raise PushError(f"pushgateway {where}: {type(exc).__name__}: {exc}") from exc
-    if not 200 <= resp.status < 300:
-        raise PushError(f"pushgateway {where}: HTTP {resp.status}: {' '.join(resp.body.split())[:200]}")
+def push_collector(collector: GaugeSet, gateway_url: str, job: str, grouping: Mapping[str, str] | None = None, *,
+                   timeout: float = 10.0) -> None:
+    """``prometheus_client.push_to_gateway`` (HTTP PUT to ``{url}/metrics/job/{job}/…``, '/' and empty values in
+    the ``@base64`` form) over the platform's transport; anything but 2xx raises PushError."""
+    push_to_gateway(gateway_url, job, collector, grouping_key=_grouping_key(gateway_url, job, grouping),
+                    timeout=timeout, handler=_transport(gateway_url.rstrip("/") + "/metrics/"))
 
 
-def _path_pair(name: str, value: str) -> str:
-    if value == "":
-        return f"{name}@base64/="
-    if "/" in value:
-        return f"{name}@base64/{base64.urlsafe_b64encode(value.encode('utf-8')).decode('ascii')}"
-    return f"{name}/{urllib.parse.quote(value, safe='')}"
-
-
-def pushgateway_url(gateway_url: str, job: str, grouping: Mapping[str, str] | None = None) -> str:
-    """``{url}/metrics/job/{job}/{label}/{value}…``; values with '/' (or empty) use the ``@base64`` form."""
+def _grouping_key(gateway_url: str, job: str, grouping: Mapping[str, str] | None) -> dict[str, str]:
     require_http_url(gateway_url, "Pushgateway URL")
     if not job:
         raise MetricError("Pushgateway job name is empty")
-    pairs = [_path_pair("job", job)]
-    for name, value in (grouping or {}).items():
+    key = dict(grouping or {})
+    for name in key:
         if name == "job":
             raise MetricError("'job' is given separately, not in grouping")
-        pairs.append(_path_pair(_check_label_name(name), value))
-    return gateway_url.rstrip("/") + "/metrics/" + "/".join(pairs)
+        _check_label_name(name)
+    return key
+
+
+def _transport(prefix: str) -> Callable[..., Callable[[], None]]:
+    """A push_to_gateway handler on ``_http.request``: no redirects, bounded reads, basic auth from the URL,
+    errors without credentials."""
+
+    def handler(url: str, method: str, timeout: float | None, headers: Sequence[tuple[str, str]],
+                data: bytes) -> Callable[[], None]:
+        if not url.startswith(prefix):
+            raise PushError(f"pushgateway {endpoint_label(url)}: unexpected push URL")
+        # quote_plus writes a space as '+', which the Pushgateway keeps literally (client_python issue 1064);
+        # a real '+' arrives as %2B, so every '+' after the prefix is a space.
+        target = prefix + url[len(prefix):].replace("+", "%20")
+        content_type = dict(headers).get("Content-Type", CONTENT_TYPE)
+
+        def send() -> None:
+            where = endpoint_label(target)
+            try:
+                resp = request(method, target, data, content_type, timeout if timeout is not None else 10.0)
+            except OSError as exc:
+                raise PushError(f"pushgateway {where}: {type(exc).__name__}: {exc}") from exc
+            if not 200 <= resp.status < 300:
+                raise PushError(f"pushgateway {where}: HTTP {resp.status}: {' '.join(resp.body.split())[:200]}")
+
+        return send
+
+    return handler
 
 
 Status = Literal["success", "failure"]

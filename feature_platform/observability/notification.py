@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal, Protocol, get_args
 
+from feature_platform.http_retry import RetryableError, is_transient_status
 from feature_platform.observability._http import request
 
 Severity = Literal["info", "warning", "error", "critical"]
@@ -91,17 +92,16 @@ class Notification:
         ]
 
 
-class NotificationError(RuntimeError):
+class NotificationError(RetryableError):
     """One line naming the channel, the endpoint (secrets redacted) and the HTTP status or SMTP error."""
 
     def __init__(self, channel: str, endpoint: str, detail: str, *, status: int | None = None,
                  retryable: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(clip(one_line(f"{channel} -> {endpoint}: {detail}"), 500))
+        super().__init__(clip(one_line(f"{channel} -> {endpoint}: {detail}"), 500), retryable=retryable,
+                         retry_after=retry_after)
         self.channel = channel
         self.endpoint = endpoint
         self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 class Channel(Protocol):
@@ -112,7 +112,7 @@ class Channel(Protocol):
 
 
 def post_json(channel: str, url: str, endpoint: str, payload: object, timeout: float, expect: int) -> None:
-    """POST JSON; anything but the ``expect`` status is a NotificationError (429 and 5xx marked retryable)."""
+    """POST JSON; anything but the ``expect`` status is a NotificationError (transient statuses marked retryable)."""
     body = json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
     try:
         resp = request("POST", url, body, "application/json", timeout)
@@ -121,5 +121,5 @@ def post_json(channel: str, url: str, endpoint: str, payload: object, timeout: f
     if resp.status != expect:
         raise NotificationError(
             channel, endpoint, f"HTTP {resp.status} (expected {expect}): {clip(one_line(resp.body), 200)}",
-            status=resp.status, retryable=resp.status == 429 or resp.status >= 500, retry_after=resp.retry_after,
+            status=resp.status, retryable=is_transient_status(resp.status), retry_after=resp.retry_after,
         )

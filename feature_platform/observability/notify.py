@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from feature_platform.http_retry import RetryPolicy
 from feature_platform.observability.email_smtp import EmailSmtp
 from feature_platform.observability.notification import (
     Channel,
@@ -79,13 +80,8 @@ class Notifier:
         names = [c.name for c in channels]
         if len(set(names)) != len(names):
             raise ValueError(f"channel names must be unique, got {names}")
-        if retries < 0 or retry_base_seconds < 0 or max_delay_seconds < 0:
-            raise ValueError("retries and delays must not be negative")
         self.channels = tuple(channels)
-        self.retries = retries
-        self.retry_base_seconds = retry_base_seconds
-        self.max_delay_seconds = max_delay_seconds
-        self._sleep = sleep
+        self.retry = RetryPolicy(retries, retry_base_seconds, max_delay_seconds, sleep=sleep)
 
     def send(self, notification: Notification) -> DeliveryReport:
         report = DeliveryReport(tuple(self._deliver(c, notification) for c in self.channels))
@@ -93,24 +89,18 @@ class Notifier:
             log.warning("notification %r not delivered: %s", notification.title, outcome.error)
         return report
 
-    def delay(self, attempt: int, error: NotificationError) -> float:
-        wanted = error.retry_after if error.retry_after is not None else self.retry_base_seconds * 2 ** (attempt - 1)
-        return min(wanted, self.max_delay_seconds)
-
     def _deliver(self, channel: Channel, n: Notification) -> ChannelResult:
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                channel.send(n)
-                return ChannelResult(channel.name, True, attempt)
-            except NotificationError as exc:
-                if exc.retryable and attempt <= self.retries:
-                    self._sleep(self.delay(attempt, exc))
-                    continue
-                return ChannelResult(channel.name, False, attempt, str(exc))
-            except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others
-                return ChannelResult(channel.name, False, attempt, clip(one_line(f"{type(exc).__name__}: {exc}"), 500))
+        attempts = 0
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    channel.send(n)
+        except NotificationError as exc:
+            return ChannelResult(channel.name, False, attempts, str(exc))
+        except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others
+            return ChannelResult(channel.name, False, attempts, clip(one_line(f"{type(exc).__name__}: {exc}"), 500))
+        return ChannelResult(channel.name, True, attempts)
 
 
 def _default_outbox() -> Path:

@@ -131,7 +131,8 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
 class QualityConfig(dg.Config):
     baseline: str = Field("baseline_eval_v1", description="baseline name or path, or 'last_published'")
     thresholds_path: str | None = Field(None, description="YAML thresholds file (default: the packaged one)")
-    thresholds: dict[str, float] = Field(default_factory=dict, description="overrides of single thresholds")
+    thresholds: dict[str, Any] = Field(default_factory=dict,
+                                      description="overrides of single thresholds (checked strictly)")
 
 
 @platform_asset(group=GROUP, stage="quality", partitions_def=dataset_versions, deps=[dataset], kinds={"duckdb"},

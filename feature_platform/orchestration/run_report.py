@@ -8,12 +8,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.resources import MetricsResource, PlatformPaths
+
+if TYPE_CHECKING:
+    from feature_platform.observability.metrics import RunMetrics
 
 
 @dataclass
@@ -116,7 +119,7 @@ def _check_reason(evaluation: Any) -> str:
     return reason if len(reason) <= 300 else reason[:299] + "…"
 
 
-def render_metrics(summary: RunSummary, job: str) -> str:
+def run_metrics(summary: RunSummary, job: str) -> RunMetrics:
     from feature_platform.observability.metrics import RunMetrics
 
     metrics = RunMetrics(job=job, dataset_version=summary.partition or "")
@@ -124,18 +127,20 @@ def render_metrics(summary: RunSummary, job: str) -> str:
     for step in summary.steps:
         metrics.set_asset(step.step_key, duration_seconds=step.seconds,
                           rows=summary.materialized.get(step.step_key))
-    return metrics.render()
+    return metrics
+
+
+def render_metrics(summary: RunSummary, job: str) -> str:
+    return run_metrics(summary, job).render()
 
 
 def emit_run_metrics(summary: RunSummary, metrics: MetricsResource, paths: PlatformPaths) -> Path:
     """Textfile-collector file always; Pushgateway too when configured."""
-    from feature_platform.observability.metrics import push_text, write_textfile_text
-
-    text = render_metrics(summary, metrics.job)
+    gauges = run_metrics(summary, metrics.job)
     directory = Path(metrics.textfile_dir) if metrics.textfile_dir else paths.metrics_dir
-    path = write_textfile_text(text, directory / f"{metrics.job}.prom")
+    path = gauges.write_textfile(directory / f"{metrics.job}.prom")
     if metrics.pushgateway_url:
-        push_text(text, metrics.pushgateway_url, metrics.job)  # one group per job: versions are labels
+        gauges.push(metrics.pushgateway_url, metrics.job)  # one group per job: versions are labels
     return path
 
 
