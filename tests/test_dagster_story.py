@@ -120,6 +120,20 @@ def test_links_point_to_the_tracking_server_or_to_local_files() -> None:
             NotifierResource(dagster_url=bad)
 
 
+def test_float_metadata_skips_what_a_plot_cannot_place_and_tables_hold_scalars() -> None:
+    from feature_platform.orchestration.metadata import floats, table
+
+    got = floats({"sharpe": 1.25, "n_periods": 30, "passed": True, "psi": float("nan"), "inf": float("inf"),
+                  "name": "x", "nested": {"a": 1.0}}, prefix="m/")
+    assert set(got) == {"m/sharpe", "m/n_periods"}
+    assert all(isinstance(v, dg.FloatMetadataValue) for v in got.values()) and got["m/n_periods"].value == 30.0
+    rendered = table([{"metric": "psi", "value": 0.5, "detail": {"k": [1, 2]}}, {"metric": "ks", "value": 0.1}],
+                     ["metric", "value", "detail"])
+    assert isinstance(rendered, dg.TableMetadataValue)
+    assert [c.type for c in rendered.schema.columns] == ["string", "float", "string"]
+    assert rendered.records[0].data["detail"] == "{'k': [1, 2]}" and rendered.records[1].data["detail"] is None
+
+
 # --- every `fp …` command quoted to users exists -----------------------------------------------------------
 
 COMMAND = re.compile(r"`(fp [^`]+)`")
