@@ -14,7 +14,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 export FP_DATA_ROOT ?= $(abspath $(DATA_ROOT))
 
-.PHONY: install home postgres demo ui test lint bench schema clean
+.PHONY: install home postgres demo ui check-defs test lint bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,28 @@ demo: $(STAMP) home  ## market data → refresh → features → training → pr
 	@echo "Dagster instance: $(DAGSTER_HOME)   data: $(FP_DATA_ROOT)"
 	@echo "Open the UI with 'make ui', then http://127.0.0.1:$(UI_PORT) (Assets > dataset_refresh)."
 
-ui: $(STAMP) home  ## start the Dagster UI and daemon on this project's instance
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+# `dg` (dagster-dg-cli) supersedes `dagster dev` and `dagster definitions validate`; pyproject's [tool.dg] makes
+# `dg dev` / `dg check defs` work when it is installed. Without it the dagster CLI is used and its
+# "superseded" notice is silenced (the only warning it prints for this project).
+DG := $(wildcard $(BIN)/dg)
+SUPERSEDED := PYTHONWARNINGS='ignore:Function `dev_command` is superseded:FutureWarning,ignore:Function `definitions_validate_command` is superseded:FutureWarning'
+
+# exec, and SIGINT/SIGTERM reset to their defaults (a background start inherits SIGINT ignored, and dagster dev
+# maps SIGTERM to it): Ctrl-C or SIGTERM reaches dagster dev itself, which stops the webserver and daemon.
+WITH_SIGNALS := $(BIN)/python -m feature_platform.orchestration.dev
+ui: $(STAMP) home  ## start the Dagster UI and daemon on this project's instance (Ctrl-C stops both)
+ifneq ($(DG),)
+	exec $(WITH_SIGNALS) $(BIN)/dg dev -h 127.0.0.1 -p $(UI_PORT)
+else
+	exec env $(SUPERSEDED) $(WITH_SIGNALS) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(UI_PORT)
+endif
+
+check-defs: $(STAMP) home  ## load the Dagster code location and validate it
+ifneq ($(DG),)
+	$(BIN)/dg check defs
+else
+	env $(SUPERSEDED) $(BIN)/dagster definitions validate -w workspace.yaml
+endif
 
 # The tests start a real PostgreSQL from the machine's binaries: Debian's package when there are none.
 postgres:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
@@ -29,6 +31,7 @@ from feature_platform.orchestration.resources import (
 )
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
+from feature_platform.orchestration.story import STORE_TAG, TIMESERIES_TAG, with_configured_kinds
 from feature_platform.orchestration.tensor_assets import TENSOR_ASSETS, TENSOR_CHECKS, tensor_dataset_job
 from feature_platform.orchestration.training_assets import (
     TRAINING_ASSETS,
@@ -54,18 +57,32 @@ def resources() -> dict[str, object]:
     }
 
 
+def configured_kinds(resources: Mapping[str, object]) -> dict[str, str]:
+    """The kind badge of each configurable store, from the resources this code location runs with."""
+    store = resources.get("object_store")
+    timeseries = resources.get("timeseries")
+    url = getattr(timeseries, "url", None) or ""
+    return {
+        STORE_TAG: "s3" if getattr(store, "kind", "local") == "s3" else "filesystem",
+        TIMESERIES_TAG: "postgres" if url.startswith(("postgresql://", "postgres://")) else "duckdb",
+    }
+
+
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
     """The code location, with some resources replaced or jobs added (tests, other deployments)."""
+    configured = {**resources(), **overrides}
+    kinds = configured_kinds(configured)
+    assets = [*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS, *TENSOR_ASSETS,
+              *DEFINITION_ASSETS]
     return dg.Definitions(
-        assets=[*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS, *TENSOR_ASSETS,
-                *DEFINITION_ASSETS],
+        assets=[with_configured_kinds(a, kinds) for a in assets],
         asset_checks=[*ALL_CHECKS, no_data_gaps, no_unreviewed_anomalies, feature_contract_drift, *TRAINING_CHECKS,
                       *TENSOR_CHECKS, *DEFINITION_CHECKS],
         jobs=[refresh_job, archive_job, market_job, feature_job, training_job, rollback_job, rerun_job,
               tensor_dataset_job, *DEFINITION_JOBS, *extra_jobs],
         schedules=[nightly_refresh],
         sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
-        resources={**resources(), **overrides},
+        resources=configured,
     )
 
 

@@ -116,6 +116,13 @@ def test_webserver_serves_the_asset_graph(webserver: str) -> None:
     assert deps["quality_report"] == {"dataset"}
     assert deps["published_dataset"] == {"dataset", "quality_report"}
     assert deps["notify_stakeholders"] == {"published_dataset", "quality_report"}
+    # what the UI shows per asset: owners, a code version, kinds of the configured (local) stores
+    data = _graphql(webserver, "{ assetNodes { assetKey { path } opVersion kinds "
+                               "owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } } } }")
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+    assert all(n["owners"] and n["opVersion"] for n in nodes.values()), nodes
+    assert {"team": "ml-platform"} in nodes["trained_model"]["owners"]
+    assert "s3" not in nodes["published_dataset"]["kinds"] and "filesystem" in nodes["published_dataset"]["kinds"]
 
 
 def _check_results(url: str, asset: str, check: str) -> dict[str, str]:
@@ -149,6 +156,7 @@ def test_training_payload_is_submitted_through_graphql(webserver: str, env: dict
     data = _graphql(webserver, '{ runOrError(runId: "' + run_id + '") { ... on Run { jobName tags { key value } } } }')
     tags = {t["key"]: t["value"] for t in data["runOrError"]["tags"]}
     assert data["runOrError"]["jobName"] == "training_job" and tags["dagster/partition"] == "cli-good"
+    assert tags["fp/launched_by"] == "api" and tags["user"].endswith("(fp training submit)"), tags
     bad = subprocess.run([FP, "training", "submit", "--url", webserver, "--payload", '{"epochs": 1}'],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "dataset_version" in bad.stderr

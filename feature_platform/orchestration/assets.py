@@ -7,15 +7,18 @@ Each asset calls one domain function; the rest is metadata for the UI.
 
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
+if TYPE_CHECKING:
+    from feature_platform.quality.gate import MetricResult
+
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
-from feature_platform.orchestration.metadata import image_md
+from feature_platform.orchestration.metadata import floats, image_md, location, table
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import (
     CatalogResource,
@@ -25,6 +28,7 @@ from feature_platform.orchestration.resources import (
     RetrySettings,
 )
 from feature_platform.orchestration.retries import transient_retries
+from feature_platform.orchestration.story import STORE_TAG, platform_asset, run_links
 
 GROUP = "dataset_refresh"
 
@@ -44,7 +48,8 @@ class SnapshotConfig(dg.Config):
     batch_rows: int = Field(DEFAULT_BATCH_ROWS, gt=0)
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, kinds={"python", "parquet"})
+@platform_asset(group=GROUP, stage="ingest", partitions_def=dataset_versions, kinds={"python", "parquet"},
+                modules=["feature_platform.datasets.snapshot", "feature_platform.datasets.synthetic"])
 def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, paths: PlatformPaths,
                     retry: RetrySettings) -> dg.MaterializeResult:
     """ingest_sources: freeze the inputs of this version and record their checksums and `source_hash`."""
@@ -82,7 +87,9 @@ class CandidateConfig(dg.Config):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0, description="size limit recorded in the manifest")
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[source_snapshot], kinds={"parquet"})
+@platform_asset(group=GROUP, stage="build", partitions_def=dataset_versions, deps=[source_snapshot], kinds={"parquet"},
+                modules=["feature_platform.datasets.build", "feature_platform.datasets.candidate",
+                         "feature_platform.datasets.snapshot"])
 def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: PlatformPaths) -> dg.MaterializeResult:
     """generate_candidate: sample and augment the snapshot into a spec v1 dataset (built, verified, published
     atomically), tagged with `dataset_version` and `source_hash`."""
@@ -128,7 +135,9 @@ class QualityConfig(dg.Config):
                                       description="overrides of single thresholds (checked strictly)")
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[dataset], kinds={"duckdb"})
+@platform_asset(group=GROUP, stage="quality", partitions_def=dataset_versions, deps=[dataset], kinds={"duckdb"},
+                modules=["feature_platform.quality.gate", "feature_platform.quality.report",
+                         "feature_platform.quality.baseline", "feature_platform.quality.thresholds"])
 def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, paths: PlatformPaths,
                    catalog: CatalogResource) -> dg.MaterializeResult:
     """quality_gate: coverage, diversity, toxicity and drift vs the baseline; the blocking check reads it."""
@@ -159,11 +168,10 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
         "metrics": len(report.metrics),
         "failed_metrics": len(failures),
         "baseline": baseline.name,
-        "failures": dg.MetadataValue.md(
-            "\n".join(["| metric | feature | value | threshold |", "|---|---|---|---|"]
-                      + [f"| {f.metric} | {f.feature or ''} | {f.value} | {f.threshold} |" for f in failures])
-            if failures else "none"
-        ),
+        "failures": table([{"metric": f.metric, "feature": f.feature or "", "value": f.value,
+                            "threshold": f.threshold, "comparison": f.comparison} for f in failures],
+                          ["metric", "feature", "value", "threshold", "comparison"]),
+        **floats(_worst_per_metric(report.metrics), prefix="quality/"),
         "report": dg.MetadataValue.path(str(outputs["quality_report.json"])),
         "coverage_gap_report": dg.MetadataValue.path(str(outputs["coverage_gap_report.md"])),
         "duration_s": round(time.perf_counter() - started, 3),
@@ -174,7 +182,17 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     return dg.MaterializeResult(metadata=metadata)
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[quality_report, dataset], kinds={"s3", "sqlite"})
+def _worst_per_metric(metrics: "list[MetricResult]") -> dict[str, float]:
+    """Per metric name, the value nearest its threshold's wrong side over all features: one plottable series."""
+    worst: dict[str, float] = {}
+    for m in metrics:
+        pick = max if m.comparison == "max" else min
+        worst[m.metric] = pick(worst[m.metric], m.value) if m.metric in worst else m.value
+    return worst
+
+
+@platform_asset(group=GROUP, stage="publish", partitions_def=dataset_versions, deps=[quality_report, dataset],
+                kinds={"sqlite"}, tags={STORE_TAG: "true"}, modules=["feature_platform.storage.dataset_publish"])
 def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
                       catalog: CatalogResource, retry: RetrySettings) -> dg.MaterializeResult:
     """publish_dataset: copy to object storage and record in the catalog, only if the gate passed.
@@ -215,7 +233,7 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
         raise dg.Failure(str(exc), allow_retries=False) from None
     return dg.MaterializeResult(
         metadata={
-            "location": dg.MetadataValue.url(published.location),
+            "location": location(published.location),
             "prefix": published.prefix,
             "manifest_digest": published.manifest_digest,
             "dataset_version": version,
@@ -227,7 +245,9 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     )
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, quality_report])
+# kind "python" only: which channels exist (Slack, email, only the outbox) depends on configuration
+@platform_asset(group=GROUP, stage="notify", partitions_def=dataset_versions, deps=[published_dataset, quality_report],
+                kinds={"python"}, modules=["feature_platform.observability.notify"])
 def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
                         notifier: NotifierResource) -> dg.MaterializeResult:
     """Slack summary and email to the evaluation list, with coverage gap highlights attached."""
@@ -240,7 +260,10 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     highlights = "\n".join(text.splitlines()[:25])
     delivery = notifier.open(paths, paging=False).send(Notification(
         title=f"Dataset {paths.dataset_id(version)} published", text=highlights, severity="info",
-        dataset_version=version, details={"dataset_id": paths.dataset_id(version)}, links={},
+        dataset_version=version, details={"dataset_id": paths.dataset_id(version)},
+        links=run_links(notifier.dagster_url, context.run.run_id, asset=["published_dataset"], partition=version,
+                        files={"coverage gap report": gaps,
+                               "quality report": paths.reports(version) / "quality_report.json"}),
         attachments=[("coverage_gap_report.md", text.encode("utf-8"), "text/markdown")],
     ))
     return dg.MaterializeResult(metadata={
@@ -250,7 +273,9 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     })
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[quality_report])
+@platform_asset(group=GROUP, stage="archive", partitions_def=dataset_versions, deps=[quality_report],
+                kinds={"python"}, tags={STORE_TAG: "true"},
+                modules=["feature_platform.orchestration.run_report", "feature_platform.storage.dataset_publish"])
 def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
                       catalog: CatalogResource) -> dg.MaterializeResult:
     """archive_artifacts: logs, metrics, quality report and the diff vs the previous version, kept 90 days.

@@ -24,7 +24,9 @@ from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError, load_definition
 from feature_platform.datasets.verify import VerifyReport
 from feature_platform.orchestration.checks import integrity_checks, published_copy_check
+from feature_platform.orchestration.metadata import location
 from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource, PlatformPaths
+from feature_platform.orchestration.story import STORE_TAG, platform_asset
 
 GROUP = "dataset_definitions"
 DEFINITION_VERSION = "definition_version"
@@ -62,16 +64,26 @@ def _sql_md(sql: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"```sql\n{sql}```")
 
 
+def _definition_bytes(defn: DatasetDefinition) -> bytes:
+    """What the build depends on in the definition: its file as committed (else the parsed model)."""
+    if defn.source_file is not None and defn.source_file.is_file():
+        return defn.source_file.read_bytes()
+    return defn.model_dump_json().encode()
+
+
 def definition_dataset_asset(defn: DatasetDefinition) -> dg.AssetsDefinition:
     """The asset that builds ``defn`` (re-read from its file at run time, so the build uses what is committed)."""
     name = defn.name
     source_file = defn.source_file
 
-    @dg.asset(
-        key=definition_asset_key(name), partitions_def=definition_versions, group_name=GROUP,
+    @platform_asset(
+        group=GROUP, stage="build", key=definition_asset_key(name), partitions_def=definition_versions,
         kinds={"duckdb", "parquet"},
         description=f"{defn.description or name} (definition file: {source_file.name if source_file else name})",
         tags={"fp/definition": _dagster_name(name)},
+        modules=["feature_platform.datasets.definitions.source", "feature_platform.datasets.definitions.sql",
+                 "feature_platform.datasets.build"],
+        extra=[_definition_bytes(defn)],
     )
     def _build(context: dg.AssetExecutionContext, config: DefinitionBuildConfig,
                paths: PlatformPaths) -> dg.MaterializeResult:
@@ -134,9 +146,11 @@ def definition_published_asset(defn: DatasetDefinition, built: dg.AssetsDefiniti
     """The refresh graph's publish path for a definition's dataset: object store + catalog (under the
     definition's name), re-verified locally before upload and at the destination before the switch."""
 
-    @dg.asset(key=published_asset_key(defn.name), partitions_def=definition_versions, group_name=GROUP,
-              deps=[built], kinds={"s3", "sqlite"},
-              description=f"{defn.name}: copy in object storage, recorded in the catalog as {defn.name!r}")
+    @platform_asset(group=GROUP, stage="publish", key=published_asset_key(defn.name),
+                    partitions_def=definition_versions, deps=[built], kinds={"sqlite"},
+                    tags={"fp/definition": _dagster_name(defn.name), STORE_TAG: "true"},
+                    modules=["feature_platform.storage.dataset_publish"],
+                    description=f"{defn.name}: copy in object storage, recorded in the catalog as {defn.name!r}")
     def _publish(context: dg.AssetExecutionContext, paths: PlatformPaths, object_store: ObjectStoreResource,
                  catalog: CatalogResource) -> dg.MaterializeResult:
         from feature_platform.contracts.manifest import load_manifest
@@ -151,7 +165,7 @@ def definition_published_asset(defn: DatasetDefinition, built: dg.AssetsDefiniti
         except DatasetPublishError as exc:
             raise dg.Failure(f"definition {defn.name}: {exc}") from None
         return dg.MaterializeResult(
-            metadata={"location": dg.MetadataValue.url(published.location), "prefix": published.prefix,
+            metadata={"location": location(published.location), "prefix": published.prefix,
                       "manifest_digest": published.manifest_digest, "dataset_version": version,
                       "previous_version": published.previous_version or "none",
                       "dagster/row_count": manifest.row_count},

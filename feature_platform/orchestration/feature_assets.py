@@ -10,8 +10,15 @@ from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.market_assets import TimeSeriesResource, market_data
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.story import platform_asset
 
 FEATURE_REPO = PROJECT_ROOT / "feature_repo"
+
+
+def _repo_digest() -> bytes:
+    """The Feast repo's Python and YAML files: a changed feature view is a new code version of the build."""
+    files = sorted(p for p in FEATURE_REPO.rglob("*") if p.suffix in (".py", ".yaml", ".yml") and p.is_file())
+    return b"".join(p.relative_to(FEATURE_REPO).as_posix().encode() + b"\x00" + p.read_bytes() for p in files)
 
 
 class FeatureBuildConfig(dg.Config):
@@ -19,8 +26,9 @@ class FeatureBuildConfig(dg.Config):
     allow_dirty: bool = Field(False, description="build from uncommitted feature_repo changes (never in prod)")
 
 
-@dg.asset(partitions_def=dataset_versions, group_name="features", kinds={"feast"},
-          deps=[published_dataset, dg.AssetDep(market_data, partition_mapping=dg.AllPartitionMapping())])
+@platform_asset(group="features", stage="features", partitions_def=dataset_versions, kinds={"feast", "parquet"},
+                deps=[published_dataset, dg.AssetDep(market_data, partition_mapping=dg.AllPartitionMapping())],
+                modules=["feature_platform.features.build"], extra=[_repo_digest()])
 def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig, paths: PlatformPaths,
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Pins feature_repo to its git sha, applies it, materializes the version's features offline and

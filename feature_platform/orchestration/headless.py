@@ -16,6 +16,10 @@ import dagster as dg
 from feature_platform.orchestration.partitions import ensure_partition
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary, summarize_run
+from feature_platform.orchestration.story import launched_by
+
+# In-process runs are started by `fp` (or by code calling it, like `make demo`): say so in the run's tags.
+CLI_TAGS = launched_by("cli", "fp")
 
 
 class RunInputError(ValueError):
@@ -69,7 +73,7 @@ def run_refresh(
     with _run_input(job, version, instance):
         result = job.execute_in_process(
             instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
-            tags={"fp/trigger": "headless", **(tags or {})},
+            tags={"fp/trigger": "headless", **CLI_TAGS, **(tags or {})},
         )
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
@@ -77,7 +81,8 @@ def run_refresh(
     after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])
     loggers = {"loggers": dict(run_config["loggers"])} if run_config and "loggers" in run_config else {}
     archive = defs.resolve_job_def("archive_job").execute_in_process(
-        instance=instance, partition_key=version, raise_on_error=False, tags={"fp/refresh_run_id": result.run_id},
+        instance=instance, partition_key=version, raise_on_error=False,
+        tags={"fp/refresh_run_id": result.run_id, **CLI_TAGS},
         run_config=loggers,
     )
     return RefreshOutcome(refresh=summarize_run(instance, result.run_id),
@@ -125,7 +130,7 @@ def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, def
     with _run_input(job, partition, instance):
         result = job.execute_in_process(
             instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
-            tags={"fp/trigger": "headless", **(tags or {})})
+            tags={"fp/trigger": "headless", **CLI_TAGS, **(tags or {})})
     return summarize_run(instance, result.run_id)
 
 

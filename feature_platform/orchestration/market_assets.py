@@ -10,9 +10,11 @@ import dagster as dg
 from pydantic import Field
 
 from feature_platform.orchestration.resources import NotifierResource, PlatformPaths
+from feature_platform.orchestration.story import TIMESERIES_TAG, platform_asset, run_links
 
 GROUP = "market_data"
 OVERRIDE_TAG = "fp/override-data-gap"
+OVERRIDE_COMMAND = "fp market override ID --by NAME --note WHY"
 market_days = dg.DailyPartitionsDefinition(start_date="2024-01-01", timezone="UTC", end_offset=1)
 
 
@@ -70,7 +72,9 @@ def _write_parquet(table: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-@dg.asset(partitions_def=market_days, group_name=GROUP, kinds={"python", "parquet"})
+@platform_asset(group=GROUP, stage="ingest", partitions_def=market_days, kinds={"python", "parquet"},
+                modules=["feature_platform.market.ingest", "feature_platform.market.validation",
+                         "feature_platform.market.review"])
 def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
                     paths: PlatformPaths) -> dg.MaterializeResult:
     """coingecko_sync: one UTC day of OHLCV for the configured assets, payloads validated against
@@ -107,7 +111,8 @@ def _review(paths: PlatformPaths) -> Any:
 
 @dg.asset_check(asset=market_data_raw, name="no_data_gaps",
                 description="No asset has a gap over 5 minutes; gaps block training until overridden "
-                            f"(`fp market blocks override`, or run tag {OVERRIDE_TAG}=true).")
+                            f"(`{OVERRIDE_COMMAND}` with an ID from `fp market blocks`, or run tag "
+                            f"{OVERRIDE_TAG}=true).")
 def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
@@ -134,7 +139,7 @@ def no_data_gaps(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -
 
 @dg.asset_check(asset=market_data_raw, name="no_unreviewed_anomalies",
                 description="Price jumps beyond 8σ of the rolling window, and duplicate candles with other values, "
-                            "go to the review queue (fp market review).")
+                            "go to the review queue (`fp market review`).")
 def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     import pyarrow.parquet as pq
 
@@ -153,7 +158,8 @@ def no_unreviewed_anomalies(context: dg.AssetCheckExecutionContext, paths: Platf
     )
 
 
-@dg.asset(partitions_def=market_days, group_name=GROUP, deps=[market_data_raw], kinds={"duckdb", "postgres"})
+@platform_asset(group=GROUP, stage="upsert", partitions_def=market_days, deps=[market_data_raw],
+                kinds={"duckdb"}, tags={TIMESERIES_TAG: "true"}, modules=["feature_platform.market.store"])
 def market_data(context: dg.AssetExecutionContext, paths: PlatformPaths,
                 timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """timescale_upsert: idempotent upsert of the day into the time-series store, then the curated
@@ -196,9 +202,13 @@ def data_gap_alert(context: dg.SensorEvaluationContext, paths: PlatformPaths,
         return dg.SkipReason("no new data gaps")
     notifier.open(paths, paging=True).send(Notification(
         title=f"data-gap: {len(new)} gap(s) in market data; training blocked",
-        text="\n".join(b.reason for b in new[:20]) + "\nOverride after review: fp market blocks override ID --by NAME",
+        text="\n".join(f"block {b.id}: {b.reason}" for b in new[:20])
+             + f"\nList open blocks: fp market blocks\nOverride after review: {OVERRIDE_COMMAND}",
         severity="error", dataset_version=None, kind="data-gap",
         details={"blocks": len(new), "partitions": ", ".join(sorted({b.partition for b in new}))},
+        links=run_links(notifier.dagster_url, None, asset=["market_data_raw"],
+                        partition=max(b.partition for b in new),
+                        files={"review queue": paths.root / "review.sqlite"}),
     ))
     context.update_cursor(str(max(b.id for b in new)))
     return dg.SkipReason(f"alerted on {len(new)} new data gap(s)")

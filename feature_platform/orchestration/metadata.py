@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 
@@ -15,13 +17,11 @@ from feature_platform.datasets.verify import Check
 def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
     """Expected/actual for every underlying check, failures first, as a table and as JSON."""
     ordered = sorted(checks, key=lambda c: c.passed)
-    rows = ["| check | target | expected | actual | result |", "|---|---|---|---|---|"]
-    for c in ordered:
-        rows.append(f"| {c.name} | {c.target or ''} | {_cell(c.expected)} | {_cell(c.actual)} | "
-                    f"{'pass' if c.passed else '**FAIL**'} |")
     failed = [c for c in ordered if not c.passed]
     return {
-        "checks": dg.MetadataValue.md("\n".join(rows)),
+        "checks": table([{"check": c.name, "target": c.target or "", "expected": _cell(c.expected),
+                          "actual": _cell(c.actual), "result": "pass" if c.passed else "FAIL"} for c in ordered],
+                        ["check", "target", "expected", "actual", "result"]),
         "failed": dg.MetadataValue.json([{"name": c.name, "target": c.target, "expected": c.expected,
                                           "actual": c.actual, "detail": c.detail} for c in failed]),
         "expected": dg.MetadataValue.text("; ".join(f"{c.name}: {_cell(c.expected)}" for c in failed) or "all pass"),
@@ -29,9 +29,40 @@ def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
     }
 
 
+def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dg.MetadataValue:
+    """Rows as a Dagster table, which the UI renders inline (Markdown hides behind "Show Markdown")."""
+    def scalar(value: Any) -> str | int | float | bool | None:
+        return value if value is None or isinstance(value, (str, int, float, bool)) else _cell(value)
+
+    types = {c: "float" if rows and all(isinstance(r.get(c), float) for r in rows) else "string" for c in columns}
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({c: scalar(r.get(c)) for c in columns}) for r in rows],
+        schema=dg.TableSchema(columns=[dg.TableColumn(c, types[c]) for c in columns]),
+    )
+
+
+def floats(values: Mapping[str, Any], prefix: str = "") -> dict[str, dg.MetadataValue]:
+    """Numeric values as top-level float metadata: the UI's Plots tab charts each key across runs.
+
+    Booleans and non-numbers are left out; NaN and infinities too (a plot cannot place them).
+    """
+    return {f"{prefix}{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
 def _cell(value: object, limit: int = 80) -> str:
     text = str(value).replace("|", "\\|").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def location(uri: str) -> dg.MetadataValue:
+    """Where a copy lives: a local path for ``file://`` (a browser will not open it), a link for http(s)."""
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return dg.MetadataValue.path(unquote(parts.path))
+    if parts.scheme in ("http", "https"):
+        return dg.MetadataValue.url(uri)
+    return dg.MetadataValue.text(uri)
 
 
 def image_md(path: Path, alt: str) -> dg.MetadataValue:

@@ -7,9 +7,10 @@ from typing import Literal
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from feature_platform.contracts.paths import require_safe_id
+from feature_platform.observability.links import DAGSTER_URL_ENV, http_base_url
 
 
 def _env(name: str, default: str) -> str:
@@ -104,7 +105,16 @@ class NotifierResource(dg.ConfigurableResource):
         default_factory=lambda: _env("FP_PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue")
     )
     outbox_dir: str | None = None
+    dagster_url: str | None = Field(
+        default_factory=lambda: os.environ.get(DAGSTER_URL_ENV) or None,
+        description=f"the Dagster webserver's base URL (${DAGSTER_URL_ENV}), for run links in notifications",
+    )
     retries: int = 2
+
+    @field_validator("dagster_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return http_base_url(value, f"dagster_url (${DAGSTER_URL_ENV})") if value else None
     retry_base_seconds: float = 1.0
 
     def open(self, paths: PlatformPaths, *, paging: bool):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ import dagster as dg
 from feature_platform.orchestration.jobs import archive_job, refresh_job
 from feature_platform.orchestration.partitions import DATASET_VERSION
 from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths
+from feature_platform.orchestration.story import launched_by, run_links
 
 INBOX_SUFFIX = ".parquet"
 
@@ -49,7 +50,8 @@ def inbox_sensor(context: dg.SensorEvaluationContext, paths: PlatformPaths) -> d
         seen[path.name] = fingerprint
         versions.append(version)
         requests.append(dg.RunRequest(
-            run_key=f"inbox-{sha}", partition_key=version, tags={"fp/trigger": "inbox", "fp/inbox_file": path.name},
+            run_key=f"inbox-{sha}", partition_key=version,
+            tags={"fp/trigger": "inbox", "fp/inbox_file": path.name, **launched_by("sensor", "inbox_sensor")},
             run_config={"ops": {"source_snapshot": {"config": {"kind": "file", "inbox_file": str(path.resolve()),
                                                                "expected_sha256": sha}}}},
         ))
@@ -67,7 +69,7 @@ def _archive_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
     if not partition:
         return dg.SkipReason(f"run {run.run_id} has no partition")
     return dg.RunRequest(run_key=f"archive-{run.run_id}", partition_key=partition, job_name=archive_job.name,
-                         tags={"fp/refresh_run_id": run.run_id})
+                         tags={"fp/refresh_run_id": run.run_id, **launched_by("sensor", "refresh_run_status")})
 
 
 def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: PlatformPaths,
@@ -94,7 +96,10 @@ def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: Platf
         severity="error", dataset_version=version,
         kind="quality_gate_failure" if gate_failed else "refresh_failure",
         details={"dag_run_id": run.run_id, "failed_checks": len(failed_checks), "priority": "P2"},
-        links={}, attachments=attachments,
+        links=run_links(notifier.dagster_url, run.run_id, asset=["quality_report"], partition=version,
+                        files={"quality report": paths.reports(version) / "quality_report.json",
+                               "coverage gap report": gaps} if version and gaps else None),
+        attachments=attachments,
     ))
 
 

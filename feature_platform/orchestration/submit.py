@@ -13,6 +13,7 @@ def submit_training(url: str, payload: dict[str, Any], *, wait: bool = True, tim
     """(run id, last status): launches `training_job` for the payload's dataset_version partition."""
     from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+    from feature_platform.orchestration.story import launched_by
     from feature_platform.orchestration.training_assets import training_run_config
 
     version, run_config = training_run_config(payload)
@@ -23,7 +24,8 @@ def submit_training(url: str, payload: dict[str, Any], *, wait: bool = True, tim
     try:
         run_id = client.submit_job_execution(
             "training_job", run_config=run_config,
-            tags={"dagster/partition": version, "fp/trigger": "graphql"},
+            tags={"dagster/partition": version, "fp/trigger": "graphql",
+                  **launched_by("api", "fp training submit")},
         )
         status = client.get_run_status(run_id).value
         deadline = time.monotonic() + timeout

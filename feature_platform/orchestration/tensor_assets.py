@@ -21,6 +21,7 @@ from feature_platform.datasets.verify import Check, VerifyReport
 from feature_platform.orchestration.checks import integrity_checks
 from feature_platform.orchestration.metadata import image_md
 from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.story import platform_asset
 
 GROUP = "tensor_datasets"
 TENSOR_DATASET_VERSION = "tensor_dataset_version"
@@ -65,7 +66,9 @@ def _seed(version: str, explicit: int | None) -> int:
     return explicit if explicit is not None else derive_seed(0, f"tensor:{version}") % 2**31
 
 
-@dg.asset(partitions_def=tensor_dataset_versions, group_name=GROUP, kinds={"python", "zarr"})
+@platform_asset(group=GROUP, stage="build", partitions_def=tensor_dataset_versions, kinds={"python", "zarr"},
+                modules=["feature_platform.datasets.tensor_build", "feature_platform.datasets.tensor_splits",
+                         "feature_platform.datasets.executors"])
 def tensor_dataset(context: dg.AssetExecutionContext, config: TensorDatasetConfig,
                    paths: PlatformPaths) -> dg.MaterializeResult:
     """Simulate, write a Zarr v3 store chunk by chunk (bit-identical whatever the executor), verify, publish
@@ -119,7 +122,8 @@ class TensorReportConfig(dg.Config):
     max_samples: int = Field(2_000, gt=0, description="samples read for the report, evenly spaced over the store")
 
 
-@dg.asset(partitions_def=tensor_dataset_versions, group_name=GROUP, deps=[tensor_dataset], kinds={"python"})
+@platform_asset(group=GROUP, stage="report", partitions_def=tensor_dataset_versions, deps=[tensor_dataset],
+                kinds={"python"}, modules=["feature_platform.datasets.tensor_report"])
 def tensor_sanity_report(context: dg.AssetExecutionContext, config: TensorReportConfig,
                          paths: PlatformPaths) -> dg.MaterializeResult:
     """Parameter histograms and a grid of sample impulse responses from a bounded sample of the store."""

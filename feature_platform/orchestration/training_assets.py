@@ -18,9 +18,10 @@ from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
 from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
-from feature_platform.orchestration.metadata import checks_metadata
+from feature_platform.orchestration.metadata import checks_metadata, floats
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.story import link_metadata, platform_asset
 
 GROUP = "training"
 
@@ -93,8 +94,9 @@ def _training_set_manifest(paths: PlatformPaths, version: str) -> Path:
     return current_training_set(training_sets_dir(paths.root), paths.dataset_id(version))[0]
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[published_dataset, feature_build],
-          kinds={"feast", "duckdb", "parquet"})
+@platform_asset(group=GROUP, stage="training_set", partitions_def=dataset_versions,
+                deps=[published_dataset, feature_build], kinds={"feast", "duckdb", "parquet"},
+                modules=["feature_platform.features.training_set"])
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                  paths: PlatformPaths) -> dg.MaterializeResult:
     """The dataset's label rows joined point-in-time with the feature build's offline features (as of each
@@ -150,8 +152,10 @@ def no_feature_leakage(context: dg.AssetCheckExecutionContext, paths: PlatformPa
                                metadata=checks_metadata(report.checks))
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[training_set],
-          kinds={"sklearn", "onnx", "mlflow"})
+@platform_asset(group=GROUP, stage="train", partitions_def=dataset_versions, deps=[training_set],
+                kinds={"sklearn", "onnx", "mlflow"},
+                modules=["feature_platform.training.train", "feature_platform.training.data",
+                         "feature_platform.registry.tracking"])
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, paths: PlatformPaths,
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
@@ -190,10 +194,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
     return dg.MaterializeResult(metadata={
         "training_id": m.training_id, "model_version": str(logged.version), "mlflow_run_id": logged.run_id,
         "dataset_manifest_digest": m.dataset_manifest_digest, "onnx_sha256": m.onnx.sha256,
-        "onnx_parity_max_abs_diff": m.onnx.parity_max_abs_diff, "hyperparameters": dg.MetadataValue.json(
-            m.hyperparameters), "metrics": dg.MetadataValue.json(m.metrics),
+        "onnx_parity_max_abs_diff": dg.MetadataValue.float(float(m.onnx.parity_max_abs_diff)),
+        "hyperparameters": dg.MetadataValue.json(m.hyperparameters),
+        **floats(m.metrics),
+        **_mlflow_metadata(paths, logged.run_id, logged.model_name, str(logged.version)),
         "model_dir": dg.MetadataValue.path(str(result.model_dir)), "coingecko_snapshot": snapshot or "skipped",
-        "duration_s": round(time.perf_counter() - started, 3),
+        "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     })
 
 
@@ -213,7 +219,8 @@ def trained_on_verified_dataset(context: dg.AssetCheckExecutionContext, paths: P
         "failed_checks": dg.MetadataValue.json([c.line() for c in report.failures])})
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[trained_model], kinds={"onnx"})
+@platform_asset(group=GROUP, stage="evaluate", partitions_def=dataset_versions, deps=[trained_model],
+                kinds={"onnx"}, modules=["feature_platform.training.evaluate", "feature_platform.training.data"])
 def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
                      paths: PlatformPaths) -> dg.MaterializeResult:
     """Positions from the ONNX model, backtest on val and test (all splits with schedule=backfill)."""
@@ -229,11 +236,8 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
                                 schedule=config.schedule)
     out = write_atomic(paths.reports(context.partition_key) / f"model_evaluation_{config.schedule}.json",
                        json.dumps(evaluation.to_json_dict(), indent=2, sort_keys=True).encode())
-    metrics = evaluation.metrics
     return dg.MaterializeResult(metadata={
-        **{k: round(v, 6) for k, v in metrics.items() if k.startswith(("test_", "val_", "backtest_"))
-           and k.split("_", 1)[1] in ("sharpe", "sortino", "max_drawdown", "pnl", "accuracy")},
-        "schedule": config.schedule, "report": dg.MetadataValue.path(str(out))})
+        **floats(evaluation.metrics), "schedule": config.schedule, "report": dg.MetadataValue.path(str(out))})
 
 
 @dg.asset_check(asset=model_evaluation, blocking=True, name="guardrails",
@@ -251,19 +255,40 @@ def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
                                          "actual": "; ".join(f"{r.name} = {r.actual}" for r in results)})
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[model_evaluation], kinds={"mlflow"})
+@platform_asset(group=GROUP, stage="register", partitions_def=dataset_versions, deps=[model_evaluation],
+                kinds={"mlflow"}, modules=["feature_platform.registry.tracking"])
 def registered_model(context: dg.AssetExecutionContext, paths: PlatformPaths) -> dg.MaterializeResult:
     """The MLflow registry version of this training run: aliases and lineage tags as the registry holds them."""
-    from feature_platform.registry.tracking import describe_version
-
     record = read_record(paths, context.partition_key)
-    info = describe_version(record["model_name"], record["model_version"], data_root=paths.root)
-    return dg.MaterializeResult(metadata={
-        "model_name": record["model_name"], "model_version": record["model_version"],
-        "aliases": dg.MetadataValue.json(info.get("aliases", [])), "tags": dg.MetadataValue.json(info.get("tags", {}))})
+    return dg.MaterializeResult(metadata=registry_metadata(paths, record["model_name"], record["model_version"]))
 
 
-@dg.asset(partitions_def=dataset_versions, group_name=GROUP, deps=[registered_model], kinds={"mlflow"})
+def registry_metadata(paths: PlatformPaths, model_name: str, version: str) -> dict[str, Any]:
+    """The registry's view of a version, read back now: aliases (with who holds production), tags, links."""
+    from feature_platform.registry.tracking import PRODUCTION, describe_version
+
+    info = describe_version(model_name, version, data_root=paths.root)
+    return {
+        "model_name": model_name, "model_version": version,
+        "aliases": dg.MetadataValue.json(info.get("aliases", [])),
+        "is_production": PRODUCTION in info.get("aliases", []),
+        "tags": dg.MetadataValue.json(info.get("tags", {})),
+        **_mlflow_metadata(paths, str(info.get("run_id") or ""), model_name, version),
+    }
+
+
+def _mlflow_metadata(paths: PlatformPaths, run_id: str, model_name: str, version: str) -> dict[str, Any]:
+    """Links to the MLflow run and model version: UI pages on a tracking server, local directories otherwise."""
+    from feature_platform.registry.links import mlflow_links
+
+    if not run_id:
+        return {}
+    return {name: link_metadata(link.kind, link.target)
+            for name, link in mlflow_links(paths.root, run_id, model_name, version).items()}
+
+
+@platform_asset(group=GROUP, stage="promote", partitions_def=dataset_versions, deps=[registered_model],
+                kinds={"mlflow"}, modules=["feature_platform.registry.promotion"])
 def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
               paths: PlatformPaths) -> dg.MaterializeResult:
     """auto_promote: move alias `production` after every promotion check passes *now*; otherwise a no-op.
@@ -276,7 +301,8 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
     record = read_record(paths, context.partition_key)
     if not config.auto_promote:
         return dg.MaterializeResult(metadata={"promoted": False, "reason": "auto_promote is off (fp promote)",
-                                              "model_version": record["model_version"]})
+                                              **registry_metadata(paths, record["model_name"],
+                                                                  record["model_version"])})
     result = promote(record["model_name"], record["model_version"], data_root=paths.root,
                      dataset_id=config.dataset_id,
                      guardrails=Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown),
@@ -285,7 +311,12 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
         raise dg.Failure(f"promotion of {record['model_name']} v{record['model_version']} refused: "
                          + "; ".join(result.decision.reasons),
                          metadata={"reasons": dg.MetadataValue.json(result.decision.reasons)})
-    return dg.MaterializeResult(metadata={"promoted": True, "model_version": record["model_version"],
+    # read back after the move: what the registry holds now, also as an observation of registered_model so
+    # its page shows the aliases after promotion, not the ones it had when it was registered
+    after = registry_metadata(paths, record["model_name"], record["model_version"])
+    context.log_event(dg.AssetObservation(asset_key=registered_model.key, partition=context.partition_key,
+                                          metadata={**after, "observed_by": "promotion"}))
+    return dg.MaterializeResult(metadata={"promoted": True, **after,
                                           "previous_production": str(result.previous_version or "none")})
 
 
