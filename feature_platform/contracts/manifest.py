@@ -1,4 +1,4 @@
-"""Dataset manifest spec v1: the authority for a dataset directory (DESIGN.md §3).
+"""Dataset manifest spec v1: the authority for a dataset directory (docs/ARCHITECTURE.md §3).
 
 The committed JSON Schema ``schemas/dataset_manifest.v1.schema.json`` is generated from these
 models (``fp contracts schema --write``); a test fails when the two drift apart.
@@ -57,7 +57,7 @@ class _Strict(BaseModel):
 
 
 class CanonicalManifest(_Strict):
-    """A manifest whose identity is the sha256 of its canonical JSON (DESIGN.md §7)."""
+    """A manifest whose identity is the sha256 of its canonical JSON (docs/ARCHITECTURE.md §7)."""
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

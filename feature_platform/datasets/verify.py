@@ -1,4 +1,4 @@
-"""Fail-closed dataset verification (DESIGN.md §3).
+"""Fail-closed dataset verification (docs/ARCHITECTURE.md §3).
 
 ``verify_dataset`` never trusts the directory: the manifest is the authority, every file it
 lists is re-hashed, schema, feature order and row counts are read from parquet footers only,

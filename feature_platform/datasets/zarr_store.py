@@ -1,4 +1,4 @@
-"""Zarr v3 store of a tensor dataset: ``<dataset_dir>/data.zarr/`` (DESIGN.md §3, §7).
+"""Zarr v3 store of a tensor dataset: ``<dataset_dir>/data.zarr/`` (docs/ARCHITECTURE.md §3, §7).
 
 Bytes are reproducible only with an explicit codec list and single-threaded Blosc, so both are
 fixed here and every writer calls ``single_thread_blosc``. Arrays are chunked along the sample
@@ -94,7 +94,7 @@ def array_layout(spec: SimulatorSpec, T: int, H: int, metadata_shapes: Mapping[s
 
 
 def single_thread_blosc() -> None:
-    """Multithreaded Blosc output varies between runs (DESIGN.md §7): one thread, in every process."""
+    """Multithreaded Blosc output varies between runs (docs/ARCHITECTURE.md §7): one thread, in every process."""
     import numcodecs.blosc
 
     numcodecs.blosc.use_threads = False

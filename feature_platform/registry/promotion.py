@@ -1,6 +1,6 @@
 """Promotion: blocking checks evaluated at call time, then the ``production`` alias moves.
 
-Dagster's blocking checks hold only inside one run (DESIGN.md §7), so promotion re-verifies the
+Dagster's blocking checks hold only inside one run (docs/ARCHITECTURE.md §7), so promotion re-verifies the
 dataset and the registry's model bytes itself, every time; a failure leaves every alias as it was
 and lists every failed reason, not just the first. Each move of ``production`` is journalled and
 serialised as ``registry.history`` describes, so a kill or a concurrent promotion loses no event.

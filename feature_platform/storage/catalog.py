@@ -1,4 +1,4 @@
-"""Metadata catalog of published dataset versions, on SQLite (the embedded default, DESIGN.md §5).
+"""Metadata catalog of published dataset versions, on SQLite (the embedded default, docs/ARCHITECTURE.md §5).
 
 One connection per call and ``BEGIN IMMEDIATE`` for every write, so writers from many threads or
 processes serialise on SQLite's lock instead of failing half-way; WAL keeps readers unblocked.

@@ -1,4 +1,4 @@
-"""Object store on a local directory: the embedded default (DESIGN.md §5).
+"""Object store on a local directory: the embedded default (docs/ARCHITECTURE.md §5).
 
 Every write goes to a temp file in the target's directory, is fsynced, then ``os.replace``d, so a
 reader sees the old object or the new one, never a torn file. Every key is resolved with symlinks

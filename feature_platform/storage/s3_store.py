@@ -1,4 +1,4 @@
-"""Object store on an S3-compatible bucket: the scale-out path (DESIGN.md §5).
+"""Object store on an S3-compatible bucket: the scale-out path (docs/ARCHITECTURE.md §5).
 
 Takes a ready boto3 S3 client so the Dagster layer can pass ``dagster_aws.s3.S3Resource(...)
 .get_client()`` and tests can pass one pointed at a loopback server; ``S3StoreConfig`` builds one
