@@ -4,8 +4,10 @@ subcommand has help text; progress never reaches a pipe."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -149,3 +151,39 @@ def test_training_submit_json_and_its_failure(cli: Cli) -> None:
     code, out, err = cli("training", "submit", "--payload", '{"dataset_version": "m1"}', "--url",
                          "http://127.0.0.1:9", "--no-wait", "--json")
     assert code == 1 and out == "" and err.startswith("fp: error:") and len(err.strip().splitlines()) == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_draws_only_on_a_terminal_without_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    from feature_platform.cli import progress
+
+    plain = argparse.Namespace(json=False, verbose=False)
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert progress.wanted(plain)
+    assert not progress.wanted(argparse.Namespace(json=True, verbose=False))
+    assert not progress.wanted(argparse.Namespace(json=False, verbose=True))
+    with progress.bar(plain, "building") as update:
+        assert update is not None
+        update(5, 10)
+    assert CONTROL.search(terminal.getvalue())  # on a terminal rich draws (and erases) the bar
+    with progress.bar(argparse.Namespace(json=True, verbose=False), "building") as update:
+        assert update is None
+
+    pipe = io.StringIO()  # not a terminal: nothing at all
+    monkeypatch.setattr(sys, "stderr", pipe)
+    assert not progress.wanted(plain)
+    with progress.spinner(plain, "running"), progress.bar(plain, "building") as update:
+        assert update is None
+    assert pipe.getvalue() == ""
+
+
+def test_long_commands_write_no_control_characters_to_a_pipe(cli: Cli, tmp_path: Path) -> None:
+    code, out, err = cli("dataset", "build", "--out-dir", tmp_path, "--dataset-id", "p", "--source", "synthetic",
+                         "--rows", "3000", "--batch-rows", "1000")
+    assert code == 0 and "built p (3,000 rows" in out
+    assert not CONTROL.search(out) and not CONTROL.search(err), err

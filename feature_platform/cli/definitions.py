@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -283,8 +284,9 @@ def _materialize(args: argparse.Namespace) -> int:
         raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
-    summary = run_definition_datasets(args.version, instance=dagster_instance(),
-                                      run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"definition_datasets_job {args.version}"):
+        summary = run_definition_datasets(args.version, instance=dagster_instance(),
+                                          run_config=quiet_console(config, args.verbose))
     if args.json:
         print_json(summary.to_json_dict())
         return EXIT_OK if summary.succeeded else report_run_failure(summary)

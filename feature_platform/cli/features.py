@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
@@ -39,8 +40,9 @@ def _features_build(args: argparse.Namespace) -> int:
 
     config: dict[str, Any] = {"ops": {"feature_build": {"config": {"feature_repo_ref": args.ref,
                                                                    "allow_dirty": args.allow_dirty}}}}
-    summary = run_feature_build(args.version, instance=dagster_instance(),
-                                run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"feature_build {args.version}"):
+        summary = run_feature_build(args.version, instance=dagster_instance(),
+                                    run_config=quiet_console(config, args.verbose))
     if args.json:
         print_json(summary.to_json_dict())
         return EXIT_OK if summary.succeeded else report_run_failure(summary)

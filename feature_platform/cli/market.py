@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -83,9 +84,9 @@ def _market_backfill(args: argparse.Namespace) -> int:
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
     failures = []
-    runs = []
-    for summary in run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags):
-        runs.append(summary)
+    with progress.spinner(args, f"market backfill {first}..{last}"):
+        runs = list(run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags))
+    for summary in runs:
         failed = [k for k, passed in summary.checks.items() if not passed]
         rows = summary.materialized.get("market_data")
         if not summary.succeeded or "market_data_raw:no_data_gaps" in failed:

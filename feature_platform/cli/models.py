@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -113,9 +114,10 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--hyperparams: {exc}") from None
     root = data_root()
     try:
-        result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
-                             hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
-                             schedule=args.schedule, feature_build_path=args.feature_build)
+        with progress.spinner(args, f"training {args.model_key}"):
+            result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
+                                 hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
+                                 schedule=args.schedule, feature_build_path=args.feature_build)
     except TrainingRefused as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -197,7 +199,8 @@ def _rerun(args: argparse.Namespace) -> int:
     if not manifest.exists():
         raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
-        report = rerun_training(manifest, root / "models" / "reruns")
+        with progress.spinner(args, f"retraining {args.training_id}"):
+            report = rerun_training(manifest, root / "models" / "reruns")
     except TrainingRefused as exc:
         print(f"fp: error: rerun {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -234,7 +237,8 @@ def _training_run(args: argparse.Namespace) -> int:
         version, config = training_run_config(payload)
     except ValueError as exc:
         raise UsageError(f"--payload: {exc}") from None
-    summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"training_job {version}"):
+        summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:
         print_json(summary.to_json_dict())
         return EXIT_OK if summary.succeeded else report_run_failure(summary)

@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     config_section,
@@ -72,7 +73,8 @@ def _refresh_run(args: argparse.Namespace) -> int:
         snapshot["seed"] = args.seed
     if args.inbox_file is not None:
         snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
-    outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"refresh {version}"):
+        outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:
