@@ -24,7 +24,8 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # anything but tab and newlin
 RESULT_COMMANDS = [
     ("dataset", "build"), ("dataset", "verify"), ("train",), ("promote",), ("rollback",), ("rerun",), ("lineage",),
     ("training", "run"), ("training", "submit"), ("features", "build"), ("market", "backfill"), ("market", "review"),
-    ("market", "blocks"), ("definitions", "materialize"), ("definitions", "build"), ("definitions", "list"),
+    ("market", "blocks"), ("market", "resolve"), ("market", "override"), ("refresh", "run"), ("refresh", "add-version"),
+    ("definitions", "materialize"), ("definitions", "build"), ("definitions", "list"),
     ("definitions", "validate"),
 ]
 
@@ -120,16 +121,18 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_dagster_commands_print_one_json_document(cli: Cli, dagster_home: Path, warehouse: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from feature_platform.cli.common import dagster_instance
-    from feature_platform.orchestration.partitions import ensure_partition
-
     code, out, err = cli("market", "backfill", "--start", "2026-11-23", "--json")
     doc = _one_document(out, err)
     assert code == 0 and doc["ok"] is True and [d["partition"] for d in doc["days"]] == ["2026-11-23"]
     assert doc["days"][0]["status"] == "SUCCESS" and doc["days"][0]["materialized"]["market_data"] == 3 * 1440
+    code, out, err = cli("market", "review", "--json")
+    assert code == 0 and _one_document(out, err) == []  # a clean day flags nothing
 
     # a dataset_version that exists as a partition but was never published: the run fails, the JSON says why
-    ensure_partition(dagster_instance(), "ghost")
+    code, out, err = cli("refresh", "add-version", "ghost", "--json")
+    assert code == 0 and _one_document(out, err) == {"dataset_version": "ghost", "added": True}
+    code, out, err = cli("refresh", "add-version", "ghost", "--json")
+    assert code == 0 and _one_document(out, err) == {"dataset_version": "ghost", "added": False}
     code, out, err = cli("features", "build", "--version", "ghost", "--json")
     doc = _one_document(out, err)
     assert code == 1 and doc["status"] == "FAILURE" and doc["succeeded"] is False

@@ -50,12 +50,14 @@ def register(groups: Any) -> None:
                          help="approved: a real move; rejected: bad data")
     resolve.add_argument("--by", required=True, help="who reviewed it")
     resolve.add_argument("--note", default="", help="why (kept as the audit trail)")
+    add_json_flag(resolve)
     blocks = market_cmds.add_parser("blocks", help="what blocks training now (open data gaps, open anomalies)")
     add_json_flag(blocks)
     override = market_cmds.add_parser("override", help="accept a data gap for training after review")
     override.add_argument("block_id", type=positive_int, help="block id (see `fp market blocks`)")
     override.add_argument("--by", required=True, help="who accepts it")
     override.add_argument("--note", required=True, help="why (kept as the audit trail)")
+    add_json_flag(override)
     market.set_defaults(handler=group_help(market))
     backfill.set_defaults(handler=_market_backfill)
     review.set_defaults(handler=_market_review)
@@ -109,9 +111,7 @@ def _market_backfill(args: argparse.Namespace) -> int:
 def _market_review(args: argparse.Namespace) -> int:
     items = _review_queue().list(status=args.status, asset=args.asset)
     if args.json:
-        print(json.dumps([{**i.__dict__, "ts": i.ts.isoformat(), "created_at": i.created_at.isoformat(),
-                           "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None} for i in items],
-                         indent=2))
+        print_json([_item_json(i) for i in items])
         return EXIT_OK
     print(f"{'id':>5}  {'status':<9} {'asset':<10} {'ts (UTC)':<20} {'z-score':>8}  partition")
     for i in items:
@@ -122,6 +122,11 @@ def _market_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _item_json(item: Any) -> dict[str, Any]:
+    return {**item.__dict__, "ts": item.ts.isoformat(), "created_at": item.created_at.isoformat(),
+            "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None}
+
+
 def _market_resolve(args: argparse.Namespace) -> int:
     from feature_platform.market.review import ReviewError
 
@@ -130,7 +135,10 @@ def _market_resolve(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
+    if args.json:
+        print_json(_item_json(item))
+    else:
+        print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
     return EXIT_OK
 
 
@@ -153,5 +161,8 @@ def _market_override(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
+    if args.json:
+        print_json(_item_json(item))
+    else:
+        print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
     return EXIT_OK
