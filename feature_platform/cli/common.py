@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -28,6 +29,18 @@ class UsageError(Exception):
 
 class CheckFailed(Exception):
     """A check, gate or refusal that failed: reported on one line, exit code 1."""
+
+
+JSON_HELP = "print the result as one JSON document on stdout (exit codes unchanged)"
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def print_json(document: Any) -> None:
+    """Exactly one strict JSON document on stdout (NaN/Infinity are refused, not written)."""
+    print(json.dumps(document, indent=2, allow_nan=False))
 
 
 SAFE_ID_HINT = "letters, digits, '.', '_', '-', starting with a letter or digit, at most 128 characters"

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -184,11 +185,11 @@ def _table_build(args: argparse.Namespace) -> int:
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
-    progress = _ProgressPrinter() if args.verbose else None
     try:
-        result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
-                               splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES,
-                               force=args.force, progress=progress)
+        with progress.bar(args, f"building {args.dataset_id}") as bar:
+            result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
+                                   splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES, force=args.force,
+                                   progress=_ProgressPrinter() if args.verbose else bar)
     except (BuildError, OSError) as exc:
         return _build_failed(exc, args)
     m = result.manifest
@@ -258,15 +259,16 @@ def _tensor_build(args: argparse.Namespace) -> int:
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
-    progress = _ProgressPrinter("samples") if args.verbose else None
     try:
-        result = build_tensor_dataset(
-            args.out_dir, args.dataset_id, samples=args.samples, seed=args.seed, simulator=simulator, splits=splits,
-            executor=executor, workers=args.workers, ray_address=ray_address, bitround_keepbits=args.bitround_keepbits,
-            dataset_version=args.dataset_version, force=args.force, progress=progress,
-            inner_chunk_samples=args.inner_chunk_samples,
-            **{k: v for k, v in (("T", args.T), ("H", args.H), ("chunk_samples", args.chunk_samples),
-                                 ("max_bytes", args.max_bytes)) if v is not None})
+        with progress.bar(args, f"building {args.dataset_id}") as bar:
+            result = build_tensor_dataset(
+                args.out_dir, args.dataset_id, samples=args.samples, seed=args.seed, simulator=simulator,
+                splits=splits, executor=executor, workers=args.workers, ray_address=ray_address,
+                bitround_keepbits=args.bitround_keepbits, dataset_version=args.dataset_version, force=args.force,
+                progress=_ProgressPrinter("samples") if args.verbose else bar,
+                inner_chunk_samples=args.inner_chunk_samples,
+                **{k: v for k, v in (("T", args.T), ("H", args.H), ("chunk_samples", args.chunk_samples),
+                                     ("max_bytes", args.max_bytes)) if v is not None})
     except ValueError as exc:  # bad arguments, rejected before anything is written
         raise UsageError(str(exc)) from None
     except TaskError as exc:

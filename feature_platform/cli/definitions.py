@@ -13,15 +13,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CheckFailed,
     UsageError,
+    add_json_flag,
     dagster_instance,
     data_root,
     group_help,
     iso_date,
+    print_json,
     quiet_console,
     report_run_failure,
     safe_id,
@@ -85,6 +88,7 @@ def register(groups: Any) -> None:
                              help="definition_version partition (safe id)")
     materialize.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(materialize)
 
     for parser in (lst, validate, query, tfx, activate, clone, build):
         parser.add_argument("--definitions-dir", type=Path,
@@ -280,8 +284,12 @@ def _materialize(args: argparse.Namespace) -> int:
         raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
-    summary = run_definition_datasets(args.version, instance=dagster_instance(),
-                                      run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"definition_datasets_job {args.version}"):
+        summary = run_definition_datasets(args.version, instance=dagster_instance(),
+                                          run_config=quiet_console(config, args.verbose))
+    if args.json:
+        print_json(summary.to_json_dict())
+        return EXIT_OK if summary.succeeded else report_run_failure(summary)
     for asset, rows in summary.materialized.items():
         print(f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}")
     failed = [k for k, ok in summary.checks.items() if not ok]

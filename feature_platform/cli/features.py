@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
+    add_json_flag,
     dagster_instance,
     group_help,
+    print_json,
     quiet_console,
     report_run_failure,
     safe_id,
@@ -27,6 +30,7 @@ def register(groups: Any) -> None:
     fbuild.add_argument("--ref", default=None, help="git ref feature_repo must be at")
     fbuild.add_argument("--allow-dirty", action="store_true", help="accept uncommitted feature_repo changes")
     fbuild.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(fbuild)
     features.set_defaults(handler=group_help(features))
     fbuild.set_defaults(handler=_features_build)
 
@@ -36,8 +40,12 @@ def _features_build(args: argparse.Namespace) -> int:
 
     config: dict[str, Any] = {"ops": {"feature_build": {"config": {"feature_repo_ref": args.ref,
                                                                    "allow_dirty": args.allow_dirty}}}}
-    summary = run_feature_build(args.version, instance=dagster_instance(),
-                                run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"feature_build {args.version}"):
+        summary = run_feature_build(args.version, instance=dagster_instance(),
+                                    run_config=quiet_console(config, args.verbose))
+    if args.json:
+        print_json(summary.to_json_dict())
+        return EXIT_OK if summary.succeeded else report_run_failure(summary)
     failed = [k for k, ok in summary.checks.items() if not ok]
     tail = f"; failed checks: {', '.join(failed)}" if failed else ""
     print(f"feature_build {args.version}: {summary.status}{tail}")

@@ -7,17 +7,20 @@ import json
 import sys
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     OVERRIDE_TAG,
     UsageError,
+    add_json_flag,
     dagster_instance,
     group_help,
     input_file,
     iso_date,
     load_run_config,
     positive_int,
+    print_json,
     quiet_console,
     report_run_failure,
 )
@@ -35,21 +38,26 @@ def register(groups: Any) -> None:
     backfill.add_argument("--override-data-gap", action="store_true",
                           help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
     backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(backfill)
     review = market_cmds.add_parser("review", help="list the human-in-the-loop queue of flagged rows")
-    review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None)
-    review.add_argument("--asset", default=None)
-    review.add_argument("--json", action="store_true")
+    review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None,
+                        help="only items with this status (default: all)")
+    review.add_argument("--asset", default=None, help="only items for this asset, e.g. bitcoin")
+    add_json_flag(review)
     resolve = market_cmds.add_parser("resolve", help="approve (a real move) or reject (bad data) a flagged row")
-    resolve.add_argument("item_id", type=positive_int)
-    resolve.add_argument("--status", required=True, choices=["approved", "rejected"])
+    resolve.add_argument("item_id", type=positive_int, help="review item id (see `fp market review`)")
+    resolve.add_argument("--status", required=True, choices=["approved", "rejected"],
+                         help="approved: a real move; rejected: bad data")
     resolve.add_argument("--by", required=True, help="who reviewed it")
-    resolve.add_argument("--note", default="")
+    resolve.add_argument("--note", default="", help="why (kept as the audit trail)")
+    add_json_flag(resolve)
     blocks = market_cmds.add_parser("blocks", help="what blocks training now (open data gaps, open anomalies)")
-    blocks.add_argument("--json", action="store_true")
+    add_json_flag(blocks)
     override = market_cmds.add_parser("override", help="accept a data gap for training after review")
-    override.add_argument("block_id", type=positive_int)
+    override.add_argument("block_id", type=positive_int, help="block id (see `fp market blocks`)")
     override.add_argument("--by", required=True, help="who accepts it")
     override.add_argument("--note", required=True, help="why (kept as the audit trail)")
+    add_json_flag(override)
     market.set_defaults(handler=group_help(market))
     backfill.set_defaults(handler=_market_backfill)
     review.set_defaults(handler=_market_review)
@@ -78,15 +86,22 @@ def _market_backfill(args: argparse.Namespace) -> int:
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
     failures = []
-    for summary in run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags):
+    with progress.spinner(args, f"market backfill {first}..{last}"):
+        runs = list(run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags))
+    for summary in runs:
         failed = [k for k, passed in summary.checks.items() if not passed]
         rows = summary.materialized.get("market_data")
-        print(f"{summary.partition}: {summary.status}, {rows if rows is not None else 0:,} rows"
-              + (f"; failed checks: {', '.join(failed)}" if failed else ""))
         if not summary.succeeded or "market_data_raw:no_data_gaps" in failed:
             failures.append(summary)
+        if args.json:
+            continue
+        print(f"{summary.partition}: {summary.status}, {rows if rows is not None else 0:,} rows"
+              + (f"; failed checks: {', '.join(failed)}" if failed else ""))
     blocked, reasons = _review_queue().training_blocked()
-    if blocked:
+    if args.json:
+        print_json({"days": [s.to_json_dict() for s in runs], "ok": not failures,
+                    "training_blocked": blocked, "blocked_by": reasons})
+    elif blocked:
         print(f"training blocked by {len(reasons)} open item(s): see `fp market blocks`")
     for summary in failures[:1]:  # the first failed day says why; the lines above list every day
         report_run_failure(summary)
@@ -96,9 +111,7 @@ def _market_backfill(args: argparse.Namespace) -> int:
 def _market_review(args: argparse.Namespace) -> int:
     items = _review_queue().list(status=args.status, asset=args.asset)
     if args.json:
-        print(json.dumps([{**i.__dict__, "ts": i.ts.isoformat(), "created_at": i.created_at.isoformat(),
-                           "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None} for i in items],
-                         indent=2))
+        print_json([_item_json(i) for i in items])
         return EXIT_OK
     print(f"{'id':>5}  {'status':<9} {'asset':<10} {'ts (UTC)':<20} {'z-score':>8}  partition")
     for i in items:
@@ -109,6 +122,11 @@ def _market_review(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _item_json(item: Any) -> dict[str, Any]:
+    return {**item.__dict__, "ts": item.ts.isoformat(), "created_at": item.created_at.isoformat(),
+            "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None}
+
+
 def _market_resolve(args: argparse.Namespace) -> int:
     from feature_platform.market.review import ReviewError
 
@@ -117,7 +135,10 @@ def _market_resolve(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
+    if args.json:
+        print_json(_item_json(item))
+    else:
+        print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
     return EXIT_OK
 
 
@@ -140,5 +161,8 @@ def _market_override(args: argparse.Namespace) -> int:
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
+    if args.json:
+        print_json(_item_json(item))
+    else:
+        print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
     return EXIT_OK

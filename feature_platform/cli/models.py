@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CheckFailed,
     UsageError,
+    add_json_flag,
     dagster_instance,
     data_root,
     finite_float,
@@ -23,6 +24,7 @@ from feature_platform.cli.common import (
     non_negative_int,
     parse_payload,
     positive_float,
+    print_json,
     quiet_console,
     report_run_failure,
 )
@@ -33,50 +35,57 @@ def register(groups: Any) -> None:
         "train", help="train, export ONNX, log to MLflow and register a model version",
         description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
         "a version of <model-key> with alias 'staging'.")
-    train.add_argument("--dataset-manifest", required=True, type=Path)
-    train.add_argument("--model-key", type=model_key, default="market_regime")
+    train.add_argument("--dataset-manifest", required=True, type=Path, help="manifest.json of a published dataset")
+    train.add_argument("--model-key", type=model_key, default="market_regime",
+                       help="registered model name (default market_regime)")
     hp = train.add_mutually_exclusive_group()
     hp.add_argument("--hyperparams", default=None, help="JSON object of hyperparameters")
     hp.add_argument("--profile", default=None, help="saved tuning profile: default, fast, deep")
-    train.add_argument("--seed", type=non_negative_int, default=0)
-    train.add_argument("--schedule", choices=["adhoc", "backfill"], default="adhoc")
+    train.add_argument("--seed", type=non_negative_int, default=0, help="training random seed (default 0)")
+    train.add_argument("--schedule", choices=["adhoc", "backfill"], default="adhoc",
+                       help="why this run happened, recorded on the run (default adhoc)")
     train.add_argument("--feature-build", type=input_file, default=None,
                        help="feature_build.json the features came from")
     train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
-    train.add_argument("--json", action="store_true")
+    add_json_flag(train)
 
     promote = groups.add_parser("promote", help="move alias 'production' after re-checking everything now")
-    promote.add_argument("--model-key", type=model_key, required=True)
+    promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
     promote.add_argument("--min-sharpe", type=finite_float, default=0.0, help="guardrail on test Sharpe (default 0)")
     promote.add_argument("--max-drawdown", type=finite_float, default=0.5, help="guardrail on test max drawdown")
+    add_json_flag(promote)
 
     rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
-    rollback.add_argument("--model-key", type=model_key, required=True)
+    rollback.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     rollback.add_argument("--to-version", type=model_version, required=True, help="registered model version")
+    add_json_flag(rollback)
 
     rerun = groups.add_parser("rerun", help="retrain from training_manifest.yaml and report reproducibility")
-    rerun.add_argument("--training-id", required=True)
-    rerun.add_argument("--json", action="store_true")
+    rerun.add_argument("--training-id", required=True, help="directory name under <data_root>/models")
+    add_json_flag(rerun)
 
     lineage = groups.add_parser("lineage", help="walk model → run → dataset → files → source, re-verifying each link")
-    lineage.add_argument("--model-key", type=model_key, required=True)
+    lineage.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     which = lineage.add_mutually_exclusive_group()
     which.add_argument("--version", type=model_version, default=None, help="registered model version")
     which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
+    add_json_flag(lineage)
 
     training = groups.add_parser("training", help="the Dagster training job: run headless or submit to a webserver")
     training_cmds = training.add_subparsers(dest="command", metavar="{run,submit}")
     trun = training_cmds.add_parser("run", help="run training_job for a dataset_version in process")
     trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
                       "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
-    trun.add_argument("-v", "--verbose", action="store_true")
+    trun.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(trun)
     submit = training_cmds.add_parser("submit", help="submit training_job to a running Dagster webserver (GraphQL)")
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
     submit.add_argument("--timeout", type=positive_float, default=1800.0, help="seconds to wait (default 1800)")
+    add_json_flag(submit)
     training.set_defaults(handler=group_help(training))
     train.set_defaults(handler=_train)
     promote.set_defaults(handler=_promote)
@@ -105,9 +114,10 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(f"--hyperparams: {exc}") from None
     root = data_root()
     try:
-        result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
-                             hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
-                             schedule=args.schedule, feature_build_path=args.feature_build)
+        with progress.spinner(args, f"training {args.model_key}"):
+            result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
+                                 hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
+                                 schedule=args.schedule, feature_build_path=args.feature_build)
     except TrainingRefused as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -125,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
         out["promotion_refused"] = promoted.decision.reasons
         code = EXIT_OK if promoted.promoted else EXIT_FAILED
     if args.json:
-        print(json.dumps(out, indent=2))
+        print_json(out)
     else:
         print(f"trained {m.model_id}: {logged.model_name} v{logged.version} (alias staging), run {logged.run_id}")
         print(f"  model dir: {result.model_dir}")
@@ -142,6 +152,9 @@ def _promote(args: argparse.Namespace) -> int:
     result = promote(args.model_key, args.version, data_root=root, dataset_id=args.dataset_id,
                      guardrails=Guardrails(min_sharpe=args.min_sharpe, max_drawdown=args.max_drawdown),
                      review_db=root / "review.sqlite")
+    if args.json:
+        print_json(result.to_json_dict())
+        return EXIT_OK if result.promoted else EXIT_FAILED
     for check in result.decision.checks:
         print(f"{'PASS' if check.passed else 'FAIL'} {check.name}: expected {check.expected}, actual {check.actual}")
     if not result.promoted:
@@ -157,6 +170,9 @@ def _rollback(args: argparse.Namespace) -> int:
 
     root = data_root()
     result = rollback(args.model_key, args.to_version, data_root=root, review_db=root / "review.sqlite")
+    if args.json:
+        print_json(result.to_json_dict())
+        return EXIT_OK if result.ok else EXIT_FAILED
     if result.replay is not None:
         print(f"replay: {result.replay.rows} rows, max |Δp| {result.replay.max_abs_diff:.3g}, "
               f"{'ok' if result.replay.ok else 'MISMATCH'}")
@@ -183,12 +199,13 @@ def _rerun(args: argparse.Namespace) -> int:
     if not manifest.exists():
         raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
-        report = rerun_training(manifest, root / "models" / "reruns")
+        with progress.spinner(args, f"retraining {args.training_id}"):
+            report = rerun_training(manifest, root / "models" / "reruns")
     except TrainingRefused as exc:
         print(f"fp: error: rerun {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
-        print(json.dumps(report.to_json_dict(), indent=2))
+        print_json(report.to_json_dict())
     else:
         print(f"dataset sha256 same: {report.dataset_digest_same}; metrics identical: {report.metrics_identical}; "
               f"ONNX bytes identical: {report.onnx_bytes_identical}")
@@ -204,7 +221,10 @@ def _lineage(args: argparse.Namespace) -> int:
         raise UsageError("--alias: expected an alias such as production or staging, got ''")
     alias = args.alias or (None if args.version else "production")
     report = lineage(args.model_key, version=args.version, alias=alias, data_root=data_root())
-    print(report.render())
+    if args.json:
+        print_json(report.to_json_dict())
+    else:
+        print(report.render())
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
@@ -217,7 +237,11 @@ def _training_run(args: argparse.Namespace) -> int:
         version, config = training_run_config(payload)
     except ValueError as exc:
         raise UsageError(f"--payload: {exc}") from None
-    summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"training_job {version}"):
+        summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    if args.json:
+        print_json(summary.to_json_dict())
+        return EXIT_OK if summary.succeeded else report_run_failure(summary)
     for name, ok in summary.checks.items():
         print(f"  {'PASS' if ok else 'FAIL'}  {name}")
     print(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
@@ -235,6 +259,9 @@ def _training_submit(args: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"run {run_id}: {status}")
     failed = status in ("FAILURE", "CANCELED") or (not args.no_wait and status != "SUCCESS")
+    if args.json:
+        print_json({"run_id": run_id, "status": status, "waited": not args.no_wait, "ok": not failed})
+    else:
+        print(f"run {run_id}: {status}")
     return EXIT_FAILED if failed else EXIT_OK

@@ -6,8 +6,10 @@ import argparse
 import json
 from typing import Any
 
+from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
+    add_json_flag,
     config_section,
     dagster_instance,
     group_help,
@@ -15,6 +17,7 @@ from feature_platform.cli.common import (
     load_run_config,
     non_negative_int,
     positive_int,
+    print_json,
     quiet_console,
     report_run_failure,
     safe_id,
@@ -42,6 +45,7 @@ def register(groups: Any) -> None:
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", type=safe_id("dataset_version"), help="safe id, e.g. 2026-11-25 or adhoc-1")
+    add_json_flag(add)
     refresh.set_defaults(handler=group_help(refresh))
     run.set_defaults(handler=_refresh_run)
     add.set_defaults(handler=_refresh_add_version)
@@ -51,7 +55,10 @@ def _refresh_add_version(args: argparse.Namespace) -> int:
     from feature_platform.orchestration.partitions import ensure_partition
 
     added = ensure_partition(dagster_instance(), args.version)
-    print(f"dataset_version {args.version} {'added' if added else 'already exists'}")
+    if args.json:
+        print_json({"dataset_version": args.version, "added": added})
+    else:
+        print(f"dataset_version {args.version} {'added' if added else 'already exists'}")
     return EXIT_OK
 
 
@@ -72,7 +79,8 @@ def _refresh_run(args: argparse.Namespace) -> int:
         snapshot["seed"] = args.seed
     if args.inbox_file is not None:
         snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
-    outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    with progress.spinner(args, f"refresh {version}"):
+        outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:

@@ -42,16 +42,16 @@ def register(groups: Any) -> None:
 
     tables = cmds.add_parser("tables", help="tables of raw_data with row count, size and column count")
     schema = cmds.add_parser("schema", help="columns of a table with suggested ML roles and join keys")
-    schema.add_argument("table")
+    schema.add_argument("table", help="warehouse table name")
     stats = cmds.add_parser("stats", help="column statistics of a table (one full-scan aggregate query)")
-    stats.add_argument("table")
+    stats.add_argument("table", help="warehouse table name")
     stats.add_argument("--columns", help="comma-separated columns (default: all)")
     samples = cmds.add_parser("samples", help="most frequent values of a column")
-    samples.add_argument("table")
-    samples.add_argument("column")
+    samples.add_argument("table", help="warehouse table name")
+    samples.add_argument("column", help="column of TABLE to sample distinct values from")
     samples.add_argument("--limit", type=positive_int, default=10, help="how many values (default 10)")
     joins = cmds.add_parser("joins", help="suggest foreign-key joins between tables (default: all tables)")
-    joins.add_argument("tables", nargs="*", metavar="TABLE")
+    joins.add_argument("tables", nargs="*", metavar="TABLE", help="tables to consider (default: all)")
     explain = cmds.add_parser(
         "explain", help="validate SQL by a dry run (EXPLAIN) and estimate rows scanned; exit 1 if invalid",
     )

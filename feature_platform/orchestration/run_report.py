@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,9 @@ class RunSummary:
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCESS"
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "succeeded": self.succeeded}
 
 
 def summarize_run(instance: dg.DagsterInstance, run_id: str) -> RunSummary:

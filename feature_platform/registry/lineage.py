@@ -6,9 +6,9 @@ sha256s → source hash, every link re-verified now (nothing is taken from a cac
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.contracts.canonical import digest
 from feature_platform.contracts.manifest import DatasetManifest, ManifestError, load_manifest
@@ -51,6 +51,10 @@ class LineageReport:
     def add(self, name: str, expected: object, actual: object, ok: bool) -> bool:
         self.links.append(Link(name, str(expected), str(actual), bool(ok)))
         return bool(ok)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"model": self.model_name, "version": self.version, "ok": self.ok,
+                "links": [asdict(link) for link in self.links]}
 
     def render(self) -> str:
         head = f"lineage {self.model_name} v{self.version or '?'}: {'OK' if self.ok else 'BROKEN'}"

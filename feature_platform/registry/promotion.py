@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,12 +91,20 @@ class PromotionDecision:
         self.checks.append(CheckResult(name, bool(passed), str(expected), str(actual)))
         return bool(passed)
 
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"model": self.model_name, "version": self.version, "ok": self.ok,
+                "checks": [asdict(c) for c in self.checks], "reasons": self.reasons}
+
 
 @dataclass(frozen=True)
 class PromotionResult:
     promoted: bool
     previous_version: str | None
     decision: PromotionDecision
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"promoted": self.promoted, "previous_version": self.previous_version,
+                **self.decision.to_json_dict()}
 
 
 def integrity_checks(decision: PromotionDecision, version: VersionFiles, run_id: str | None, *,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from feature_platform.registry.promotion import (
     PromotionDecision,
@@ -36,6 +37,12 @@ class RollbackResult:
     reasons: list[str]
     decision: PromotionDecision
     open_review_blocks: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {"rolled_back": self.ok, "previous_version": self.previous_version,
+                "replay": None if self.replay is None else self.replay.to_json_dict(),
+                "open_review_blocks": self.open_review_blocks, **self.decision.to_json_dict(),
+                "reasons": self.reasons}
 
 
 def rollback(

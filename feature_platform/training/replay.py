@@ -7,8 +7,10 @@ are also checked against the sha256 the model manifest recorded.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +32,12 @@ class ReplayReport:
     ok: bool
     tolerance: float = DEFAULT_REPLAY_TOLERANCE
     problems: list[str] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """JSON-safe: a non-finite difference (nothing could be compared) is null."""
+        diff = self.max_abs_diff if math.isfinite(self.max_abs_diff) else None
+        return {"rows": self.rows, "max_abs_diff": diff, "ok": self.ok, "tolerance": self.tolerance,
+                "problems": self.problems}
 
 
 def replay_reference(model_dir: Path, tolerance: float = DEFAULT_REPLAY_TOLERANCE, *,
