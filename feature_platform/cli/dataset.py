@@ -56,6 +56,16 @@ def register(groups: Any) -> None:
     table.add_argument("--split-fractions", default=None,
                        help="split fractions by entity hash (default train=0.8,val=0.1,test=0.1)")
     table.add_argument("--split-salt", default=None, help="salt of the split hash (default fp-split-v1)")
+    table.add_argument("--files", type=positive_int, default=None,
+                       help="data files to shard the rows over by a stable hash of the entity, one task each "
+                       "(default 1: data.parquet); the files' bytes depend on this, not on --executor/--workers")
+    parallel = build.add_argument_group("parallel build (--files > 1, or zarr chunks)")
+    parallel.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
+                          help="where files/chunks are written (default: ray when a Ray address is set, else process)")
+    parallel.add_argument("--workers", type=positive_int, default=None,
+                          help="parallel workers (default: the CPU count); the bytes do not depend on it")
+    parallel.add_argument("--ray-address", default=None,
+                          help="Ray cluster address (default $RAY_ADDRESS; with --executor ray and none, a local Ray)")
     tensor = build.add_argument_group("--source simulator (zarr)")
     tensor.add_argument("--samples", type=positive_int, default=None, help="samples to simulate (required)")
     tensor.add_argument("--simulator", default=None, help="simulator name: var (default) or regime_switching")
@@ -72,12 +82,6 @@ def register(groups: Any) -> None:
                         help="split algorithm with parameters: 'random_interpolation[:0.8/0.1/0.1]' (default), "
                         "'extrapolation_slice:rho>=0.9[;val=0.1]' (a parameter region held out), "
                         "'extrapolation_corner:rho,sigma>=0.8[;val=0.1]' (joint extremes held out; '<=' for low)")
-    tensor.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
-                        help="where chunks are computed (default: ray when a Ray address is set, else process)")
-    tensor.add_argument("--workers", type=positive_int, default=None,
-                        help="parallel workers (default: the CPU count); the bytes do not depend on it")
-    tensor.add_argument("--ray-address", default=None,
-                        help="Ray cluster address (default $RAY_ADDRESS; with --executor ray and none, a local Ray)")
     tensor.add_argument("--bitround-keepbits", type=positive_int, default=None, metavar="K",
                         help="LOSSY opt-in: keep K (1..22) of float32's 23 mantissa bits, relative error <= 2**-K, "
                         "recorded in the manifest; default lossless")
@@ -151,9 +155,9 @@ def sample_range(text: str) -> tuple[int, int]:
     return bounds
 
 
-_TABLE_OPTIONS = ("rows", "batch_rows", "entities", "split_fractions", "split_salt")
-_TENSOR_OPTIONS = ("samples", "simulator", "T", "H", "chunk_samples", "inner_chunk_samples", "split", "executor",
-                   "workers", "ray_address", "bitround_keepbits")
+_TABLE_OPTIONS = ("rows", "batch_rows", "entities", "split_fractions", "split_salt", "files")
+_TENSOR_OPTIONS = ("samples", "simulator", "T", "H", "chunk_samples", "inner_chunk_samples", "split",
+                   "bitround_keepbits")
 
 
 def _dataset_build(args: argparse.Namespace) -> int:
@@ -171,6 +175,8 @@ def _dataset_build(args: argparse.Namespace) -> int:
 def _table_build(args: argparse.Namespace) -> int:
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
+    from feature_platform.datasets.executors import TaskError, choose_executor
+    from feature_platform.datasets.sharding import require_files
     from feature_platform.datasets.splits import SplitSpec, parse_fractions
     from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
 
@@ -182,6 +188,9 @@ def _table_build(args: argparse.Namespace) -> int:
         splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
         source = SyntheticMarketSource(args.rows or 10_000, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
                                        entities=args.entities or 2_000)
+        files = require_files(args.files or 1)
+        executor, ray_address = choose_executor(args.executor, args.ray_address)
+        created_at_check()
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -189,7 +198,11 @@ def _table_build(args: argparse.Namespace) -> int:
         with progress.bar(args, f"building {args.dataset_id}") as bar:
             result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
                                    splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES, force=args.force,
-                                   progress=_ProgressPrinter() if args.verbose else bar)
+                                   progress=_ProgressPrinter() if args.verbose else bar, files=files,
+                                   executor=executor, workers=args.workers, ray_address=ray_address)
+    except TaskError as exc:
+        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
+        return EXIT_FAILED
     except (BuildError, OSError) as exc:
         return _build_failed(exc, args)
     m = result.manifest
@@ -205,6 +218,8 @@ def _table_build(args: argparse.Namespace) -> int:
         "splits": m.splits.rows,
         "seconds": round(result.seconds, 3),
         "checks_passed": len(result.report.checks),
+        "executor": executor if files > 1 else "inline",
+        "workers": args.workers,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -237,6 +252,13 @@ class _ProgressPrinter:
         print(f"  wrote {done:,}{of} {self.unit}{share}, {rate:,.0f} {self.unit}/s", file=sys.stderr, flush=True)
 
 
+def created_at_check() -> None:
+    """Refuse a malformed ``$SOURCE_DATE_EPOCH`` before any work starts (a usage error, exit 2)."""
+    from feature_platform.contracts.provenance import utc_now
+
+    utc_now()
+
+
 def _tensor_build(args: argparse.Namespace) -> int:
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import BuildError
@@ -256,6 +278,7 @@ def _tensor_build(args: argparse.Namespace) -> int:
         splits = parse_split_arg(args.split) if args.split is not None else TensorSplitSpec.default()
         splits.check(spec)
         executor, ray_address = choose_executor(args.executor, args.ray_address)
+        created_at_check()
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 

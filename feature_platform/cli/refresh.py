@@ -40,6 +40,13 @@ def register(groups: Any) -> None:
     run.add_argument("--seed", type=non_negative_int, default=None, help="synthetic seed (default from version)")
     run.add_argument("--inbox-file", type=input_file, default=None,
                      help="ingest this parquet file instead of synthetic")
+    run.add_argument("--files", type=positive_int, default=None,
+                     help="data files of the dataset, sharded by entity (default 1)")
+    run.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
+                     help="where the dataset's files are written when --files > 1 (default: ray when RAY_ADDRESS "
+                     "is set, else process)")
+    run.add_argument("--workers", type=positive_int, default=None,
+                     help="parallel workers for the dataset build (default: the CPU count)")
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
@@ -79,6 +86,10 @@ def _refresh_run(args: argparse.Namespace) -> int:
         snapshot["seed"] = args.seed
     if args.inbox_file is not None:
         snapshot.update(kind="file", inbox_file=str(args.inbox_file.resolve()))
+    build = {k: v for k, v in (("files", args.files), ("executor", args.executor), ("workers", args.workers))
+             if v is not None}
+    if build:
+        config_section(config, ("ops", "dataset", "config"), f"--config {args.config}").update(build)
     with progress.spinner(args, f"refresh {version}"):
         outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:

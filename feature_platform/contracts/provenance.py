@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
+MAX_SOURCE_DATE_EPOCH = 253_402_300_799  # 9999-12-31T23:59:59Z, the last instant a manifest timestamp can carry
+
+
+class SourceDateEpochError(ValueError):
+    """``$SOURCE_DATE_EPOCH`` is set but is not integer seconds since the epoch."""
 
 
 def git_hash(repo: Path = PROJECT_ROOT) -> str:
@@ -23,11 +30,25 @@ def git_hash(repo: Path = PROJECT_ROOT) -> str:
 
 
 def utc_now() -> datetime:
-    """Now, or ``$SOURCE_DATE_EPOCH`` when set (reproducible builds convention)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
-    if epoch and epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), tz=UTC)
-    return datetime.now(tz=UTC)
+    """Now, or ``$SOURCE_DATE_EPOCH`` when set (reproducible builds convention).
+
+    The value must be ASCII decimal digits (integer seconds since the epoch, no sign, no fraction, no
+    spaces) up to 9999-12-31T23:59:59Z; anything else is refused rather than silently ignored, so a
+    build that was asked to be reproducible never stamps the wall clock instead.
+    """
+    epoch = os.environ.get(SOURCE_DATE_EPOCH)
+    if epoch is None:
+        return datetime.now(tz=UTC)
+    return source_date_epoch(epoch)
+
+
+def source_date_epoch(text: str) -> datetime:
+    """The instant ``$SOURCE_DATE_EPOCH``'s value ``text`` names; ``SourceDateEpochError`` (one line) otherwise."""
+    if not re.fullmatch(r"[0-9]{1,12}", text) or int(text) > MAX_SOURCE_DATE_EPOCH:
+        raise SourceDateEpochError(
+            f"environment variable {SOURCE_DATE_EPOCH}={text!r}: expected integer seconds since 1970-01-01T00:00:00Z"
+            f" (ASCII digits, at most {MAX_SOURCE_DATE_EPOCH})")
+    return datetime.fromtimestamp(int(text), tz=UTC)
 
 
 def utc_timestamp(moment: datetime) -> str:

@@ -1,6 +1,11 @@
 """Streaming dataset build: source batches → parquet (hashed while written) → manifest → verify
 → atomic publish. A failure at any step leaves no dataset directory behind, and an existing
 dataset is replaced (``force``) only by a new one that has already verified.
+
+With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
+(``sharding.py``); each file is generated, written and hashed by one task on any executor, and the
+driver assembles the manifest from what the tasks return. A file's bytes depend only on the source
+and K, so they are the same for any executor and worker count.
 """
 
 from __future__ import annotations
@@ -30,13 +35,15 @@ from feature_platform.contracts.manifest import (
 )
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
+from feature_platform.datasets.executors import Executor, run_tasks
 from feature_platform.datasets.parquet_writer import write_parquet, writer_options
+from feature_platform.datasets.sharding import DERIVATION, data_file_name, require_files, shard_batches
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.storage.publish import publish_dir, staging_dir
 
-DATA_FILE = "data.parquet"
+DATA_FILE = data_file_name(0, 1)
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
 Progress = Callable[[int, int | None], None]
@@ -80,6 +87,49 @@ class BuildResult:
         return self.path / MANIFEST_NAME
 
 
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything a worker needs to write data file ``shard`` of ``files``; picklable for processes and Ray."""
+
+    source: TableSource
+    entity: str
+    shard: int
+    files: int
+    path: str
+    splits: SplitSpec | None
+    splitter: Splitter | None
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    name: str
+    bytes: int
+    rows: int
+    sha256: str
+    split_rows: tuple[int, ...]
+
+
+def write_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> ShardResult:
+    """One task: generate the source's rows of this file, write them and hash them as they are written."""
+    names = task.splitter.names if task.splitter is not None else (task.splits or SplitSpec()).names
+    split_rows = np.zeros(len(names), dtype=np.int64)
+    done = 0
+
+    def on_batch(batch: pa.RecordBatch) -> None:
+        nonlocal done
+        split_rows[:] += (task.splitter.count(batch) if task.splitter is not None
+                          else (task.splits or SplitSpec()).count(batch.column(task.entity)))
+        done += batch.num_rows
+        if progress is not None:
+            progress(done)
+
+    path = Path(task.path)
+    batches = shard_batches(task.source.batches(), task.entity, task.shard, task.files)
+    written = write_parquet(path, task.source.schema, batches, on_batch)
+    return ShardResult(name=path.name, bytes=written.bytes, rows=written.rows, sha256=written.sha256,
+                       split_rows=tuple(int(n) for n in split_rows))
+
+
 def build_dataset(
     source: TableSource,
     out_dir: Path | str,
@@ -93,13 +143,22 @@ def build_dataset(
     progress: Progress | None = None,
     splitter: Splitter | None = None,
     extra_fields: tuple[pa.Field, ...] = (),
+    files: int = 1,
+    executor: Executor = "inline",
+    workers: int | None = None,
+    ray_address: str | None = None,
 ) -> BuildResult:
     """``splitter`` replaces the entity-hash ``splits`` with another rule; the manifest records that rule.
 
     ``extra_fields`` are columns after the contract's (a training set's join provenance): the schema,
     the manifest and verify carry them; features, roles and their order stay the contract's.
+
+    ``files`` > 1 shards the rows by entity over that many data files, one task each on ``executor``
+    with ``workers`` (``process`` and ``ray`` need a picklable source); one file is written in this
+    process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
+    require_files(files)
     require_safe_id(dataset_id, "dataset_id")
     created = utc_now()
     version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
@@ -114,18 +173,14 @@ def build_dataset(
     _require_contract_schema(source.schema, contract, extra_fields)
 
     entity = contract.entity.name
-    split_rows = np.zeros(len(names), dtype=np.int64)
-    done = 0
-
-    def on_batch(batch: pa.RecordBatch) -> None:
-        nonlocal done
-        split_rows[:] += splitter.count(batch) if splitter is not None else splits.count(batch.column(entity))
-        done += batch.num_rows
-        if progress is not None:
-            progress(done, source.expected_rows)
 
     with staging_dir(target) as staged:
-        written = write_parquet(staged / DATA_FILE, source.schema, source.batches(), on_batch)
+        tasks = [ShardTask(source=source, entity=entity, shard=k, files=files,
+                           path=str(staged / data_file_name(k, files)), splits=None if splitter else splits,
+                           splitter=splitter)
+                 for k in range(files)]
+        results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
+        split_rows = np.sum([r.split_rows for r in results], axis=0, dtype=np.int64)
         source_info = Source(kind=source.kind, parameters=source.parameters(), source_hash=source.source_hash())
         rows = dict(zip(names, (int(n) for n in split_rows), strict=True))
         split_info: AnySplits
@@ -145,6 +200,8 @@ def build_dataset(
             "writer": writer_options(source.schema),
             "feature_contract_sha256": contract.digest(),
         }
+        if files > 1:  # absent for one file, so an unsharded build keeps its config_hash
+            config["sharding"] = {"files": files, "key": entity, "derivation": DERIVATION}
         manifest = DatasetManifest(
             spec_version=SPEC_VERSION,
             dataset_id=dataset_id,
@@ -153,27 +210,45 @@ def build_dataset(
             git_hash=git_hash(),
             config_hash=digest(config),
             source=source_info,
-            files=[DataFile(path=DATA_FILE, format="parquet", bytes=written.bytes, rows=written.rows,
-                            sha256=written.sha256)],
+            files=[DataFile(path=r.name, format="parquet", bytes=r.bytes, rows=r.rows, sha256=r.sha256)
+                   for r in results],
             columns=[Column(name=f.name, type=str(f.type), nullable=f.nullable) for f in source.schema],
             feature_order=list(contract.feature_order),
             entity_column=entity,
             timestamp_column=contract.timestamp.name,
             label_column=contract.label.name if contract.label else None,
-            row_count=written.rows,
+            row_count=sum(r.rows for r in results),
             splits=split_info,
             rng_seeds=source.rng_seeds,
             limits=limits,
         )
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
         report = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
-                                known_sha256={DATA_FILE: written.sha256})
+                                known_sha256={r.name: r.sha256 for r in results})
         if not report.ok:
             failed = "; ".join(c.line() for c in report.failures)
             raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)
         publish_dir(staged, target, replace=force)
     return BuildResult(path=target, manifest=manifest, digest=manifest.digest(), report=report,
                        seconds=time.perf_counter() - started)
+
+
+def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | None, ray_address: str | None,
+                  progress: Progress | None, expected: int | None) -> list[ShardResult]:
+    """One file is written here (progress per batch); several go to the executor (progress per file)."""
+    if len(tasks) == 1:
+        return [write_shard(tasks[0], None if progress is None else lambda done: progress(done, expected))]
+    written = 0
+
+    def landed(index: int, result: ShardResult) -> ShardResult:
+        nonlocal written
+        written += result.rows
+        if progress is not None:
+            progress(written, expected)
+        return result
+
+    return run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
+                     on_result=landed)
 
 
 def _require_contract_schema(schema: pa.Schema, contract: FeatureContract,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
+from feature_platform.datasets.sharding import MAX_FILES
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
 from feature_platform.orchestration.metadata import floats, image_md, location, table
 from feature_platform.orchestration.partitions import dataset_versions
@@ -85,6 +86,12 @@ class CandidateConfig(dg.Config):
     augment_noise: float = Field(0.0, ge=0.0, le=10.0, description="std of multiplicative jitter on float features")
     seed: int | None = Field(None, ge=0, description="sampling/augmentation seed; default from the partition key")
     max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0, description="size limit recorded in the manifest")
+    files: int = Field(1, ge=1, le=MAX_FILES, description="data files, rows sharded by a stable hash of the entity "
+                       "(1: data.parquet, today's bytes); the files' bytes depend on this only")
+    executor: Literal["inline", "process", "ray"] | None = Field(
+        None, description="where the files are written when files > 1 (default: ray when RAY_ADDRESS is set, "
+        "else $FP_EXECUTOR or process)")
+    workers: int | None = Field(None, ge=1, description="parallel workers (default: the CPU count)")
 
 
 @platform_asset(group=GROUP, stage="build", partitions_def=dataset_versions, deps=[source_snapshot], kinds={"parquet"},
@@ -95,6 +102,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     atomically), tagged with `dataset_version` and `source_hash`."""
     from feature_platform.datasets.build import build_dataset
     from feature_platform.datasets.candidate import CandidateConfig as Candidate
+    from feature_platform.datasets.executors import choose_executor
     from feature_platform.datasets.candidate import CandidateSource
     from feature_platform.datasets.snapshot import snapshot_source
 
@@ -103,8 +111,10 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
         snapshot_source(paths.sources / version),
         Candidate(config.sample_fraction, config.augment_noise, _seed(version, config.seed)),
     )
+    executor, ray_address = choose_executor(config.executor, None)
     result = build_dataset(source, paths.datasets, paths.dataset_id(version), dataset_version=version, force=True,
-                           max_bytes=config.max_bytes)
+                           max_bytes=config.max_bytes, files=config.files, executor=executor,
+                           workers=config.workers, ray_address=ray_address)
     m = result.manifest
     return dg.MaterializeResult(
         metadata={
