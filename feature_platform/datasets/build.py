@@ -180,7 +180,9 @@ def build_dataset(
                            splitter=splitter)
                  for k in range(files)]
         results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
-        split_rows = np.sum([r.split_rows for r in results], axis=0, dtype=np.int64)
+        split_rows = np.zeros(len(names), dtype=np.int64)
+        for r in results:
+            split_rows += np.asarray(r.split_rows, dtype=np.int64)
         source_info = Source(kind=source.kind, parameters=source.parameters(), source_hash=source.source_hash())
         rows = dict(zip(names, (int(n) for n in split_rows), strict=True))
         split_info: AnySplits

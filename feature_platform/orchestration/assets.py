@@ -102,8 +102,8 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     atomically), tagged with `dataset_version` and `source_hash`."""
     from feature_platform.datasets.build import build_dataset
     from feature_platform.datasets.candidate import CandidateConfig as Candidate
-    from feature_platform.datasets.executors import choose_executor
     from feature_platform.datasets.candidate import CandidateSource
+    from feature_platform.datasets.executors import choose_executor
     from feature_platform.datasets.snapshot import snapshot_source
 
     version = context.partition_key
@@ -143,6 +143,9 @@ class QualityConfig(dg.Config):
     thresholds_path: str | None = Field(None, description="YAML thresholds file (default: the packaged one)")
     thresholds: dict[str, Any] = Field(default_factory=dict,
                                       description="overrides of single thresholds (checked strictly)")
+    executor: Literal["inline", "process", "ray"] = Field(
+        "inline", description="where the profile's per-file passes run (the report does not depend on it)")
+    workers: int | None = Field(None, ge=1, description="parallel workers for the profile (default: the CPU count)")
 
 
 @platform_asset(group=GROUP, stage="quality", partitions_def=dataset_versions, deps=[dataset], kinds={"duckdb"},
@@ -154,6 +157,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     from feature_platform.contracts.manifest import load_manifest
     from feature_platform.quality.baseline import baseline_from_report, load_baseline
     from feature_platform.quality.gate import evaluate_quality
+    from feature_platform.quality.profile import data_paths
     from feature_platform.quality.report import write_quality_outputs
     from feature_platform.quality.thresholds import load_thresholds, parse_thresholds
 
@@ -170,7 +174,8 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
         previous = paths.reports(current.dataset_version) / "quality_report.json" if current else None
         baseline = baseline_from_report(previous) if previous and previous.exists() else load_baseline(
             "baseline_eval_v1")
-    report = evaluate_quality(dataset_dir / manifest.files[0].path, manifest, baseline, thresholds)
+    report = evaluate_quality(data_paths(dataset_dir, manifest), manifest, baseline, thresholds,
+                              executor=config.executor, workers=config.workers)
     outputs = write_quality_outputs(report, baseline, paths.reports(version))
     failures = report.failures
     metadata: dict[str, Any] = {

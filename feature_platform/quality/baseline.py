@@ -32,7 +32,7 @@ from feature_platform.contracts.manifest import validation_message
 from feature_platform.contracts.paths import id_problem
 from feature_platform.contracts.safe_read import InputError, read_json
 from feature_platform.quality.files import json_text, write_atomic
-from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, profile_dataset
+from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, data_paths, profile_dataset
 
 BASELINE_DIR = Path(__file__).with_name("baselines")
 DEFAULT_BASELINE = "baseline_eval_v1"
@@ -119,7 +119,7 @@ def build_synthetic_baseline(
     with tempfile.TemporaryDirectory(prefix="fp-baseline-") as tmp:
         built = build_dataset(SyntheticMarketSource(rows, seed, batch_rows=batch_rows, entities=entities),
                               Path(tmp), name, dataset_version=f"seed{seed}")
-        profile = profile_dataset(built.path / built.manifest.files[0].path, built.manifest)
+        profile = profile_dataset(data_paths(built.path, built.manifest), built.manifest)
     return write_baseline(profile, name, out)
 
 

@@ -1,9 +1,12 @@
-"""Feature distributions streamed over a parquet file with pyarrow and numpy.
+"""Feature distributions streamed over parquet files with pyarrow and numpy.
 
 Two passes, each holding one record batch at a time: the first accumulates count, mean, M2
-(Chan's parallel update), min, max and a bottom-k random sample per feature (exact quantiles
-whenever the data fits in the sample); the second counts every value into right-closed bins cut
-at the quantiles derived from the sample, so stored counts are exact for the stored edges.
+(Chan's parallel update), min, max, a distinct-value sketch and a bottom-k random sample per
+feature (exact quantiles whenever the data fits in the sample); the second counts every value into
+right-closed bins cut at the quantiles derived from the sample, so stored counts are exact for the
+stored edges. Both passes run per file and reduce exactly: moments by Chan's combination in file
+order, samples by keeping the k smallest keys of the union (each file draws its keys from its own
+stream), sketches by register maximum, counts by sum.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from feature_platform.quality.drift import bin_counts, counts_at_or_below
+from feature_platform.quality.sketch import HyperLogLog
 
 READ_BATCH_ROWS = 65_536
 SAMPLE_SEED = 0x5EED  # fixed, so the same file always gives the same sample and profile
@@ -48,6 +52,9 @@ class Moments:
         self.m2 += m2_b + delta * delta * self.valid * n_b / n
         self.valid = n
         self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        self._sample(v, k)
+
+    def _sample(self, v: np.ndarray, k: np.ndarray) -> None:
         if self.keys.size >= self.sample_size:  # only rows that beat the current k-th key can enter
             beat = k < self.keys.max()
             v, k = v[beat], k[beat]
@@ -57,22 +64,70 @@ class Moments:
             keys_all, values_all = keys_all[keep], values_all[keep]
         self.keys, self.values = keys_all, values_all
 
+    def merge(self, other: Moments) -> None:
+        """Add another file's moments (Chan et al.'s pairwise combination) and sample (k smallest keys)."""
+        if other.valid == 0:
+            return
+        if self.valid == 0:  # exact copy: a one-file reduce gives that file's numbers bit for bit
+            self.valid, self.mean, self.m2, self.lo, self.hi = other.valid, other.mean, other.m2, other.lo, other.hi
+            self.keys, self.values = other.keys.copy(), other.values.copy()
+            return
+        n = self.valid + other.valid
+        delta = other.mean - self.mean
+        self.mean += delta * other.valid / n
+        self.m2 += other.m2 + delta * delta * self.valid * other.valid / n
+        self.valid = n
+        self.lo, self.hi = min(self.lo, other.lo), max(self.hi, other.hi)
+        self._sample(other.values, other.keys)
+
 
 def _as_float(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """float64 view of a numeric column, nulls as NaN."""
     return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def scan_moments(pf: pq.ParquetFile, names: list[str], sample_size: int) -> dict[str, Moments]:
+def sample_keys(file_index: int) -> np.random.Generator:
+    """The stream of sample keys of the dataset's ``file_index``-th file: file 0 draws from SAMPLE_SEED as a
+    one-file dataset always has; file i from that stream jumped i times (independent, non-overlapping)."""
+    bits = np.random.PCG64(SAMPLE_SEED)
+    return np.random.Generator(bits.jumped(file_index) if file_index else bits)
+
+
+@dataclass
+class FileScan:
+    """First pass over one file: moments and sample per numeric feature, a sketch and valid count per feature."""
+
+    moments: dict[str, Moments]
+    sketches: dict[str, HyperLogLog]
+    valid: dict[str, int]
+
+
+def scan_moments(pf: pq.ParquetFile, names: list[str], sample_size: int, *, file_index: int = 0,
+                 other: list[str] | None = None) -> FileScan:
+    """``names`` are numeric features (moments, sample, sketch of finite values); ``other`` are features that
+    only get a non-null count and, for text, a sketch."""
+    other = other or []
     acc = {n: Moments(sample_size) for n in names}
-    if not names:
-        return acc
-    rng = np.random.Generator(np.random.PCG64(SAMPLE_SEED))
-    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=names):
-        keys = rng.random(batch.num_rows)  # one key per row, shared by all features
+    sketches = {n: HyperLogLog() for n in [*names, *other]}
+    nulls = dict.fromkeys(other, 0)
+    rows = 0
+    columns = [*names, *other]
+    if not columns:
+        return FileScan(acc, sketches, {})
+    rng = sample_keys(file_index)
+    for batch in pf.iter_batches(batch_size=READ_BATCH_ROWS, columns=columns):
+        keys = rng.random(batch.num_rows) if names else np.empty(0)  # one key per row, shared by all features
+        rows += batch.num_rows
         for i, name in enumerate(names):
-            acc[name].add(_as_float(batch.column(i)), keys)
-    return acc
+            x = _as_float(batch.column(i))
+            acc[name].add(x, keys)
+            sketches[name].add_floats(x[np.isfinite(x)])
+        for j, name in enumerate(other):
+            column = batch.column(len(names) + j)
+            nulls[name] += column.null_count
+            sketches[name].add_texts(column)
+    valid = {n: acc[n].valid for n in names} | {n: rows - nulls[n] for n in other}
+    return FileScan(acc, sketches, valid)
 
 
 def _round(values: np.ndarray) -> np.ndarray:
@@ -118,6 +173,15 @@ class Cuts:
         """Values in each right-closed bin cut at ``edges``."""
         total = np.array([int(self.counts.sum())], dtype=np.int64)
         return np.diff(np.concatenate([np.zeros(1, np.int64), self.at_or_below(edges), total]))
+
+
+def merge_cuts(parts: list[dict[str, Cuts]]) -> dict[str, Cuts]:
+    """Counts of several files cut at the same edges: their sum."""
+    total = {name: Cuts(c.cuts, c.counts.copy()) for name, c in parts[0].items()}
+    for part in parts[1:]:
+        for name, c in part.items():
+            total[name].counts += c.counts
+    return total
 
 
 def scan_counts(pf: pq.ParquetFile, edge_sets: dict[str, list[list[float]]]) -> dict[str, Cuts]:

@@ -7,6 +7,7 @@ fail-closed: a numeric feature the baseline cannot judge for drift is a failed m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import DatasetManifest
+from feature_platform.datasets.executors import Executor
 from feature_platform.quality.baseline import Baseline
 from feature_platform.quality.drift import FeatureDrift, feature_drift
 from feature_platform.quality.profile import (
@@ -107,22 +109,26 @@ class QualityReport(BaseModel):
 
 
 def evaluate_quality(
-    parquet_path: Path,
+    parquet_path: Path | Sequence[Path],
     manifest: DatasetManifest,
     baseline: Baseline,
     thresholds: QualityThresholds | None = None,
     scorer: TextScorer | None = None,
     *,
     contract: FeatureContract | None = None,
+    executor: Executor = "inline",
+    workers: int | None = None,
 ) -> QualityReport:
-    """Profile ``parquet_path`` (counted at the baseline's edges too) and judge every metric."""
+    """Profile the data file(s) ``parquet_path`` (counted at the baseline's edges too) and judge every metric;
+    ``executor``/``workers`` run the profile's per-file passes and do not change the report."""
     thresholds = thresholds or QualityThresholds()
     unknown = sorted(set(thresholds.feature_overrides) - set(manifest.feature_order))
     if unknown:
         raise QualityConfigError(f"feature_overrides name features not in this dataset: {unknown}")
     base = baseline.profile
     profile, counts = profile_against(parquet_path, manifest, base, bins=base.bins, quantiles=base.quantiles,
-                                      sample_size=base.sample_size, contract=contract)
+                                      sample_size=base.sample_size, contract=contract, executor=executor,
+                                      workers=workers)
     toxicity = _toxicity(parquet_path, profile, thresholds, scorer)
     drift, drift_metrics = _drift(profile, base, counts, thresholds)
     metrics = [
@@ -192,7 +198,8 @@ def _diversity(p: DatasetProfile, b: DatasetProfile, t: QualityThresholds) -> li
     return out
 
 
-def _toxicity(path: Path, p: DatasetProfile, t: QualityThresholds, scorer: TextScorer | None) -> ToxicitySummary:
+def _toxicity(path: Path | Sequence[Path], p: DatasetProfile, t: QualityThresholds,
+              scorer: TextScorer | None) -> ToxicitySummary:
     if not p.text_columns:
         return ToxicitySummary(scorer=None, text_columns=[], columns=[],
                                note="no text columns: toxicity does not apply to this dataset")

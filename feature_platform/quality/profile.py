@@ -1,20 +1,23 @@
 """Dataset profile: the statistics the quality gate judges, and the distribution summary a later
 dataset version is compared with (a baseline is a stored profile).
 
-Counting work (rows, entities, UTC day buckets, label classes, duplicate keys, approximate distinct
-values) is DuckDB SQL over ``read_parquet``; per-feature moments and distributions stream over
-``ParquetFile.iter_batches`` (``distributions.py``). Memory is bounded by one record batch plus a
-fixed-size sample per feature, never by the dataset. Counts, not shares, are stored: they are
-exact and make a profile byte-reproducible for the same file.
+Counting work (rows, entities, UTC day buckets, label classes, duplicate keys) is DuckDB SQL over
+``read_parquet``; per-feature moments, distinct-value sketches and distributions stream over
+``ParquetFile.iter_batches`` (``distributions.py``). Each data file is profiled alone (map, on any
+executor) and the results are reduced exactly in file order, so a sharded dataset gets one profile
+whatever the worker count. Memory is bounded by one record batch plus a fixed-size sample and
+sketch per feature, never by the dataset. Counts, not shares, are stored: they are exact and make a
+profile byte-reproducible for the same files.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -24,7 +27,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import DatasetManifest
-from feature_platform.quality.distributions import edges, scan_counts, scan_moments
+from feature_platform.datasets.executors import Executor, TaskError, run_tasks
+from feature_platform.quality.distributions import (
+    Cuts,
+    FileScan,
+    Moments,
+    edges,
+    merge_cuts,
+    scan_counts,
+    scan_moments,
+)
+from feature_platform.quality.sketch import HyperLogLog
 
 DEFAULT_BINS = 10
 DEFAULT_QUANTILES = 100
@@ -34,6 +47,8 @@ DAY_US = 86_400_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FLOAT_TYPES = frozenset({"halffloat", "float", "double"})  # how pyarrow prints float16/32/64
 
+T = TypeVar("T")
+R = TypeVar("R")
 FeatureKind = Literal["numeric", "text", "other"]
 EdgePair = tuple[list[float], list[float]]
 
@@ -154,22 +169,109 @@ class DatasetProfile(_Model):
 
 
 def profile_dataset(
-    parquet_path: Path,
+    parquet_path: Path | Sequence[Path],
     manifest: DatasetManifest,
     *,
     bins: int = DEFAULT_BINS,
     quantiles: int = DEFAULT_QUANTILES,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     contract: FeatureContract | None = None,
+    executor: Executor = "inline",
+    workers: int | None = None,
 ) -> DatasetProfile:
-    """Profile the dataset file ``parquet_path`` described by ``manifest``."""
+    """Profile the dataset's data file(s) ``parquet_path`` described by ``manifest``."""
     profile, _ = profile_against(parquet_path, manifest, None, bins=bins, quantiles=quantiles,
-                                 sample_size=sample_size, contract=contract)
+                                 sample_size=sample_size, contract=contract, executor=executor, workers=workers)
     return profile
 
 
+def data_paths(dataset_dir: Path, manifest: DatasetManifest) -> list[Path]:
+    """The dataset's data files in manifest order (the order a profile reduces them in)."""
+    return [dataset_dir / f.path for f in manifest.files]
+
+
+@dataclass(frozen=True)
+class _FileTask:
+    """First pass over one file; picklable for processes and Ray."""
+
+    path: str
+    index: int
+    entity: str
+    timestamp: str
+    label: str | None
+    numeric: list[str]
+    other: list[str]
+    sample_size: int
+
+
+@dataclass
+class _FilePartial:
+    rows: int
+    entity_values: np.ndarray
+    entity_counts: np.ndarray
+    entity_nulls: int
+    time_lo: int | None
+    time_hi: int | None
+    time_nulls: int
+    days: np.ndarray
+    label_counts: list[tuple[Any, int]]
+    label_nulls: int
+    distinct_keys: int
+    scan: FileScan
+
+
+@dataclass(frozen=True)
+class _CountTask:
+    path: str
+    edge_sets: dict[str, list[list[float]]]
+
+
+def _map_file(task: _FileTask) -> _FilePartial:
+    """Counts (DuckDB) and moments, sample and sketches (one streamed pass) of one data file."""
+    path = Path(task.path)
+    with pq.ParquetFile(path) as pf:
+        schema = pf.schema_arrow
+        wanted = [task.entity, task.timestamp, *task.numeric, *task.other] + ([task.label] if task.label else [])
+        missing = [n for n in wanted if n not in schema.names]
+        if missing:
+            raise ProfileError(f"{path}: columns named by the manifest are missing from the file: {missing}")
+        try:
+            with duckdb.connect() as con:
+                con.execute("SET preserve_insertion_order = false")
+                sql = _SqlCounts(con, str(path), schema)
+                rows = sql.rows()
+                values, counts, entity_nulls = sql.entity_counts(task.entity)
+                lo, hi, time_nulls, days = sql.time_parts(task.timestamp)
+                label_counts, label_nulls = sql.label_counts(task.label)
+                distinct_keys = sql.distinct_keys([task.entity, task.timestamp])
+        except duckdb.Error as exc:
+            raise ProfileError(f"{path}: {str(exc).splitlines()[0]}") from None
+        scan = scan_moments(pf, task.numeric, task.sample_size, file_index=task.index, other=task.other)
+    return _FilePartial(rows=rows, entity_values=values, entity_counts=counts, entity_nulls=entity_nulls,
+                        time_lo=lo, time_hi=hi, time_nulls=time_nulls, days=days, label_counts=label_counts,
+                        label_nulls=label_nulls, distinct_keys=distinct_keys, scan=scan)
+
+
+def _count_file(task: _CountTask) -> dict[str, Cuts]:
+    with pq.ParquetFile(task.path) as pf:
+        return scan_counts(pf, task.edge_sets)
+
+
+def _run(fn: Callable[[T], R], tasks: list[T], executor: Executor, workers: int | None) -> list[R]:
+    """Map over the files; a worker's ProfileError comes back as itself (one line), not wrapped."""
+    try:
+        return run_tasks(fn, tasks, executor=executor, workers=workers)
+    except TaskError as exc:
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, ProfileError):
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        if isinstance(cause, ProfileError):
+            raise ProfileError(str(cause)) from None
+        raise
+
+
 def profile_against(
-    parquet_path: Path,
+    parquet_path: Path | Sequence[Path],
     manifest: DatasetManifest,
     reference: DatasetProfile | None,
     *,
@@ -177,38 +279,62 @@ def profile_against(
     quantiles: int = DEFAULT_QUANTILES,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     contract: FeatureContract | None = None,
+    executor: Executor = "inline",
+    workers: int | None = None,
 ) -> tuple[DatasetProfile, dict[str, ReferenceCounts]]:
-    """The profile, plus each numeric feature counted at ``reference``'s edges in the same pass."""
+    """The profile, plus each numeric feature counted at ``reference``'s edges in the same pass.
+
+    Map and reduce: each file is profiled alone (``executor``/``workers`` decide where) and the partial
+    results are combined exactly in file order, so the profile is the same for any executor and workers.
+    """
     if bins < 2 or quantiles < 2 or sample_size < quantiles:
         raise ValueError(f"need bins >= 2, quantiles >= 2 and sample_size >= quantiles, got "
                          f"{bins}, {quantiles}, {sample_size}")
+    paths = [Path(parquet_path)] if isinstance(parquet_path, (str, Path)) else [Path(p) for p in parquet_path]
+    if not paths:
+        raise ValueError("profile needs at least one data file")
     contract = contract or load_feature_contract()
-    with pq.ParquetFile(parquet_path) as pf:
+    with pq.ParquetFile(paths[0]) as pf:
         schema = pf.schema_arrow
-        _require_columns(schema, manifest, parquet_path)
-        kinds = {name: _kind(schema.field(name).type) for name in manifest.feature_order}
-        numeric = [n for n in manifest.feature_order if kinds[n] == "numeric"]
-        try:
-            with duckdb.connect() as con:
-                sql = _SqlCounts(con, str(parquet_path), schema)
-                rows = sql.rows()
-                entity = sql.entity(manifest.entity_column)
-                time = sql.time(manifest.timestamp_column)
-                label = sql.label(manifest.label_column, _declared_classes(contract, manifest.label_column))
-                duplicates = sql.duplicates([manifest.entity_column, manifest.timestamp_column], rows)
-                non_null, distinct = sql.features(manifest.feature_order)
-        except duckdb.Error as exc:
-            raise ProfileError(f"{parquet_path}: {str(exc).splitlines()[0]}") from None
-        moments = scan_moments(pf, numeric, sample_size)
-        own = {name: edges(acc, bins, quantiles) for name, acc in moments.items()}
-        ref = _reference_edges(reference, numeric)
-        cuts = scan_counts(pf, {n: [*own[n], *ref.get(n, ([], []))] for n in numeric})
+    _require_columns(schema, manifest, paths[0])
+    kinds = {name: _kind(schema.field(name).type) for name in manifest.feature_order}
+    numeric = [n for n in manifest.feature_order if kinds[n] == "numeric"]
+    other = [n for n in manifest.feature_order if kinds[n] != "numeric"]
+    tasks = [_FileTask(str(p), i, manifest.entity_column, manifest.timestamp_column, manifest.label_column, numeric,
+                       other, sample_size) for i, p in enumerate(paths)]
+    parts = _run(_map_file, tasks, executor, workers)
+
+    rows = sum(p.rows for p in parts)
+    entity, disjoint = _reduce_entity(manifest.entity_column, parts)
+    time = _reduce_time(manifest.timestamp_column, parts)
+    label = _reduce_label(manifest.label_column, _declared_classes(contract, manifest.label_column), parts)
+    key = [manifest.entity_column, manifest.timestamp_column]
+    # When every (entity, timestamp) key lives in one file, the files' distinct keys add up.
+    distinct_keys = sum(p.distinct_keys for p in parts) if disjoint else _distinct_keys_all(paths, key)
+    dup = rows - distinct_keys
+    duplicates = DuplicateProfile(key=key, distinct_keys=distinct_keys, duplicate_rows=dup,
+                                  rate=dup / rows if rows else 0.0)
+    moments = {n: Moments(sample_size) for n in numeric}
+    sketches = {n: HyperLogLog() for n in manifest.feature_order}
+    valid_counts = dict.fromkeys(manifest.feature_order, 0)
+    for p in parts:
+        for n in numeric:
+            moments[n].merge(p.scan.moments[n])
+        for n in manifest.feature_order:
+            sketches[n].merge(p.scan.sketches[n])
+            valid_counts[n] += p.scan.valid[n]
+
+    own = {name: edges(acc, bins, quantiles) for name, acc in moments.items()}
+    ref = _reference_edges(reference, numeric)
+    edge_sets = {n: [*own[n], *ref.get(n, ([], []))] for n in numeric}
+    cuts = merge_cuts(_run(_count_file, [_CountTask(str(p), edge_sets) for p in paths], executor, workers))
 
     declared_nullable = {c.name: c.nullable for c in manifest.columns}
     features: dict[str, FeatureProfile] = {}
     for name in manifest.feature_order:
-        valid = moments[name].valid if name in moments else non_null[name]
+        valid = valid_counts[name]
         rate = valid / rows if rows else 0.0
+        distinct = sketches[name].estimate()
         stats: dict[str, Any] = {}
         if name in moments and valid:
             acc, (q_edges, b_edges) = moments[name], own[name]
@@ -220,8 +346,8 @@ def profile_against(
         features[name] = FeatureProfile(
             name=name, type=str(schema.field(name).type), kind=kinds[name],
             declared_nullable=declared_nullable[name], rows=rows, valid=valid, non_null_rate=rate,
-            null_rate=1.0 - rate, approx_distinct=distinct[name],
-            distinct_ratio=min(1.0, distinct[name] / valid) if valid else None, **stats,
+            null_rate=1.0 - rate, approx_distinct=distinct,
+            distinct_ratio=min(1.0, distinct / valid) if valid else None, **stats,
         )
 
     profile = DatasetProfile(
@@ -240,6 +366,78 @@ def profile_against(
         for name, (b, q) in ref.items()
     }
     return profile, references
+
+
+def _reduce_entity(column: str, parts: list[_FilePartial]) -> tuple[EntityProfile, bool]:
+    """The entity profile of all files, and whether no entity value (nor null) appears in two files."""
+    values = np.concatenate([p.entity_values for p in parts])
+    per_file = np.concatenate([p.entity_counts for p in parts]).astype(np.int64)
+    if values.size:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=per_file, minlength=uniq.size).astype(np.int64)
+    else:
+        counts = np.zeros(0, dtype=np.int64)
+    disjoint = counts.size == values.size and sum(p.entity_nulls > 0 for p in parts) <= 1
+    total = int(counts.sum())
+    nulls = sum(p.entity_nulls for p in parts)
+    return EntityProfile(
+        column=column, distinct=int(counts.size), entropy=_normalised_entropy(counts, int(counts.size)),
+        top_share=float(counts.max()) / total if total else 0.0, null_count=int(nulls),
+    ), disjoint
+
+
+def _reduce_time(column: str, parts: list[_FilePartial]) -> TimeProfile:
+    nulls = sum(p.time_nulls for p in parts)
+    los = [p.time_lo for p in parts if p.time_lo is not None]
+    his = [p.time_hi for p in parts if p.time_hi is not None]
+    if not los or not his:
+        return TimeProfile(column=column, first=None, last=None, day_buckets=0, covered_days=0, coverage=0.0,
+                           uncovered=[], uncovered_ranges=0, null_count=int(nulls))
+    days = np.unique(np.concatenate([p.days for p in parts]))
+    buckets = int(days[-1] - days[0] + 1)
+    gaps = np.flatnonzero(np.diff(days) > 1)
+    uncovered = [
+        DayRange(first=_day(int(days[i]) + 1), last=_day(int(days[i + 1]) - 1),
+                 days=int(days[i + 1] - days[i] - 1))
+        for i in gaps[:MAX_LISTED_GAPS]
+    ]
+    return TimeProfile(
+        column=column, first=_instant(min(los)), last=_instant(max(his)),
+        day_buckets=buckets, covered_days=int(days.size), coverage=days.size / buckets,
+        uncovered=uncovered, uncovered_ranges=int(gaps.size), null_count=int(nulls),
+    )
+
+
+def _reduce_label(column: str | None, declared: dict[str, str], parts: list[_FilePartial]) -> LabelProfile | None:
+    if column is None:
+        return None
+    merged: dict[Any, int] = {}
+    for p in parts:
+        for value, n in p.label_counts:
+            merged[value] = merged.get(value, 0) + n
+    nulls = sum(p.label_nulls for p in parts)
+    counts = {str(v): int(n) for v, n in sorted(merged.items(), key=lambda r: (str(type(r[0])), r[0]))}
+    missing = [k for k in declared if k not in counts]
+    classes = len(set(declared) | set(counts))  # undeclared values count too, so entropy stays <= 1
+    return LabelProfile(
+        column=column, declared_classes=declared, counts=counts, null_count=int(nulls),
+        missing_classes=missing, undeclared_classes=[k for k in counts if declared and k not in declared],
+        class_coverage=(len(declared) - len(missing)) / len(declared) if declared else None,
+        entropy=_normalised_entropy(np.array(list(counts.values()), dtype=np.int64), classes),
+    )
+
+
+def _distinct_keys_all(paths: list[Path], key: list[str]) -> int:
+    """Distinct keys over all files at once: needed when one entity's rows are spread over several files."""
+    cols = ", ".join(_q(k) for k in key)
+    try:
+        with duckdb.connect() as con:
+            row = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM read_parquet(?) GROUP BY {cols})",
+                              [[str(p) for p in paths]]).fetchone()
+    except duckdb.Error as exc:
+        raise ProfileError(f"{paths[0].parent}: {str(exc).splitlines()[0]}") from None
+    assert row is not None
+    return int(row[0])
 
 
 def _reference_edges(reference: DatasetProfile | None, numeric: list[str]) -> dict[str, EdgePair]:
@@ -314,76 +512,41 @@ class _SqlCounts:
     def rows(self) -> int:
         return int(self._one("SELECT count(*) FROM {src}")[0])
 
-    def entity(self, column: str) -> EntityProfile:
+    def entity_counts(self, column: str) -> tuple[np.ndarray, np.ndarray, int]:
+        """(distinct non-null values, rows per value, null rows)."""
         c = _q(column)
-        counts = self._numpy(f"SELECT count(*) AS n FROM {{src}} WHERE {c} IS NOT NULL GROUP BY {c}")["n"]
+        found = self._numpy(f"SELECT {c} AS v, count(*) AS n FROM {{src}} WHERE {c} IS NOT NULL GROUP BY {c}")
         (nulls,) = self._one(f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {{src}}")
-        total = int(counts.sum())
-        return EntityProfile(
-            column=column, distinct=int(counts.size), entropy=_normalised_entropy(counts, int(counts.size)),
-            top_share=float(counts.max()) / total if total else 0.0, null_count=int(nulls),
-        )
+        return found["v"], found["n"].astype(np.int64), int(nulls)
 
-    def time(self, column: str) -> TimeProfile:
+    def time_parts(self, column: str) -> tuple[int | None, int | None, int, np.ndarray]:
+        """(first and last instant in epoch microseconds, null rows, distinct UTC day numbers)."""
         c = _q(column)
         lo, hi, nulls = self._one(
             f"SELECT min(epoch_us({c})), max(epoch_us({c})), count(*) FILTER (WHERE {c} IS NULL) FROM {{src}}"
         )
         if lo is None or hi is None:
-            return TimeProfile(column=column, first=None, last=None, day_buckets=0, covered_days=0, coverage=0.0,
-                               uncovered=[], uncovered_ranges=0, null_count=int(nulls))
-        days = np.sort(self._numpy(
+            return None, None, int(nulls), np.zeros(0, dtype=np.int64)
+        days = self._numpy(
             f"SELECT DISTINCT CAST(floor(epoch_us({c}) / {DAY_US}.0) AS BIGINT) AS d FROM {{src}} "
             f"WHERE {c} IS NOT NULL"
-        )["d"].astype(np.int64))
-        buckets = int(days[-1] - days[0] + 1)
-        gaps = np.flatnonzero(np.diff(days) > 1)
-        uncovered = [
-            DayRange(first=_day(int(days[i]) + 1), last=_day(int(days[i + 1]) - 1),
-                     days=int(days[i + 1] - days[i] - 1))
-            for i in gaps[:MAX_LISTED_GAPS]
-        ]
-        return TimeProfile(
-            column=column, first=_instant(int(lo)), last=_instant(int(hi)),
-            day_buckets=buckets, covered_days=int(days.size), coverage=days.size / buckets,
-            uncovered=uncovered, uncovered_ranges=int(gaps.size), null_count=int(nulls),
-        )
+        )["d"].astype(np.int64)
+        return int(lo), int(hi), int(nulls), days
 
-    def label(self, column: str | None, declared: dict[str, str]) -> LabelProfile | None:
+    def label_counts(self, column: str | None) -> tuple[list[tuple[Any, int]], int]:
         if column is None:
-            return None
+            return [], 0
         c = _q(column)
         rows = self._con.execute(
             f"SELECT {c} AS v, count(*) AS n FROM read_parquet(?) WHERE {c} IS NOT NULL GROUP BY {c}", [self._path]
         ).fetchall()
         (nulls,) = self._one(f"SELECT count(*) FILTER (WHERE {c} IS NULL) FROM {{src}}")
-        counts = {str(v): int(n) for v, n in sorted(rows, key=lambda r: (str(type(r[0])), r[0]))}
-        missing = [k for k in declared if k not in counts]
-        classes = len(set(declared) | set(counts))  # undeclared values count too, so entropy stays <= 1
-        return LabelProfile(
-            column=column, declared_classes=declared, counts=counts, null_count=int(nulls),
-            missing_classes=missing, undeclared_classes=[k for k in counts if declared and k not in declared],
-            class_coverage=(len(declared) - len(missing)) / len(declared) if declared else None,
-            entropy=_normalised_entropy(np.array(list(counts.values()), dtype=np.int64), classes),
-        )
+        return [(v, int(n)) for v, n in rows], int(nulls)
 
-    def duplicates(self, key: list[str], rows: int) -> DuplicateProfile:
+    def distinct_keys(self, key: list[str]) -> int:
         cols = ", ".join(_q(k) for k in key)
         (distinct,) = self._one(f"SELECT count(*) FROM (SELECT 1 FROM {{src}} GROUP BY {cols})")
-        dup = rows - int(distinct)
-        return DuplicateProfile(key=key, distinct_keys=int(distinct), duplicate_rows=dup,
-                                rate=dup / rows if rows else 0.0)
-
-    def features(self, names: Sequence[str]) -> tuple[dict[str, int], dict[str, int]]:
-        """Per column: values that are neither null nor non-finite, and their approximate distinct count."""
-        parts = []
-        for name in names:
-            c = _q(name)
-            keep = f" FILTER (WHERE isfinite({c}))" if pa.types.is_floating(self._schema.field(name).type) else ""
-            parts.append(f"count({c}){keep}, approx_count_distinct({c}){keep}")
-        values = self._one(f"SELECT {', '.join(parts)} FROM {{src}}")
-        ints = [int(v) for v in values]
-        return ({n: ints[2 * i] for i, n in enumerate(names)}, {n: ints[2 * i + 1] for i, n in enumerate(names)})
+        return int(distinct)
 
 
 def _finite(value: float) -> float | None:

@@ -86,15 +86,16 @@ class ColumnToxicity(BaseModel):
 
 
 def score_text_columns(
-    parquet_path: Path, columns: Sequence[str], scorer: TextScorer, cutoff: float,
+    parquet_path: Path | Sequence[Path], columns: Sequence[str], scorer: TextScorer, cutoff: float,
     *, batch_rows: int = SCORE_BATCH_ROWS,
 ) -> dict[str, ColumnToxicity]:
-    """Stream each text column and count non-null texts scored at or above ``cutoff``."""
+    """Stream each text column of the file(s) and count non-null texts scored at or above ``cutoff``."""
     texts = dict.fromkeys(columns, 0)
     flagged = dict.fromkeys(columns, 0)
     worst = dict.fromkeys(columns, 0.0)
-    if columns:
-        for batch in pq.ParquetFile(parquet_path).iter_batches(batch_size=batch_rows, columns=list(columns)):
+    paths = [parquet_path] if isinstance(parquet_path, (str, Path)) else list(parquet_path)
+    for path in paths if columns else []:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=list(columns)):
             for i, name in enumerate(columns):
                 values = [v for v in batch.column(i).to_pylist() if v is not None]
                 scores = _checked(scorer, values)
