@@ -110,6 +110,8 @@ def register(groups: Any) -> None:
     verify.add_argument("--deep", action="store_true",
                         help="zarr only: also decode every chunk read and recount NaN/Inf and split codes (about "
                         "half the speed); by default the counts are the manifest's, bound to the hashed bytes")
+    verify.add_argument("--workers", type=positive_int, default=None,
+                        help="parquet: data files hashed at once (default 1); the report does not depend on it")
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
@@ -367,6 +369,8 @@ def _dataset_verify(args: argparse.Namespace) -> int:
 
     kind = _manifest_format(args.path)
     tensor_only = args.samples is not None or bool(args.reproduce) or args.reproduce_seed is not None or args.deep
+    if args.workers is not None and (kind == "zarr" or tensor_only):
+        raise UsageError(f"--workers applies to parquet datasets; {args.path} is verified as zarr")
     if kind == "zarr" or (kind is None and tensor_only):
         from feature_platform.datasets.tensor_verify import verify_tensor_dataset
 
@@ -381,7 +385,7 @@ def _dataset_verify(args: argparse.Namespace) -> int:
                          f"{args.path} has format {kind!r}")
     else:
         report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes,
-                                expected_digest=args.expect_digest)
+                                expected_digest=args.expect_digest, workers=args.workers)
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:

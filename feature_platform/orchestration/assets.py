@@ -88,8 +88,8 @@ class CandidateConfig(dg.Config):
     max_bytes: int = Field(DEFAULT_MAX_BYTES, gt=0, description="size limit recorded in the manifest")
     files: int = Field(1, ge=1, le=MAX_FILES, description="data files, rows sharded by a stable hash of the entity "
                        "(1: data.parquet, today's bytes); the files' bytes depend on this only")
-    executor: Literal["inline", "process", "ray"] | None = Field(
-        None, description="where the files are written when files > 1 (default: ray when RAY_ADDRESS is set, "
+    executor: Literal["auto", "inline", "process", "ray"] = Field(
+        "auto", description="where the files are written when files > 1 (auto: ray when RAY_ADDRESS is set, "
         "else $FP_EXECUTOR or process)")
     workers: int | None = Field(None, ge=1, description="parallel workers (default: the CPU count)")
 
@@ -111,7 +111,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
         snapshot_source(paths.sources / version),
         Candidate(config.sample_fraction, config.augment_noise, _seed(version, config.seed)),
     )
-    executor, ray_address = choose_executor(config.executor, None)
+    executor, ray_address = choose_executor(None if config.executor == "auto" else config.executor, None)
     result = build_dataset(source, paths.datasets, paths.dataset_id(version), dataset_version=version, force=True,
                            max_bytes=config.max_bytes, files=config.files, executor=executor,
                            workers=config.workers, ray_address=ray_address)

@@ -3,7 +3,7 @@ computed file by file and reduced gives the very estimate a single pass over all
 
 Values are hashed by their float64 bit pattern (``-0.0`` counted as ``0.0``) through splitmix64;
 other values by FarmHash Fingerprint64 of their text's UTF-8 bytes. 2**14 registers: about 0.8% standard
-error; small cardinalities use linear counting and are exact in practice.
+error; small cardinalities use linear counting (off only by register collisions, ~n²/2**15).
 """
 
 from __future__ import annotations
