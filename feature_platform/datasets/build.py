@@ -11,11 +11,13 @@ and K, so they are the same for any executor and worker count.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -43,10 +45,16 @@ from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.storage.publish import publish_dir, staging_dir
 
+if TYPE_CHECKING:
+    from feature_platform.storage.catalog import Catalog
+    from feature_platform.storage.dataset_publish import PublishedVersion
+    from feature_platform.storage.object_store import ObjectStore
+
 DATA_FILE = data_file_name(0, 1)
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
 Progress = Callable[[int, int | None], None]
+StoreFactory = Callable[[], "ObjectStore"]  # picklable (e.g. S3StoreConfig.store): each worker opens its own
 
 
 class Splitter(Protocol):
@@ -98,6 +106,10 @@ class ShardTask:
     path: str
     splits: SplitSpec | None
     splitter: Splitter | None
+    # With a store: ``path`` is only the file's name; the worker writes it to its own scratch directory and
+    # uploads it to ``key`` (never touching the driver's disk).
+    store: StoreFactory | None = None
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,7 @@ class ShardResult:
     rows: int
     sha256: str
     split_rows: tuple[int, ...]
+    key: str | None = None
 
 
 def write_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> ShardResult:
@@ -123,11 +136,21 @@ def write_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
         if progress is not None:
             progress(done)
 
-    path = Path(task.path)
     batches = shard_batches(task.source.batches(), task.entity, task.shard, task.files)
-    written = write_parquet(path, task.source.schema, batches, on_batch)
+    if task.store is None:
+        path = Path(task.path)
+        written = write_parquet(path, task.source.schema, batches, on_batch)
+        key = None
+    else:
+        if task.key is None:
+            raise ValueError("a shard task with a store needs the object key to upload to")
+        with tempfile.TemporaryDirectory(prefix="fp-shard-") as scratch:
+            path = Path(scratch) / Path(task.path).name
+            written = write_parquet(path, task.source.schema, batches, on_batch)
+            task.store().put_file(path, task.key)
+        key = task.key
     return ShardResult(name=path.name, bytes=written.bytes, rows=written.rows, sha256=written.sha256,
-                       split_rows=tuple(int(n) for n in split_rows))
+                       split_rows=tuple(int(n) for n in split_rows), key=key)
 
 
 def build_dataset(
@@ -166,7 +189,6 @@ def build_dataset(
     if splitter is not None and splits is not None:
         raise ValueError("pass either splits or splitter, not both")
     splits = splits or SplitSpec()
-    names = splitter.names if splitter is not None else splits.names
     target = Path(out_dir) / dataset_id
     if (target.exists() or target.is_symlink()) and not force:
         raise DatasetExistsError(f"{target} already exists; pass --force to replace it (nothing was changed)")
@@ -180,50 +202,8 @@ def build_dataset(
                            splitter=splitter)
                  for k in range(files)]
         results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
-        split_rows = np.zeros(len(names), dtype=np.int64)
-        for r in results:
-            split_rows += np.asarray(r.split_rows, dtype=np.int64)
-        source_info = Source(kind=source.kind, parameters=source.parameters(), source_hash=source.source_hash())
-        rows = dict(zip(names, (int(n) for n in split_rows), strict=True))
-        split_info: AnySplits
-        if splitter is not None:
-            split_info = splitter.manifest_splits(rows)
-            split_config = split_info.model_dump(mode="json", exclude={"rows"})
-        else:
-            split_info = Splits(algorithm="entity_hash", key=entity, salt=splits.salt,
-                                fractions=dict(splits.fractions), rows=rows)
-            split_config = {"algorithm": split_info.algorithm, "key": entity, "salt": splits.salt,
-                            "fractions": split_info.fractions}
-        limits = Limits(max_bytes=max_bytes)
-        config = {
-            "source": {"kind": source_info.kind, "parameters": source_info.parameters},
-            "splits": split_config,
-            "limits": limits.model_dump(),
-            "writer": writer_options(source.schema),
-            "feature_contract_sha256": contract.digest(),
-        }
-        if files > 1:  # absent for one file, so an unsharded build keeps its config_hash
-            config["sharding"] = {"files": files, "key": entity, "derivation": DERIVATION}
-        manifest = DatasetManifest(
-            spec_version=SPEC_VERSION,
-            dataset_id=dataset_id,
-            dataset_version=version,
-            created_at=utc_timestamp(created),
-            git_hash=git_hash(),
-            config_hash=digest(config),
-            source=source_info,
-            files=[DataFile(path=r.name, format="parquet", bytes=r.bytes, rows=r.rows, sha256=r.sha256)
-                   for r in results],
-            columns=[Column(name=f.name, type=str(f.type), nullable=f.nullable) for f in source.schema],
-            feature_order=list(contract.feature_order),
-            entity_column=entity,
-            timestamp_column=contract.timestamp.name,
-            label_column=contract.label.name if contract.label else None,
-            row_count=sum(r.rows for r in results),
-            splits=split_info,
-            rng_seeds=source.rng_seeds,
-            limits=limits,
-        )
+        manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
+                                      max_bytes, files)
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
         report = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
                                 known_sha256={r.name: r.sha256 for r in results})
@@ -233,6 +213,134 @@ def build_dataset(
         publish_dir(staged, target, replace=force)
     return BuildResult(path=target, manifest=manifest, digest=manifest.digest(), report=report,
                        seconds=time.perf_counter() - started)
+
+
+@dataclass(frozen=True)
+class StoreBuildResult:
+    published: PublishedVersion
+    manifest: DatasetManifest
+    digest: str
+    seconds: float
+
+
+def build_dataset_to_store(
+    source: TableSource,
+    store: StoreFactory,
+    catalog: Catalog,
+    dataset_id: str,
+    *,
+    dataset_version: str | None = None,
+    splits: SplitSpec | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    contract: FeatureContract | None = None,
+    files: int = 1,
+    executor: Executor = "inline",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    name: str | None = None,
+) -> StoreBuildResult:
+    """Build straight into the object store, for a cluster without a shared disk.
+
+    Each file task writes its file in its own scratch space and uploads it under a fresh upload
+    prefix of the version (``dataset_publish``'s layout), returning key, sha256, rows and bytes. The
+    driver re-hashes each object as it lands and refuses a mismatch, assembles the manifest, and
+    publishes the prefix as ``dataset_publish`` does: destination checks, then ``current.json`` and
+    the catalog switched under the catalog lock. On any failure the upload prefix is deleted and
+    nothing is published. The data files' bytes are those of ``build_dataset`` with the same source
+    and ``files``.
+    """
+    from feature_platform.storage.dataset_publish import DatasetPublishError, new_upload_prefix, publish_uploaded
+
+    started = time.perf_counter()
+    require_files(files)
+    require_safe_id(dataset_id, "dataset_id")
+    created = utc_now()
+    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
+    contract = contract or load_feature_contract()
+    splits = splits or SplitSpec()
+    _require_contract_schema(source.schema, contract)
+    driver_store = store()
+    prefix = new_upload_prefix(driver_store, catalog, name or dataset_id, version)
+    names = [data_file_name(k, files) for k in range(files)]
+    tasks = [ShardTask(source=source, entity=contract.entity.name, shard=k, files=files, path=names[k],
+                       splits=splits, splitter=None, store=store, key=f"{prefix}/{names[k]}")
+             for k in range(files)]
+
+    def landed(index: int, result: ShardResult) -> ShardResult:
+        assert result.key is not None
+        size, sha = driver_store.size(result.key), driver_store.sha256(result.key)
+        if (size, sha) != (result.bytes, result.sha256):
+            raise BuildError(f"{driver_store.url(result.key)}: uploaded object differs from what the worker wrote: "
+                             f"expected sha256 {result.sha256} ({result.bytes} bytes), got {sha} ({size} bytes)")
+        return result
+
+    try:
+        results = run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
+                            on_result=landed)
+        manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, None, results,
+                                      max_bytes, files)
+    except BaseException:
+        driver_store.delete_prefix(prefix + "/")
+        raise
+    try:
+        published = publish_uploaded(driver_store, catalog, manifest, prefix, name=name)
+    except DatasetPublishError as exc:
+        raise BuildError(str(exc)) from exc
+    return StoreBuildResult(published=published, manifest=manifest, digest=manifest.digest(),
+                            seconds=time.perf_counter() - started)
+
+
+def _assemble_manifest(source: TableSource, contract: FeatureContract, dataset_id: str, version: str,
+                       created: datetime, splits: SplitSpec, splitter: Splitter | None, results: list[ShardResult],
+                       max_bytes: int, files: int) -> DatasetManifest:
+    """The driver's part: the manifest from what the file tasks returned (files in shard order)."""
+    entity = contract.entity.name
+    names = splitter.names if splitter is not None else splits.names
+    split_rows = np.zeros(len(names), dtype=np.int64)
+    for r in results:
+        split_rows += np.asarray(r.split_rows, dtype=np.int64)
+    source_info = Source(kind=source.kind, parameters=source.parameters(), source_hash=source.source_hash())
+    rows = dict(zip(names, (int(n) for n in split_rows), strict=True))
+    split_info: AnySplits
+    if splitter is not None:
+        split_info = splitter.manifest_splits(rows)
+        split_config = split_info.model_dump(mode="json", exclude={"rows"})
+    else:
+        split_info = Splits(algorithm="entity_hash", key=entity, salt=splits.salt,
+                            fractions=dict(splits.fractions), rows=rows)
+        split_config = {"algorithm": split_info.algorithm, "key": entity, "salt": splits.salt,
+                        "fractions": split_info.fractions}
+    limits = Limits(max_bytes=max_bytes)
+    config = {
+        "source": {"kind": source_info.kind, "parameters": source_info.parameters},
+        "splits": split_config,
+        "limits": limits.model_dump(),
+        "writer": writer_options(source.schema),
+        "feature_contract_sha256": contract.digest(),
+    }
+    if files > 1:  # absent for one file, so an unsharded build keeps its config_hash
+        config["sharding"] = {"files": files, "key": entity, "derivation": DERIVATION}
+    manifest = DatasetManifest(
+        spec_version=SPEC_VERSION,
+        dataset_id=dataset_id,
+        dataset_version=version,
+        created_at=utc_timestamp(created),
+        git_hash=git_hash(),
+        config_hash=digest(config),
+        source=source_info,
+        files=[DataFile(path=r.name, format="parquet", bytes=r.bytes, rows=r.rows, sha256=r.sha256)
+               for r in results],
+        columns=[Column(name=f.name, type=str(f.type), nullable=f.nullable) for f in source.schema],
+        feature_order=list(contract.feature_order),
+        entity_column=entity,
+        timestamp_column=contract.timestamp.name,
+        label_column=contract.label.name if contract.label else None,
+        row_count=sum(r.rows for r in results),
+        splits=split_info,
+        rng_seeds=source.rng_seeds,
+        limits=limits,
+    )
+    return manifest
 
 
 def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | None, ray_address: str | None,

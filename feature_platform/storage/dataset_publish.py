@@ -304,6 +304,13 @@ def _plan_uploads(
         uploads.append(_Upload(name, sha, size, path=path))
         extra_records.append({"path": name, "sha256": sha, "bytes": size})
     manifest_bytes = read_input_bytes(dataset_dir / MANIFEST_NAME)
+    return uploads + _manifest_uploads(manifest, manifest_bytes, extra_records, prefix, location, published_at, store)
+
+
+def _manifest_uploads(manifest: DatasetManifest, manifest_bytes: bytes, extra_records: list[dict[str, Any]],
+                      prefix: str, location: str, published_at: str, store: ObjectStore) -> list[_Upload]:
+    """``manifest.json`` and ``dataset_manifest.yaml``, the last objects of an attempt."""
+    uploads: list[_Upload] = []
     uploads.append(_Upload(MANIFEST_NAME, sha256_hex(manifest_bytes), len(manifest_bytes), data=manifest_bytes))
     record = {
         "dataset_id": manifest.dataset_id,
@@ -322,6 +329,59 @@ def _plan_uploads(
     yaml_bytes = yaml.safe_dump(record, sort_keys=False, allow_unicode=True).encode("utf-8")
     uploads.append(_Upload(PUBLISH_MANIFEST_NAME, sha256_hex(yaml_bytes), len(yaml_bytes), data=yaml_bytes))
     return uploads
+
+
+def new_upload_prefix(store: ObjectStore, catalog: Catalog, dataset_id: str, dataset_version: str) -> str:
+    """A fresh upload attempt's prefix for a builder that uploads its data files itself (no shared disk);
+    ``publish_uploaded`` publishes it. Settles dead publishers' intents and refuses a corrupt pointer first."""
+    ds_id = require_safe_id(dataset_id, "dataset name")
+    require_safe_id(dataset_version, "dataset_version")
+    try:
+        reconcile_publish(store, catalog, ds_id)
+        current_pointer(store, ds_id)
+    except (OSError, ObjectStoreError, CatalogError, sqlite3.Error) as exc:
+        raise _publish_error(f"{ds_id} {dataset_version}: nothing published: {_one_line(exc)}", exc) from exc
+    return join_key(versions_prefix(ds_id, dataset_version), _upload_token())
+
+
+def publish_uploaded(store: ObjectStore, catalog: Catalog, manifest: DatasetManifest, prefix: str, *,
+                     name: str | None = None, quality_summary: Mapping[str, Any] | None = None) -> PublishedVersion:
+    """Publish an attempt whose data files are already under ``prefix`` (from ``new_upload_prefix``): write
+    the manifests there, check every object's size and sha256 and that nothing else is there, then switch
+    ``current.json`` and record the version. Any failure deletes the prefix and leaves the pointer and the
+    catalog as they were; an already published version with the same digest is the idempotent no-op."""
+    ds_id = require_safe_id(name or manifest.dataset_id, "dataset name")
+    version = manifest.dataset_version
+    what = f"{ds_id} {version}"
+    try:
+        existing = catalog.get(ds_id, version)
+        if existing is not None:
+            _delete_candidate(store, prefix)
+            return _already_published(existing, manifest.digest(), store, what)
+        summary_json(quality_summary)
+        published_at = utc_iso_now()
+        location = store.url(prefix) + "/"
+        data = [_Upload(f.path, f.sha256, f.bytes) for f in manifest.files]
+        meta = _manifest_uploads(manifest, manifest.dumps().encode("utf-8"), [], prefix, location, published_at,
+                                 store)
+        for item in meta:
+            _upload(store, prefix, item)
+        failed = [c for c in _destination_checks(store, prefix, data + meta) if not c.passed]
+        if failed:
+            c = failed[0]
+            raise DatasetPublishError(f"destination re-verify failed: {c.name}: expected {c.expected}, "
+                                      f"actual {c.actual}" + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""))
+        entry, previous = _switch_and_record(store, catalog, ds_id, manifest, prefix, location, published_at,
+                                             quality_summary)
+    except BaseException as exc:
+        cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
+        log.warning("publish of %s rolled back: %s", what, _one_line(exc))
+        if isinstance(exc, Exception):
+            raise _publish_error(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}", exc) from exc
+        raise
+    log.info("published %s (%s) at %s", what, manifest.digest(), location)
+    return PublishedVersion(ds_id, version, manifest.digest(), prefix, location, published_at,
+                            previous.get("dataset_version") if previous else None, entry, created=True)
 
 
 def _upload(store: ObjectStore, prefix: str, item: _Upload) -> None:
