@@ -14,7 +14,7 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 export FP_DATA_ROOT ?= $(abspath $(DATA_ROOT))
 
-.PHONY: install home postgres demo ui check-defs test lint bench schema clean
+.PHONY: install home postgres browser demo ui check-defs test lint bench schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,7 +76,15 @@ postgres:
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
 	  || echo "make: could not install PostgreSQL (needs apt-get as root or passwordless sudo)" >&2; }
 
-test: $(STAMP) postgres  ## run the whole test suite
+# The wizard's browser test drives Debian's chromium through chromedriver: installed the same way when missing.
+browser:
+	@command -v chromedriver >/dev/null 2>&1 && { command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } || { \
+	  SUDO=""; [ "$$(id -u)" -eq 0 ] || SUDO="sudo -n"; \
+	  echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	  || echo "make: could not install chromium (needs apt-get as root or passwordless sudo)" >&2; }
+
+test: $(STAMP) postgres browser  ## run the whole test suite
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff, mypy and the committed JSON Schema
