@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -68,3 +69,16 @@ def small_part_store(client: Any, bucket: str, prefix: str = "") -> S3ObjectStor
     """Multipart above 5 MiB (S3's minimum part size), so tests exercise it with small files."""
     return S3ObjectStore(client, bucket, prefix,
                          transfer_config=transfer_config_for(5 * MIB, 5 * MIB, max_concurrency=2))
+
+
+@dataclass(frozen=True)
+class S3StoreFactory:
+    """A picklable way for a build's workers (other processes, Ray nodes) to open the test server's store:
+    each call makes its own client; the fake credentials travel to the client only."""
+
+    endpoint: str
+    bucket: str
+    prefix: str = "fp"
+
+    def __call__(self) -> S3ObjectStore:
+        return S3ObjectStore(s3_client(self.endpoint), self.bucket, self.prefix)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -15,11 +17,21 @@ import pytest
 
 from feature_platform.contracts.manifest import load_manifest
 from feature_platform.contracts.provenance import SourceDateEpochError, source_date_epoch
-from feature_platform.datasets.build import BuildResult, build_dataset
+from feature_platform.datasets.build import (
+    BuildError,
+    BuildResult,
+    StoreBuildResult,
+    build_dataset,
+    build_dataset_to_store,
+)
 from feature_platform.datasets.definitions.farmhash import fingerprint64
 from feature_platform.datasets.sharding import data_file_name, require_files, shard_codes
 from feature_platform.datasets.verify import verify_dataset
+from feature_platform.storage.catalog import Catalog
+from feature_platform.storage.dataset_publish import current_pointer, pointer_key, verify_published
+from feature_platform.storage.s3_store import S3ObjectStore
 from tests.conftest import CliResult, small_source
+from tests.s3_server import S3StoreFactory, s3_bucket_fixture, s3_server_fixture  # noqa: F401
 
 EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
 K = 3
@@ -204,3 +216,76 @@ def test_manifest_of_sharded_build_loads(sharded: BuildResult, golden: BuildResu
               for f in m.files]
     whole = pc.count_distinct(pq.read_table(golden.path / "data.parquet", columns=[entity]).column(entity)).as_py()
     assert sum(counts) == whole  # entities partitioned: none repeated across files
+
+
+# --- no shared disk: workers upload their file to the object store ---
+
+@dataclass(frozen=True)
+class _Corrupting(S3StoreFactory):
+    """A store whose uploads of the second file land with other bytes (a bad disk, a proxy rewriting them)."""
+
+    def __call__(self) -> S3ObjectStore:
+        store = super().__call__()
+        real = store.put_file
+
+        def put_file(local: Path, key: str) -> None:
+            real(local, key)
+            if key.endswith("data-00001-of-00003.parquet"):
+                store.put_bytes(b"not the bytes the worker wrote", key)
+
+        store.put_file = put_file  # type: ignore[method-assign]
+        return store
+
+
+def _to_store(factory: S3StoreFactory, catalog: Catalog, **kwargs: Any) -> StoreBuildResult:
+    return build_dataset_to_store(small_source(), factory, catalog, "sharded_ds", dataset_version="v1", files=K,
+                                  **kwargs)
+
+
+def _published_shas(store: S3ObjectStore, prefix: str, result: StoreBuildResult) -> list[tuple[str, int, str]]:
+    return [(f.path, f.rows, store.sha256(f"{prefix}/{f.path}")) for f in result.manifest.files]
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_build_into_s3_gives_the_local_bytes(executor: str, sharded: BuildResult, s3_bucket: tuple[Any, str],
+                                             s3_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    factory = S3StoreFactory(s3_server, s3_bucket[1])
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    result = _to_store(factory, catalog, executor=executor, workers=2)
+    store = factory()
+    prefix = result.published.prefix
+    assert _published_shas(store, prefix, result) == _shas(sharded)
+    assert result.digest == sharded.digest and result.published.created
+    assert all(c.passed for c in verify_published(store, prefix, result.manifest))
+    assert current_pointer(store, "sharded_ds")["prefix"] == prefix  # type: ignore[index]
+    assert [e.manifest_digest for e in catalog.versions("sharded_ds")] == [sharded.digest]
+    assert sorted(store.list()) == sorted([pointer_key("sharded_ds"), *(f"{prefix}/{n}" for n in (
+        *(f.path for f in result.manifest.files), "manifest.json", "dataset_manifest.yaml"))])
+    again = _to_store(factory, catalog, executor="inline")  # same version, same digest: a no-op
+    assert not again.published.created and again.published.prefix == prefix
+    assert len(store.list()) == 1 + K + 2  # the second attempt's uploads were deleted
+
+
+def test_object_that_lands_wrong_is_refused_and_nothing_published(s3_bucket: tuple[Any, str], s3_server: str,
+                                                                  tmp_path: Path) -> None:
+    factory = _Corrupting(s3_server, s3_bucket[1])
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    with pytest.raises(BuildError) as info:
+        _to_store(factory, catalog, executor="inline")
+    assert "uploaded object differs" in str(info.value) and "data-00001-of-00003.parquet" in str(info.value)
+    assert S3StoreFactory(s3_server, s3_bucket[1])().list() == [] and catalog.versions("sharded_ds") == []
+
+
+def test_ray_cluster_build_into_s3_matches_inline(ray_cluster: str, sharded: BuildResult,
+                                                  s3_bucket: tuple[Any, str], s3_server: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head and two worker nodes, each task on a Ray worker writing to its own scratch and uploading to S3."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    factory = S3StoreFactory(s3_server, s3_bucket[1])
+    result = _to_store(factory, Catalog(tmp_path / "catalog.sqlite"), executor="ray", workers=2,
+                       ray_address=ray_cluster)
+    assert _published_shas(factory(), result.published.prefix, result) == _shas(sharded)
+    assert result.digest == sharded.digest
+    local = _build(tmp_path, "sharded_ds", executor="ray", workers=2)  # and to a local directory, on the cluster
+    assert _shas(local) == _shas(sharded)
