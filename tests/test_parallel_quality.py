@@ -13,7 +13,8 @@ import pytest
 
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.quality.baseline import Baseline, load_baseline
-from feature_platform.quality.distributions import Moments
+from feature_platform.quality.distributions import Cuts, Moments
+from feature_platform.quality.drift import bin_counts
 from feature_platform.quality.gate import evaluate_quality
 from feature_platform.quality.profile import ProfileError, data_paths, profile_against, profile_dataset
 from feature_platform.quality.sketch import HyperLogLog
@@ -176,3 +177,15 @@ def test_committed_baseline_still_loads(golden: BuildResult) -> None:
     baseline: Baseline = load_baseline("baseline_eval_v1")
     report = evaluate_quality(golden.path / "data.parquet", golden.manifest, baseline)
     assert report.profile.rows == 3_000 and report.baseline == "baseline_eval_v1"
+
+
+def test_sorted_counting_equals_a_binary_search_per_value() -> None:
+    rng = np.random.default_rng(3)
+    cuts = [-1.0, 0.0, 0.5, 2.0]
+    values = np.concatenate([rng.standard_normal(5_000), np.array(cuts * 3), np.array([-9.0, 9.0])])
+    c = Cuts.of(cuts)
+    c.add(values)
+    c.add(values[:100])
+    assert c.counts.tolist() == (bin_counts(values, cuts) + bin_counts(values[:100], cuts)).tolist()
+    assert c.per_bin([0.0]).tolist() == [int((values <= 0).sum()) + int((values[:100] <= 0).sum()),
+                                         int((values > 0).sum()) + int((values[:100] > 0).sum())]

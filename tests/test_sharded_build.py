@@ -29,6 +29,7 @@ from feature_platform.datasets.sharding import data_file_name, require_files, sh
 from feature_platform.datasets.verify import verify_dataset
 from feature_platform.storage.catalog import Catalog
 from feature_platform.storage.dataset_publish import current_pointer, pointer_key, verify_published
+from feature_platform.storage.local_store import LocalObjectStore
 from feature_platform.storage.s3_store import S3ObjectStore
 from tests.conftest import CliResult, small_source
 from tests.s3_server import S3StoreFactory, s3_bucket_fixture, s3_server_fixture  # noqa: F401
@@ -289,3 +290,29 @@ def test_ray_cluster_build_into_s3_matches_inline(ray_cluster: str, sharded: Bui
     assert result.digest == sharded.digest
     local = _build(tmp_path, "sharded_ds", executor="ray", workers=2)  # and to a local directory, on the cluster
     assert _shas(local) == _shas(sharded)
+
+
+# --- the refresh graph with a sharded dataset ---
+
+def test_refresh_builds_profiles_and_publishes_a_sharded_dataset(defs: Any, instance: Any, root: Path,
+                                                                 paths: Any) -> None:
+    from feature_platform.orchestration.headless import run_refresh
+
+    config = {"ops": {"source_snapshot": {"config": {"rows": 3_000, "batch_rows": 1_000, "seed": 11}},
+                      "dataset": {"config": {"files": 2, "executor": "inline"}},
+                      "quality_report": {"config": {"executor": "process", "workers": 2}}}}
+    outcome = run_refresh("v-shard", instance=instance, defs=defs, run_config=config)
+    assert outcome.refresh.succeeded, outcome.refresh
+    manifest = load_manifest(paths.dataset_dir("v-shard") / "manifest.json")
+    assert [f.path for f in manifest.files] == ["data-00000-of-00002.parquet", "data-00001-of-00002.parquet"]
+    report = json.loads((paths.reports("v-shard") / "quality_report.json").read_text())
+    assert report["profile"]["rows"] == 3_000 and report["profile"]["dataset"]["file_sha256"] == [
+        f.sha256 for f in manifest.files]
+    pointer = current_pointer(LocalObjectStore(root / "store"), paths.dataset_name)
+    assert pointer is not None and pointer["dataset_version"] == "v-shard"
+
+
+@pytest.mark.parametrize("extra", [["--files", "0"], ["--workers", "-1"], ["--executor", "dask"]])
+def test_refresh_cli_refuses_bad_parallel_options(extra: list[str], cli: Callable[..., CliResult]) -> None:
+    code, out, err = cli("refresh", "run", "--version", "never", *extra)
+    assert code == 2 and out == "" and err.strip()

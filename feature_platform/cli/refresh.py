@@ -43,10 +43,10 @@ def register(groups: Any) -> None:
     run.add_argument("--files", type=positive_int, default=None,
                      help="data files of the dataset, sharded by entity (default 1)")
     run.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
-                     help="where the dataset's files are written when --files > 1 (default: ray when RAY_ADDRESS "
-                     "is set, else process)")
+                     help="where the dataset's files are written when --files > 1 and the quality profile's "
+                     "per-file passes run (default: build ray when RAY_ADDRESS is set, else process; profile inline)")
     run.add_argument("--workers", type=positive_int, default=None,
-                     help="parallel workers for the dataset build (default: the CPU count)")
+                     help="parallel workers for the dataset build and the quality profile (default: the CPU count)")
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
@@ -90,6 +90,9 @@ def _refresh_run(args: argparse.Namespace) -> int:
              if v is not None}
     if build:
         config_section(config, ("ops", "dataset", "config"), f"--config {args.config}").update(build)
+    profile = {k: v for k, v in (("executor", args.executor), ("workers", args.workers)) if v is not None}
+    if profile:
+        config_section(config, ("ops", "quality_report", "config"), f"--config {args.config}").update(profile)
     with progress.spinner(args, f"refresh {version}"):
         outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
     if args.json:

@@ -6,13 +6,16 @@ Counting work (rows, entities, UTC day buckets, label classes, duplicate keys) i
 ``ParquetFile.iter_batches`` (``distributions.py``). Each data file is profiled alone (map, on any
 executor) and the results are reduced exactly in file order, so a sharded dataset gets one profile
 whatever the worker count. Memory is bounded by one record batch plus a fixed-size sample and
-sketch per feature, never by the dataset. Counts, not shares, are stored: they are exact and make a
-profile byte-reproducible for the same files.
+sketch per feature, never by the dataset: files are opened without pyarrow's pre-buffering (which
+caches every column chunk it reads) and DuckDB's grouping spills past a fixed memory limit.
+Counts, not shares, are stored: they are exact and make a profile byte-reproducible for the same
+files.
 """
 
 from __future__ import annotations
 
 import math
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +46,7 @@ DEFAULT_BINS = 10
 DEFAULT_QUANTILES = 100
 DEFAULT_SAMPLE_SIZE = 32_768
 MAX_LISTED_GAPS = 50
+DUCKDB_MEMORY_LIMIT = "64MB"
 DAY_US = 86_400_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FLOAT_TYPES = frozenset({"halffloat", "float", "double"})  # how pyarrow prints float16/32/64
@@ -229,15 +233,15 @@ class _CountTask:
 def _map_file(task: _FileTask) -> _FilePartial:
     """Counts (DuckDB) and moments, sample and sketches (one streamed pass) of one data file."""
     path = Path(task.path)
-    with pq.ParquetFile(path) as pf:
+    with pq.ParquetFile(path, pre_buffer=False) as pf:
         schema = pf.schema_arrow
         wanted = [task.entity, task.timestamp, *task.numeric, *task.other] + ([task.label] if task.label else [])
         missing = [n for n in wanted if n not in schema.names]
         if missing:
             raise ProfileError(f"{path}: columns named by the manifest are missing from the file: {missing}")
         try:
-            with duckdb.connect() as con:
-                con.execute("SET preserve_insertion_order = false")
+            with tempfile.TemporaryDirectory(prefix="fp-profile-") as spill, duckdb.connect() as con:
+                _bounded(con, spill)
                 sql = _SqlCounts(con, str(path), schema)
                 rows = sql.rows()
                 values, counts, entity_nulls = sql.entity_counts(task.entity)
@@ -252,8 +256,15 @@ def _map_file(task: _FileTask) -> _FilePartial:
                         label_nulls=label_nulls, distinct_keys=distinct_keys, scan=scan)
 
 
+def _bounded(con: duckdb.DuckDBPyConnection, spill: str) -> None:
+    """Keep DuckDB's memory flat whatever the file size: grouping a large file's keys spills to ``spill``."""
+    con.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
+    con.execute("SET temp_directory = ?", [spill])
+    con.execute("SET preserve_insertion_order = false")
+
+
 def _count_file(task: _CountTask) -> dict[str, Cuts]:
-    with pq.ParquetFile(task.path) as pf:
+    with pq.ParquetFile(task.path, pre_buffer=False) as pf:
         return scan_counts(pf, task.edge_sets)
 
 
@@ -431,7 +442,8 @@ def _distinct_keys_all(paths: list[Path], key: list[str]) -> int:
     """Distinct keys over all files at once: needed when one entity's rows are spread over several files."""
     cols = ", ".join(_q(k) for k in key)
     try:
-        with duckdb.connect() as con:
+        with tempfile.TemporaryDirectory(prefix="fp-profile-") as spill, duckdb.connect() as con:
+            _bounded(con, spill)
             row = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM read_parquet(?) GROUP BY {cols})",
                               [[str(p) for p in paths]]).fetchone()
     except duckdb.Error as exc:

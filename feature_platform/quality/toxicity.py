@@ -95,13 +95,14 @@ def score_text_columns(
     worst = dict.fromkeys(columns, 0.0)
     paths = [parquet_path] if isinstance(parquet_path, (str, Path)) else list(parquet_path)
     for path in paths if columns else []:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=list(columns)):
-            for i, name in enumerate(columns):
-                values = [v for v in batch.column(i).to_pylist() if v is not None]
-                scores = _checked(scorer, values)
-                texts[name] += len(values)
-                flagged[name] += sum(s >= cutoff for s in scores)
-                worst[name] = max([worst[name], *scores])
+        with pq.ParquetFile(path, pre_buffer=False) as pf:  # without pre-buffer: memory bounded by a batch
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=list(columns)):
+                for i, name in enumerate(columns):
+                    values = [v for v in batch.column(i).to_pylist() if v is not None]
+                    scores = _checked(scorer, values)
+                    texts[name] += len(values)
+                    flagged[name] += sum(s >= cutoff for s in scores)
+                    worst[name] = max([worst[name], *scores])
     return {
         name: ColumnToxicity(column=name, texts=texts[name], flagged=flagged[name],
                              rate=flagged[name] / texts[name] if texts[name] else 0.0, max_score=worst[name])
