@@ -288,7 +288,8 @@ def test_ray_cluster_build_into_s3_matches_inline(ray_cluster: str, sharded: Bui
                        ray_address=ray_cluster)
     assert _published_shas(factory(), result.published.prefix, result) == _shas(sharded)
     assert result.digest == sharded.digest
-    local = _build(tmp_path, "sharded_ds", executor="ray", workers=2)  # and to a local directory, on the cluster
+    local = build_dataset(small_source(), tmp_path, "sharded_ds", dataset_version="v1", files=K, executor="ray",
+                          workers=2, ray_address=ray_cluster)  # and into a local directory, from the cluster
     assert _shas(local) == _shas(sharded)
 
 
