@@ -30,7 +30,10 @@ def register(groups: Any) -> None:
     build = dataset_cmds.add_parser(
         "build", help="build a dataset, verify it and publish it atomically",
         description="Build <out-dir>/<dataset-id>/ with its manifest.json: --source synthetic streams rows into "
-        "data.parquet (--format parquet); --source simulator writes simulator trajectories, shocks, impulse "
+        "data.parquet (--format parquet), or with --files K into K files sharded by a stable hash of the entity, "
+        "one task per file on --executor with --workers (same bytes for any executor and worker count; "
+        "$SOURCE_DATE_EPOCH fixes created_at so a rebuild reproduces the manifest digest); "
+        "--source simulator writes simulator trajectories, shocks, impulse "
         "responses and parameters into a Zarr v3 store data.zarr (--format zarr), chunk by chunk in parallel "
         "(local processes, or Ray when --ray-address/$RAY_ADDRESS is set). Hash while writing, verify, then "
         "publish with one atomic rename. On any failure nothing is left behind; an existing dataset is replaced "
