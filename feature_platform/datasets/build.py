@@ -10,6 +10,7 @@ and K, so they are the same for any executor and worker count.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -280,7 +281,10 @@ def build_dataset_to_store(
         manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, None, results,
                                       max_bytes, files)
     except BaseException:
-        driver_store.delete_prefix(prefix + "/")
+        # Best effort: a prefix left behind (a late upload, an unreachable store) is an abandoned attempt that
+        # dataset_publish.sweep_abandoned_uploads removes; the build's own error is the one to report.
+        with contextlib.suppress(Exception):
+            driver_store.delete_prefix(prefix + "/")
         raise
     try:
         published = publish_uploaded(driver_store, catalog, manifest, prefix, name=name)
