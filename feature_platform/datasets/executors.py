@@ -8,10 +8,12 @@ fallback where forkserver does not exist. Ray is imported only when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
+from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, cast, get_args
 
 T = TypeVar("T")
@@ -20,6 +22,7 @@ Executor = Literal["inline", "process", "ray"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
 EXECUTOR_ENV = "FP_EXECUTOR"
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+_SESSION_POOL: ContextVar[ProcessPoolExecutor | None] = ContextVar("fp_task_session_pool", default=None)
 
 
 class TaskError(RuntimeError):
@@ -103,32 +106,70 @@ def _run_inline(fn: Callable[[T], R], tasks: list[T], progress: Callable[[int, i
 
 def _run_processes(fn: Callable[[T], R], tasks: list[T], workers: int,
                    progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R]) -> list[R]:
-    ctx = multiprocessing.get_context(START_METHOD)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(fn, task) for task in tasks]
-        index = {f: i for i, f in enumerate(futures)}
-        pending: set[Future[R]] = set(futures)
-        results: list[Any] = [None] * len(futures)
-        done_count = 0
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-                failed = sorted(index[f] for f in done if f.exception() is not None)
-                if failed:
-                    i = failed[0]
-                    exc = futures[i].exception()
-                    assert exc is not None
-                    raise TaskError(i, len(tasks), tasks[i], exc) from exc
-                for f in done:
-                    results[index[f]] = keep(index[f], f.result())
-                done_count += len(done)
-                if progress is not None:
-                    progress(done_count, len(tasks))
-        except BaseException:
-            for f in pending:
-                f.cancel()
-            raise
-        return cast(list[R], results)
+    shared = _SESSION_POOL.get()
+    if shared is not None:
+        return _drive(shared, fn, tasks, progress, keep)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
+        return _drive(pool, fn, tasks, progress, keep)
+
+
+def _drive(pool: ProcessPoolExecutor, fn: Callable[[T], R], tasks: list[T],
+           progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R]) -> list[R]:
+    futures = [pool.submit(fn, task) for task in tasks]
+    index = {f: i for i, f in enumerate(futures)}
+    pending: set[Future[R]] = set(futures)
+    results: list[Any] = [None] * len(futures)
+    done_count = 0
+    try:
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            failed = sorted(index[f] for f in done if f.exception() is not None)
+            if failed:
+                i = failed[0]
+                exc = futures[i].exception()
+                assert exc is not None
+                raise TaskError(i, len(tasks), tasks[i], exc) from exc
+            for f in done:
+                results[index[f]] = keep(index[f], f.result())
+            done_count += len(done)
+            if progress is not None:
+                progress(done_count, len(tasks))
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        raise
+    return cast(list[R], results)
+
+
+@contextlib.contextmanager
+def task_session(executor: Executor, workers: int | None = None, ray_address: str | None = None) -> Iterator[None]:
+    """Several ``run_tasks`` calls sharing one set of workers (a map, a reduce, another map): ``process`` keeps
+    one pool of ``workers`` processes for the session instead of starting one per call; ``ray`` connects (or
+    starts a local instance) once, unless Ray is already initialised here. ``inline`` needs nothing."""
+    if executor == "process":
+        n = workers or default_workers()
+        with ProcessPoolExecutor(max_workers=n, mp_context=multiprocessing.get_context(START_METHOD)) as pool:
+            token = _SESSION_POOL.set(pool)
+            try:
+                yield
+            finally:
+                _SESSION_POOL.reset(token)
+        return
+    if executor == "ray":
+        import ray
+
+        if not ray.is_initialized():
+            address = ray_address or os.environ.get("RAY_ADDRESS") or None
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=workers or default_workers(), include_dashboard=False, log_to_driver=False)
+            try:
+                yield
+            finally:
+                ray.shutdown()
+            return
+    yield
 
 
 def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | None,

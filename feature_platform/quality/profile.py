@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import DatasetManifest
-from feature_platform.datasets.executors import Executor, TaskError, run_tasks
+from feature_platform.datasets.executors import Executor, TaskError, run_tasks, task_session
 from feature_platform.quality.distributions import (
     Cuts,
     FileScan,
@@ -313,8 +313,17 @@ def profile_against(
     other = [n for n in manifest.feature_order if kinds[n] != "numeric"]
     tasks = [_FileTask(str(p), i, manifest.entity_column, manifest.timestamp_column, manifest.label_column, numeric,
                        other, sample_size) for i, p in enumerate(paths)]
-    parts = _run(_map_file, tasks, executor, workers)
+    with task_session(executor, workers):  # both passes on one set of workers
+        parts = _run(_map_file, tasks, executor, workers)
+        return _reduce(paths, manifest, contract, reference, parts, schema, kinds, numeric, bins, quantiles,
+                       sample_size, executor, workers)
 
+
+def _reduce(paths: list[Path], manifest: DatasetManifest, contract: FeatureContract,
+            reference: DatasetProfile | None, parts: list[_FilePartial], schema: pa.Schema,
+            kinds: dict[str, FeatureKind], numeric: list[str], bins: int, quantiles: int, sample_size: int,
+            executor: Executor, workers: int | None) -> tuple[DatasetProfile, dict[str, ReferenceCounts]]:
+    """Combine the files' first passes in file order, cut the edges, map the counting pass, sum it."""
     rows = sum(p.rows for p in parts)
     entity, disjoint = _reduce_entity(manifest.entity_column, parts)
     time = _reduce_time(manifest.timestamp_column, parts)
