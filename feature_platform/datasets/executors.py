@@ -163,7 +163,8 @@ def task_session(executor: Executor, workers: int | None = None, ray_address: st
             if address:
                 ray.init(address=address, log_to_driver=False)
             else:
-                ray.init(num_cpus=workers or default_workers(), include_dashboard=False, log_to_driver=False)
+                ray.init(address="local", num_cpus=workers or default_workers(), include_dashboard=False,
+                         log_to_driver=False)
             try:
                 yield
             finally:
@@ -182,7 +183,7 @@ def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | 
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
         remote: Any = ray.remote(max_retries=0)(_call)
