@@ -18,10 +18,18 @@ from referencing import Registry, Resource
 
 from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
 from feature_platform.contracts.model_manifest import load_model_manifest
+from feature_platform.datasets.build import BuildResult
+from feature_platform.datasets.tensor_build import build_tensor_dataset
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.build import feature_build_path
 from feature_platform.orchestration.headless import run_feature_build, run_refresh, run_training
-from feature_platform.orchestration.openlineage import INLINE_TAG, emit_run_lineage, openlineage_events
+from feature_platform.orchestration.openlineage import (
+    INLINE_TAG,
+    Resolved,
+    emit_run_lineage,
+    openlineage_events,
+    resolve,
+)
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.training_assets import read_record, training_run_config
 from feature_platform.registry.openlineage import (
@@ -347,6 +355,34 @@ def test_sensor_tails_runs_it_did_not_launch_once(marquez: LoopbackHttp, defs: d
         marquez.reply(Reply(status=400, body=b"refused"), Reply(status=400, body=b"refused"))
         assert emit_run_lineage(instance, result.run_id, paths) == 2  # 2 of 4 refused, logged, no exception
     marquez.reset()
+
+
+def test_other_dataset_assets_and_changed_files(golden: BuildResult, tmp_path: Path) -> None:
+    """An asset outside the chain that materialized a spec v1 dataset is an output; a manifest that no longer has
+    the materialized digest, or a file that is gone, leaves the datasets out instead of naming the wrong bytes."""
+    paths = PlatformPaths(data_root=str(golden.path.parent.parent))
+    meta = {"path": str(golden.manifest_path), "manifest_digest": golden.digest}
+    (out,) = resolve("definitions/daily_users", "v1", meta, paths).outputs
+    assert (out.namespace, out.name, out.version) == (
+        f"file://{golden.path.parent.parent.resolve().as_posix()}", f"datasets/{golden.path.name}", golden.digest)
+    assert [n for n, _ in out.fields] == [c.name for c in golden.manifest.columns]
+    published = resolve("definitions/daily_users_published", None, {
+        "location": "s3://bucket/datasets/x/versions/v1/", "prefix": "datasets/x/versions/v1",
+        "manifest_digest": golden.digest}, paths).outputs
+    assert [(d.namespace, d.name, d.version) for d in published] == [("s3://bucket", "datasets/x/versions/v1",
+                                                                      golden.digest)]
+    assert resolve("definitions/daily_users", "v1", {**meta, "manifest_digest": "0" * 64}, paths) == Resolved()
+    assert resolve("dataset", "v1", {**meta, "path": str(tmp_path / "manifest.json")}, paths) == Resolved()
+    assert resolve("dataset", None, meta, paths) == Resolved()
+    assert resolve("notify_stakeholders", "v1", {"delivered": True}, paths) == Resolved()
+
+    tensor = build_tensor_dataset(tmp_path / "tensors", "tm_ds", samples=20, seed=4, T=8, H=3, chunk_samples=10,
+                                  executor="inline", dataset_version="v1", created_at="2026-01-02T03:04:05Z")
+    (out,) = resolve("tensor_dataset", "v1", {"path": str(tensor.manifest_path), "manifest_digest": tensor.digest},
+                     PlatformPaths(data_root=str(tmp_path))).outputs
+    assert (out.name, out.version) == ("tensors/tm_ds", tensor.digest)
+    assert dict(out.fields) == {n: f"{a.dtype}[{','.join(map(str, a.shape))}]"
+                                for n, a in tensor.manifest.arrays.items()}
 
 
 def test_store_locations() -> None:

@@ -109,16 +109,42 @@ def _reads_dataset(paths: PlatformPaths, partition: str, meta: Metadata) -> Reso
     return Resolved(inputs=[_local_dataset(paths, partition)])
 
 
-def _published_dataset(paths: PlatformPaths, partition: str, meta: Metadata) -> Resolved:
+def _where(location: str, paths: PlatformPaths) -> tuple[str, str]:
+    """(namespace, name) of a ``location`` metadata value: a store URL, or a local path for ``file://``."""
     from feature_platform.registry.openlineage import local_location, store_location
 
+    where = location.rstrip("/")
+    return store_location(where, paths.root) if "://" in where else local_location(Path(where), paths.root)
+
+
+def _published_dataset(paths: PlatformPaths, partition: str, meta: Metadata) -> Resolved:
     local = _local_dataset(paths, partition)
     if local.version != meta["manifest_digest"]:
         raise ValueError(f"published {meta['manifest_digest']} is not the local dataset {local.version}")
-    where = str(meta["location"]).rstrip("/")
-    namespace, name = store_location(where, paths.root) if "://" in where else local_location(Path(where),
-                                                                                               paths.root)
+    namespace, name = _where(str(meta["location"]), paths)
     return Resolved(inputs=[local], outputs=[LineageDataset(namespace, name, local.version, local.fields)])
+
+
+def _any_dataset(paths: PlatformPaths, partition: str, meta: Metadata) -> Resolved:
+    """Any other asset that materialized a spec v1 dataset, tabular or tensor (``path`` to its manifest and
+    ``manifest_digest``, as the definition and tensor datasets do) or published one (``location``, ``prefix``,
+    ``manifest_digest``): the output only, since what it read is not recorded in a form another asset shares."""
+    from feature_platform.contracts.manifest import MANIFEST_NAME
+    from feature_platform.contracts.safe_read import read_json
+    from feature_platform.contracts.tensor_manifest import parse_any_manifest
+    from feature_platform.registry.openlineage import dataset_of_manifest
+
+    path, digest = meta.get("path"), meta.get("manifest_digest")
+    if not isinstance(digest, str) or not digest:
+        return Resolved()
+    if isinstance(path, str) and Path(path).name == MANIFEST_NAME:
+        manifest = parse_any_manifest(read_json(Path(path)), path)
+        if manifest.digest() != digest:
+            raise ValueError(f"{path}: digest {manifest.digest()} is not the materialized {digest}")
+        return Resolved(outputs=[dataset_of_manifest(Path(path), manifest, paths.root)])
+    if isinstance(meta.get("location"), str) and meta.get("prefix"):
+        return Resolved(outputs=[LineageDataset(*_where(meta["location"], paths), digest)])
+    return Resolved()
 
 
 def _feature_build(paths: PlatformPaths, partition: str, meta: Metadata) -> Resolved:
@@ -188,12 +214,12 @@ RESOLVERS: dict[str, Resolver] = {
 
 
 def resolve(asset: str, partition: str | None, metadata: Metadata, paths: PlatformPaths) -> Resolved:
-    """The datasets an asset run read and wrote; none for an asset without a resolver or unresolvable files."""
-    resolver = RESOLVERS.get(asset)
-    if resolver is None or partition is None:
+    """The datasets an asset run read and wrote; none when its files are missing or changed since."""
+    resolver = RESOLVERS.get(asset, _any_dataset)
+    if partition is None and asset in RESOLVERS:  # every asset of the chain is partitioned by dataset_version
         return Resolved()
     try:
-        return resolver(paths, partition, metadata)
+        return resolver(paths, partition or "", metadata)
     except _UNRESOLVABLE as exc:
         log.warning("OpenLineage: datasets of %s[%s] left out: %s", asset, partition, str(exc).splitlines()[0])
         return Resolved()

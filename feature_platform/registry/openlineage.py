@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import DatasetManifest
 from feature_platform.contracts.model_manifest import ModelManifest
+from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
 
 if TYPE_CHECKING:
     from openlineage.client import OpenLineageClient
@@ -110,12 +111,16 @@ def store_location(url: str, data_root: Path) -> tuple[str, str]:
     raise ValueError(f"store location {url!r}: expected a file://, s3://, gs:// or abfss:// URL")
 
 
-def manifest_fields(manifest: DatasetManifest) -> tuple[tuple[str, str], ...]:
+def manifest_fields(manifest: DatasetManifest | TensorDatasetManifest) -> tuple[tuple[str, str], ...]:
+    """Columns and Arrow types of a tabular dataset; arrays, dtype and shape of a tensor dataset."""
+    if isinstance(manifest, TensorDatasetManifest):
+        return tuple((name, f"{a.dtype}[{','.join(map(str, a.shape))}]") for name, a in manifest.arrays.items())
     return tuple((c.name, c.type) for c in manifest.columns)
 
 
-def dataset_of_manifest(manifest_path: Path, manifest: DatasetManifest, data_root: Path) -> LineageDataset:
-    """A spec v1 dataset or training set: its directory, the manifest digest, its columns."""
+def dataset_of_manifest(manifest_path: Path, manifest: DatasetManifest | TensorDatasetManifest,
+                        data_root: Path) -> LineageDataset:
+    """A spec v1 dataset, training set or tensor dataset: its directory, the manifest digest, its fields."""
     namespace, name = local_location(Path(manifest_path).parent, data_root)
     return LineageDataset(namespace, name, manifest.digest(), manifest_fields(manifest))
 
