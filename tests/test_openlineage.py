@@ -33,6 +33,7 @@ from feature_platform.orchestration.openlineage import (
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.training_assets import read_record, training_run_config
 from feature_platform.registry.openlineage import (
+    config_file,
     lineage_client,
     lineage_configured,
     lineage_run_id,
@@ -296,6 +297,19 @@ def test_nothing_is_emitted_without_configuration(marquez: LoopbackHttp, defs: d
         assert isinstance(result, dg.SkipReason) and "not configured" in str(result.skip_message)
     with openlineage_env(OPENLINEAGE_URL=marquez.url, OPENLINEAGE_DISABLED="true"):
         assert lineage_client() is None
+    # the configuration file is found exactly where the client itself looks for it
+    from openlineage.client import OpenLineageClient
+
+    (tmp_path / "openlineage.yml").write_text("transport:\n  type: console\n")
+    elsewhere = tmp_path / "elsewhere.yml"
+    elsewhere.write_text("transport:\n  type: console\n")
+    for env in ({}, {"OPENLINEAGE_CONFIG": str(elsewhere)}, {"OPENLINEAGE_CONFIG": str(tmp_path / "missing.yml")}):
+        with openlineage_env(**env):
+            assert config_file() == Path(OpenLineageClient._find_yaml_config_path() or "")
+            assert lineage_configured()
+    (tmp_path / "openlineage.yml").unlink()
+    with openlineage_env(OPENLINEAGE_CONFIG=str(tmp_path / "missing.yml")):
+        assert config_file() is None and OpenLineageClient._find_yaml_config_path() is None
     assert len(marquez.requests) == start
 
 

@@ -350,8 +350,11 @@ def emit_run_lineage(instance: dg.DagsterInstance, run_id: str, paths: PlatformP
                      client: OpenLineageClient | None = None) -> int:
     """Every OpenLineage event of a finished run; the number delivered (0 when OpenLineage is off)."""
     client = client or lineage_client()
+    if client is None:
+        return 0
     run = instance.get_run_by_id(run_id)
-    if client is None or run is None:
+    if run is None:
+        client.close(timeout=10)
         return 0
     records = instance.get_records_for_run(run_id, of_type=STEP_TYPES).records
     try:

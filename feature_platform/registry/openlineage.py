@@ -298,9 +298,18 @@ def lineage_configured() -> bool:
         return False
     if os.environ.get("OPENLINEAGE_URL") or any(k.startswith("OPENLINEAGE__") for k in os.environ):
         return True
-    from openlineage.client import OpenLineageClient
+    return config_file() is not None
 
-    return OpenLineageClient._find_yaml_config_path() is not None
+
+def config_file() -> Path | None:
+    """The ``openlineage.yml`` the client would read, found the way it looks (``OPENLINEAGE_CONFIG``, the working
+    directory, ``~/.openlineage/``) without importing it, so an unconfigured process pays nothing for it."""
+    candidates = [os.environ.get("OPENLINEAGE_CONFIG"), os.path.join(os.getcwd(), "openlineage.yml"),
+                  os.path.join(os.path.expanduser("~/.openlineage"), "openlineage.yml")]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.R_OK):
+            return Path(candidate)
+    return None
 
 
 def lineage_client() -> OpenLineageClient | None:
