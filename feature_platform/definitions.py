@@ -21,6 +21,7 @@ from feature_platform.orchestration.market_assets import (
     no_data_gaps,
     no_unreviewed_anomalies,
 )
+from feature_platform.orchestration.openlineage import openlineage_events
 from feature_platform.orchestration.resources import (
     CatalogResource,
     MetricsResource,
@@ -81,7 +82,7 @@ def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object
         jobs=[refresh_job, archive_job, market_job, feature_job, training_job, rollback_job, rerun_job,
               tensor_dataset_job, *DEFINITION_JOBS, *extra_jobs],
         schedules=[nightly_refresh],
-        sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
+        sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert, openlineage_events],
         resources=configured,
     )
 
