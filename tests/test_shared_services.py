@@ -229,3 +229,33 @@ def test_refresh_and_training_on_postgres_dagster_and_postgres_s3_mlflow(
     assert out["probabilities"].shape == stored.shape
     assert float(np.max(np.abs(out["probabilities"] - stored))) <= 1e-5
     assert model.metadata.metadata["onnx_sha256"] == manifest["onnx"]["sha256"]
+
+
+@pytest.mark.parametrize(("url", "got"), [
+    ("postgresql://dagster:hunter2@pg:5432/dagster", "got scheme 'postgresql'"),
+    ("postgresql+psycopg://dagster:hunter2@pg/dagster", "got scheme 'postgresql+psycopg'"),
+    ("postgres://dagster:hunter2@pg/dagster", "got scheme 'postgres'"),
+    ("postgresql+psycopg2:///dagster", "got no host"),
+    ("postgresql+psycopg2://dagster:hunter2@pg:5432", "got no database"),
+    ("postgresql+psycopg2://dagster:hunter2@pg:5432/", "got no database"),
+    ("postgresql+psycopg2://dagster:hunter2@pg:port/dagster", "got an unparsable URL"),
+    ("postgresql+psycopg2://dagster:hunter2@[pg/dagster", "got an unparsable URL"),
+    ("hunter2:x@pg/dagster", "got not a PostgreSQL URL"),
+    ("", "got not a PostgreSQL URL"),
+])
+def test_a_dagster_pg_url_without_the_psycopg2_driver_is_refused_on_one_line(
+        cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, got: str) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+    monkeypatch.setenv("DAGSTER_PG_URL", url)
+    code, out, err = cli("refresh", "add-version", "v1")
+    assert code == 2 and out == "" and err.count("\n") == 1, (code, out, err)
+    assert err.startswith("fp: error: DAGSTER_PG_URL: expected postgresql+psycopg2://") and got in err, err
+    assert "hunter2" not in err  # the password is never echoed
+    assert not list(tmp_path.iterdir())  # refused before any instance was created
+
+
+def test_a_psycopg2_dagster_pg_url_is_accepted() -> None:
+    from feature_platform.cli.common import check_dagster_pg_url
+
+    check_dagster_pg_url(None)
+    check_dagster_pg_url("postgresql+psycopg2://dagster:p%40ss@pg.internal:5432/dagster?sslmode=require")
