@@ -16,7 +16,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,6 @@ STARTUP_SECONDS = 120.0  # a loaded 2-core machine imports MLflow's server slowl
 Cli = Callable[..., CliResult]
 
 
-@dataclass(frozen=True)
-class MlflowServer:
-    url: str
-    backend_dsn: str  # the tracking and registry database (psycopg DSN)
-    bucket: str
-    s3_endpoint: str
-
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -64,57 +55,78 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _start(command: list[str], env: dict[str, str], log: Path, url: str) -> subprocess.Popen[bytes] | None:
-    """The server process once it answers /health; ``None`` when it exited first (e.g. its port was taken)."""
-    with log.open("ab") as out:
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            return None
-        if _healthy(url):
-            return proc
-        time.sleep(0.25)  # polling a starting server, not timing anything
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"mlflow server did not answer {url}/health within {STARTUP_SECONDS:.0f}s:\n"
-                       f"{log.read_text(errors='replace')[-4000:]}")
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1: backend and registry in a fresh PostgreSQL database (psycopg 3 driver),
+    artifacts proxied to ``s3://<bucket>/mlflow`` on the moto server; clients need only the tracking URL.
+
+    It starts in the background (its imports take a while); ``ready()`` waits for /health and returns the URL.
+    """
+
+    def __init__(self, backend_dsn: str, bucket: str, s3_endpoint: str, workdir: Path) -> None:
+        self.backend_dsn = backend_dsn  # psycopg DSN of the tracking and registry database
+        self.bucket = bucket
+        self.s3_endpoint = s3_endpoint
+        self.log = workdir / "server.log"
+        self.env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_endpoint,
+                    "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
+                    "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"], "AWS_DEFAULT_REGION": REGION,
+                    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job runner: unused here, slow to start
+        self.env.pop("MLFLOW_TRACKING_URI", None)
+        self.url = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.attempts = 0
+        self._launch()
+
+    def _launch(self) -> None:
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.attempts += 1
+        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                   "--workers", "1", "--backend-store-uri",
+                   self.backend_dsn.replace("postgresql://", "postgresql+psycopg://", 1),
+                   "--artifacts-destination", f"s3://{self.bucket}/{ARTIFACT_PREFIX}"]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(command, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.log.parent)
+
+    def ready(self) -> str:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:  # e.g. its port was taken between probe and bind: a fresh one
+                if self.attempts == 3:
+                    raise RuntimeError(f"mlflow server exited three times:\n{self._tail()}")
+                self._launch()
+            elif _healthy(self.url):
+                return self.url
+            time.sleep(0.25)  # polling a starting server, not timing anything
+        raise RuntimeError(f"mlflow server did not answer {self.url}/health within {STARTUP_SECONDS:.0f}s:\n"
+                           f"{self._tail()}")
+
+    def _tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture(scope="module")
 def mlflow_server(postgres_server: PostgresServer, s3_server: str,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    """``mlflow server`` on 127.0.0.1: backend and registry in a fresh PostgreSQL database (psycopg 3 driver),
-    artifacts proxied to ``s3://<bucket>/mlflow`` on the moto server; clients need only the tracking URL."""
     bucket = "fp-mlflow-artifacts"
     s3_client(s3_server).create_bucket(Bucket=bucket)
-    dsn = postgres_server.create_database()
-    workdir = tmp_path_factory.mktemp("mlflow_server")
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": s3_server,
-           "AWS_ACCESS_KEY_ID": FAKE_CREDENTIALS["aws_access_key_id"],
-           "AWS_SECRET_ACCESS_KEY": FAKE_CREDENTIALS["aws_secret_access_key"], "AWS_DEFAULT_REGION": REGION,
-           "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # GenAI job runner: unused here, slow to start
-    env.pop("MLFLOW_TRACKING_URI", None)
-    for _ in range(3):  # the free port can be taken between probe and bind; retry with a fresh one
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-                   "--workers", "1", "--backend-store-uri", dsn.replace("postgresql://", "postgresql+psycopg://", 1),
-                   "--artifacts-destination", f"s3://{bucket}/{ARTIFACT_PREFIX}"]
-        proc = _start(command, env, workdir / "server.log", url)
-        if proc is not None:
-            break
-    else:
-        raise RuntimeError(f"mlflow server exited three times:\n{(workdir / 'server.log').read_text()[-4000:]}")
+    server = MlflowServer(postgres_server.create_database(), bucket, s3_server, tmp_path_factory.mktemp("mlflow"))
     try:
-        yield MlflowServer(url=url, backend_dsn=dsn, bucket=bucket, s3_endpoint=s3_server)
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 @pytest.fixture
@@ -160,8 +172,7 @@ def test_refresh_and_training_on_postgres_dagster_and_postgres_s3_mlflow(
     from feature_platform.registry.history import JOURNAL_NAME
     from feature_platform.registry.tracking import PRODUCTION, STAGING
 
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
-    for name in ("MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)  # the client reaches S3 only through the tracking server
     config = tmp_path / "refresh.yaml"
     config.write_text(yaml.safe_dump(SMALL))
@@ -170,6 +181,7 @@ def test_refresh_and_training_on_postgres_dagster_and_postgres_s3_mlflow(
     assert refresh["refresh"]["status"] == "SUCCESS" and "published_dataset" in refresh["refresh"]["materialized"]
     built = _json(cli("features", "build", "--version", VERSION, "--allow-dirty", "--json"), "features build")
     assert built["status"] == "SUCCESS"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.ready())  # it started while the refresh ran
     trained = _json(cli("training", "run", "--payload", json.dumps(PAYLOAD), "--json"), "training run")
     assert trained["status"] == "SUCCESS" and "promotion" in trained["materialized"], trained
 
