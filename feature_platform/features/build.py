@@ -9,6 +9,7 @@ latest build is then published to the stable paths the Feast repository names (`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -273,7 +274,9 @@ def build_features(
     start: datetime = min(valid)
     end: datetime = max(t for t in ends if t is not None) + timedelta(seconds=1)
     materialized_at = utc_now()
-    store.materialize(start_date=start, end_date=end)
+    # Feast prints its progress, in ANSI colours, on stdout, which belongs to the CLI's result (`--json`)
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(start_date=start, end_date=end)
     row_counts[f"online:{DATASET_VIEW}"] = len(pc.unique(features.column(contract.entity.name).drop_null()))
     if market_parquet is not None:
         row_counts[f"online:{MARKET_VIEW}"] = len(pc.unique(market.column("asset").drop_null()))

@@ -105,6 +105,8 @@ def artifact_root(data_root: Path) -> str | None:
 def client(data_root: Path) -> MlflowClient:
     """A client bound to this data root's store; no process-global MLflow state is touched."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # with a tracking server, MLflow prints "View run ... at: <url>" on stdout, which belongs to the CLI's result
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow import MlflowClient
 
     uri = tracking_uri(data_root)
