@@ -137,29 +137,14 @@ def _connect(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb
         raise UsageError(str(exc)) from None
 
 
-def _split_text(defn: DatasetDefinition) -> str:
-    s = defn.split
-    if s.strategy == "time":
-        return f"time: last {s.eval_days} days eval"
-    return f"random: {s.eval_fraction:g} eval by {defn.split_key}"
-
-
 def _list(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, load_definition
+    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, list_entries
 
     directory = args.definitions_dir or definitions_dir()
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: definitions directory does not exist")
-    entries: list[dict[str, Any]] = []
-    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
-        try:
-            d = load_definition(path)
-        except DefinitionError as exc:
-            entries.append({"file": path.name, "name": None, "status": "invalid", "error": str(exc)})
-            continue
-        entries.append({"file": path.name, "name": d.name, "status": d.status, "description": d.description,
-                        "tables": [t.name for t in d.tables], "columns": len(d.columns), "split": _split_text(d),
-                        "sha256": d.digest()})
+    try:
+        entries = list_entries(directory)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
     else:
