@@ -90,7 +90,7 @@ def dagster_instance(request: Request) -> dg.DagsterInstance:
 def create_app(settings: ApiSettings) -> FastAPI:
     """The application for ``settings``; nothing is opened until a request needs it."""
     from feature_platform import __version__
-    from feature_platform.api import models, trainings
+    from feature_platform.api import datasets, models, pages, trainings
 
     if settings.mlflow_tracking_uri:  # the domain functions read MLflow's location from the environment
         os.environ["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
@@ -113,4 +113,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # routers: one line each
     app.include_router(trainings.router)
     app.include_router(models.router)
+    app.include_router(datasets.router)
+    app.include_router(pages.ui_api_router)
+    app.include_router(pages.router)
     return app

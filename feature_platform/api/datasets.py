@@ -559,3 +559,12 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
             estimated_rows_out=run.estimated_rows_out if run else None)
 
     return router
+
+
+def _bearer_router() -> APIRouter:
+    from feature_platform.api.auth import require_scope
+
+    return build_router(require_scope)
+
+
+router = _bearer_router()
