@@ -208,7 +208,7 @@ class QueryValidation(BaseModel):
 
 # --- errors ---------------------------------------------------------------------------------------------
 
-_FIELD = re.compile(r"field ([^:]+): expected (.+?)(?:; got .*)?$")
+_FIELD = re.compile(r"field (\S+?): (?:.*?\b)?expect(?:s|ed) (.+?)(?:; got .*)?$")
 
 
 def problem(status: int, message: str, *, field: str | None = None, expected: str | None = None) -> ApiError:
@@ -284,6 +284,18 @@ def parse_as_of(value: str | None, field: str = "as_of") -> date | None:
                        expected="a date YYYY-MM-DD") from None
 
 
+async def strict_definition(request: Request) -> None:
+    """Re-validate a definition body in pydantic's strict JSON mode: a string is not a number, a number is
+    not a string (the route's typed parameter, lax, documents the model in OpenAPI)."""
+    from fastapi.exceptions import RequestValidationError
+    from pydantic import ValidationError
+
+    try:
+        DatasetDefinition.model_validate_json(await request.body(), strict=True)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
 def _entry(defn: DatasetDefinition) -> DefinitionEntry:
     return DefinitionEntry(**definition_summary(defn))
 
@@ -326,7 +338,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         return DefinitionList(definitions=entries[start:start + page_size], total=len(entries), page=page,
                               page_size=page_size)
 
-    @router.post("/models/{model_id}/datasets/create/", dependencies=write, responses=writes, status_code=201,
+    @router.post("/models/{model_id}/datasets/create/", dependencies=[*write, Depends(strict_definition)],
+                 responses=writes, status_code=201,
                  response_model=DefinitionDetail)
     def create_dataset(body: DatasetDefinition, model_id: str = ModelId,
                        config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:
@@ -352,7 +365,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         defn = load(config, dataset_id)
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
-    @router.post("/datasets/{dataset_id}/update/", dependencies=write, responses=writes,
+    @router.post("/datasets/{dataset_id}/update/", dependencies=[*write, Depends(strict_definition)],
+                 responses=writes,
                  response_model=DefinitionDetail)
     def update_dataset(body: DatasetDefinition, dataset_id: str = DatasetId,
                        config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:

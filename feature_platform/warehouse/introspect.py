@@ -250,7 +250,8 @@ def detect_joins(
     (0.5) and a pair whose values do not overlap stays ``low``. Each pair is kept in its better direction.
     """
     if len(tables) == 1:
-        raise WarehouseError("joins: name at least two tables (or none for all tables)")
+        raise WarehouseError(f"joins: field tables: expected at least two tables (or none for all tables); got "
+                             f"{len(tables)}")
     names = [_require_table(conn, schema, t) for t in dict.fromkeys(tables)]
     cols = {t: [(c, ty.upper()) for c, ty, _ in _columns(conn, schema, t)] for t in names}
     best: dict[frozenset[tuple[str, str]], JoinSuggestion] = {}
