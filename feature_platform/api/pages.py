@@ -151,8 +151,8 @@ async def login(request: Request) -> Response:
     token = form.get("token", "").strip()
     try:
         authorize(token_store(request), token, "datasets:read")
-    except ApiError as exc:
-        return _login_error(request, exc.status, exc.message)
+    except ApiError as exc:  # "...; send Authorization: Bearer" is advice for API clients, not for this form
+        return _login_error(request, exc.status, exc.message.split("; send Authorization")[0])
     response = RedirectResponse(f"/models/{DEFAULT_MODEL}/dataset/", status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token, path="/", max_age=8 * 3600)
     response.delete_cookie(LOGIN_NONCE_COOKIE, path="/login")
