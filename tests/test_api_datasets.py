@@ -182,7 +182,7 @@ def test_create_then_get(api: tuple[TestClient, dict[str, str]], client: TestCli
     assert free["available"] is True
 
 
-BAD_CREATES: list[tuple[str, dict[str, Any], int, str]] = [
+BAD_CREATES: list[tuple[str, Any, int, str]] = [
     ("name taken", new_definition(ACTIVE), 409, "name"),
     ("file taken", new_definition("purchases_90d"), 409, "name"),
     ("name pattern", new_definition("../escape"), 422, "name"),

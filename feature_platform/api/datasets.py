@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import duckdb
 
 READ, WRITE = "datasets:read", "datasets:write"
-ScopeDependency = Callable[[str], Callable[..., Any]]
+ScopeDependency = Callable[[Any], Callable[..., Any]]
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # one process writes definition files at a time, so a name check and the write that follows it agree
 _WRITE_LOCK = threading.Lock()
@@ -302,9 +302,11 @@ def _entry(defn: DatasetDefinition) -> DefinitionEntry:
 
 # --- the routes -----------------------------------------------------------------------------------------
 
-ModelId = PathParam(pattern=SAFE_ID_PATTERN, description="kept for path compatibility; any safe id")
-DatasetId = PathParam(pattern=SAFE_ID_PATTERN, description="a definition's name")
-AsOf = Query(None, pattern=DATE_PATTERN, description="pin 'today', YYYY-MM-DD (default CURRENT_DATE)")
+Config = Annotated[DatasetsConfig, Depends(datasets_config)]
+ModelId = Annotated[str, PathParam(pattern=SAFE_ID_PATTERN, description="kept for path compatibility; any safe id")]
+DatasetId = Annotated[str, PathParam(pattern=SAFE_ID_PATTERN, description="a definition's name")]
+AsOf = Annotated[str | None, Query(pattern=DATE_PATTERN, description="pin 'today', YYYY-MM-DD (default CURRENT_DATE)")]
+Dialect = Annotated[Literal["duckdb", "bigquery", "postgres"], Query(description="SQL dialect")]
 
 
 def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[str] = ("datasets",)) -> APIRouter:
@@ -318,13 +320,13 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
     # ---- definitions
 
     @router.get("/models/{model_id}/datasets/", dependencies=read, responses=common, response_model=DefinitionList)
-    def list_datasets(
-        model_id: str = ModelId,
-        status: Literal["draft", "active", "invalid"] | None = Query(None),
-        search: str | None = Query(None, max_length=200, description="substring of name or description"),
-        page: int = Query(1, ge=1),
-        page_size: int = Query(50, ge=1, le=500),
-        config: DatasetsConfig = Depends(datasets_config),
+    def list_datasets(*,
+        model_id: ModelId,
+        status: Annotated[Literal["draft", "active", "invalid"] | None, Query()] = None,
+        search: Annotated[str | None, Query(max_length=200, description="substring of name or description")] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+        config: Config,
     ) -> DefinitionList:
         with domain_errors():
             entries = [DefinitionEntry(**e) for e in list_entries(config.directory)]
@@ -341,8 +343,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
     @router.post("/models/{model_id}/datasets/create/", dependencies=[*write, Depends(strict_definition)],
                  responses=writes, status_code=201,
                  response_model=DefinitionDetail)
-    def create_dataset(body: DatasetDefinition, model_id: str = ModelId,
-                       config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:
+    def create_dataset(*, body: DatasetDefinition, model_id: ModelId,
+                       config: Config) -> DefinitionDetail:
         from feature_platform.datasets.definitions.workflow import create_definition
 
         raw = body.to_yaml_dict()
@@ -352,8 +354,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/models/{model_id}/datasets/check-name/", dependencies=read, responses=common,
                  response_model=NameCheck)
-    def check_name(body: NameRequest, model_id: str = ModelId,
-                   config: DatasetsConfig = Depends(datasets_config)) -> NameCheck:
+    def check_name(*, body: NameRequest, model_id: ModelId,
+                   config: Config) -> NameCheck:
         from feature_platform.datasets.definitions.workflow import name_taken_by
 
         with domain_errors():
@@ -361,15 +363,15 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         return NameCheck(name=body.name, available=where is None, taken_by=Path(where).name if where else None)
 
     @router.get("/datasets/{dataset_id}/", dependencies=read, responses=common, response_model=DefinitionDetail)
-    def get_dataset(dataset_id: str = DatasetId, config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:
+    def get_dataset(*, dataset_id: DatasetId, config: Config) -> DefinitionDetail:
         defn = load(config, dataset_id)
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
     @router.post("/datasets/{dataset_id}/update/", dependencies=[*write, Depends(strict_definition)],
                  responses=writes,
                  response_model=DefinitionDetail)
-    def update_dataset(body: DatasetDefinition, dataset_id: str = DatasetId,
-                       config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:
+    def update_dataset(*, body: DatasetDefinition, dataset_id: DatasetId,
+                       config: Config) -> DefinitionDetail:
         from feature_platform.datasets.definitions.workflow import update_definition
 
         with _WRITE_LOCK:
@@ -379,7 +381,7 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
     @router.post("/datasets/{dataset_id}/delete/", dependencies=write, responses=writes, response_model=DeleteResult)
-    def delete_dataset(dataset_id: str = DatasetId, config: DatasetsConfig = Depends(datasets_config)) -> DeleteResult:
+    def delete_dataset(*, dataset_id: DatasetId, config: Config) -> DeleteResult:
         from feature_platform.datasets.definitions.workflow import delete_definition
 
         with _WRITE_LOCK:
@@ -390,8 +392,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/datasets/{dataset_id}/clone/", dependencies=write, responses=writes, status_code=201,
                  response_model=DefinitionDetail)
-    def clone_dataset(body: CloneRequest, dataset_id: str = DatasetId,
-                      config: DatasetsConfig = Depends(datasets_config)) -> DefinitionDetail:
+    def clone_dataset(*, body: CloneRequest, dataset_id: DatasetId,
+                      config: Config) -> DefinitionDetail:
         from feature_platform.datasets.definitions.model import load_definition
         from feature_platform.datasets.definitions.workflow import clone_definition
 
@@ -404,8 +406,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/datasets/{dataset_id}/activate/", dependencies=write, responses=writes,
                  response_model=ActivateResult)
-    def activate_dataset(dataset_id: str = DatasetId,
-                         config: DatasetsConfig = Depends(datasets_config)) -> ActivateResult:
+    def activate_dataset(*, dataset_id: DatasetId,
+                         config: Config) -> ActivateResult:
         from feature_platform.datasets.definitions.workflow import activate_definition
 
         with _WRITE_LOCK:
@@ -418,7 +420,7 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/models/{model_id}/bq-tables/", dependencies=read, responses=common,
                 response_model=list[TableInfoModel])
-    def tables(model_id: str = ModelId, config: DatasetsConfig = Depends(datasets_config)) -> list[TableInfoModel]:
+    def tables(*, model_id: ModelId, config: Config) -> list[TableInfoModel]:
         from feature_platform.warehouse.introspect import list_tables
 
         with warehouse(config) as conn, domain_errors("table"):
@@ -426,8 +428,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/models/{model_id}/bq-tables/{table}/schema/", dependencies=read, responses=common,
                 response_model=list[ColumnInfoModel])
-    def schema(table: str, model_id: str = ModelId,
-               config: DatasetsConfig = Depends(datasets_config)) -> list[ColumnInfoModel]:
+    def schema(*, table: str, model_id: ModelId,
+               config: Config) -> list[ColumnInfoModel]:
         from feature_platform.warehouse.introspect import table_schema
 
         with warehouse(config) as conn, domain_errors("table"):
@@ -435,9 +437,9 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/models/{model_id}/bq-tables/{table}/stats/", dependencies=read, responses=common,
                 response_model=list[ColumnStatsModel])
-    def stats(table: str, model_id: str = ModelId,
-              columns: list[str] | None = Query(None, description="columns (repeat the parameter); default all"),
-              config: DatasetsConfig = Depends(datasets_config)) -> list[ColumnStatsModel]:
+    def stats(*, table: str, model_id: ModelId,
+              columns: Annotated[list[str] | None, Query(description="repeat the parameter; default all")] = None,
+              config: Config) -> list[ColumnStatsModel]:
         from feature_platform.warehouse.introspect import column_stats
 
         with warehouse(config) as conn, domain_errors("table"):
@@ -445,8 +447,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/models/{model_id}/bq-tables/{table}/columns/{column}/samples/", dependencies=read,
                 responses=common, response_model=list[ValueCountModel])
-    def samples(table: str, column: str, model_id: str = ModelId, limit: int = Query(10, ge=1, le=1000),
-                config: DatasetsConfig = Depends(datasets_config)) -> list[ValueCountModel]:
+    def samples(*, table: str, column: str, model_id: ModelId, limit: Annotated[int, Query(ge=1, le=1000)] = 10,
+                config: Config) -> list[ValueCountModel]:
         from feature_platform.warehouse.introspect import sample_values
 
         with warehouse(config) as conn, domain_errors("table"):
@@ -454,8 +456,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/models/{model_id}/detect-joins/", dependencies=read, responses=common,
                  response_model=list[JoinSuggestionModel])
-    def detect_joins(body: TablesRequest, model_id: str = ModelId,
-                     config: DatasetsConfig = Depends(datasets_config)) -> list[JoinSuggestionModel]:
+    def detect_joins(*, body: TablesRequest, model_id: ModelId,
+                     config: Config) -> list[JoinSuggestionModel]:
         from feature_platform.warehouse.introspect import detect_joins as detect
         from feature_platform.warehouse.introspect import joinable_tables
 
@@ -465,8 +467,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/models/{model_id}/suggest-columns/", dependencies=read, responses=common,
                  response_model=dict[str, list[str]])
-    def suggest_columns(body: TablesRequest, model_id: str = ModelId,
-                        config: DatasetsConfig = Depends(datasets_config)) -> dict[str, list[str]]:
+    def suggest_columns(*, body: TablesRequest, model_id: ModelId,
+                        config: Config) -> dict[str, list[str]]:
         from feature_platform.warehouse.introspect import joinable_tables
         from feature_platform.warehouse.introspect import suggest_columns as suggest
 
@@ -477,8 +479,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/datasets/{dataset_id}/analyze/", dependencies=read, responses=common,
                  response_model=dict[str, Any])
-    def analyze(body: AsOfRequest | None = None, dataset_id: str = DatasetId,
-                config: DatasetsConfig = Depends(datasets_config)) -> dict[str, Any]:
+    def analyze(*, body: AsOfRequest | None = None, dataset_id: DatasetId,
+                config: Config) -> dict[str, Any]:
         from feature_platform.datasets.definitions.analysis import analyze_definition
 
         as_of = parse_as_of(body.as_of if body else None)
@@ -488,8 +490,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/datasets/{dataset_id}/preview/", dependencies=read, responses=common,
                 response_model=dict[str, Any])
-    def preview(dataset_id: str = DatasetId, limit: int = Query(20, ge=1, le=1000), as_of: str | None = AsOf,
-                config: DatasetsConfig = Depends(datasets_config)) -> dict[str, Any]:
+    def preview(*, dataset_id: DatasetId, limit: Annotated[int, Query(ge=1, le=1000)] = 20, as_of: AsOf = None,
+                config: Config) -> dict[str, Any]:
         from feature_platform.datasets.definitions.analysis import preview_definition
 
         pinned = parse_as_of(as_of)
@@ -499,13 +501,13 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/datasets/{dataset_id}/summary/", dependencies=read, responses=common,
                 response_model=DefinitionEntry)
-    def summary(dataset_id: str = DatasetId, config: DatasetsConfig = Depends(datasets_config)) -> DefinitionEntry:
+    def summary(*, dataset_id: DatasetId, config: Config) -> DefinitionEntry:
         return _entry(load(config, dataset_id))
 
     @router.post("/models/{model_id}/datasets/compare/", dependencies=read, responses=common,
                  response_model=dict[str, Any])
-    def compare(body: CompareRequest, model_id: str = ModelId,
-                config: DatasetsConfig = Depends(datasets_config)) -> dict[str, Any]:
+    def compare(*, body: CompareRequest, model_id: ModelId,
+                config: Config) -> dict[str, Any]:
         from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
 
         with domain_errors("names"):
@@ -518,9 +520,9 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
     # ---- generated SQL
 
     @router.get("/datasets/{dataset_id}/query/", dependencies=read, responses=common, response_model=QueryText)
-    def query(dataset_id: str = DatasetId, split: Literal["train", "eval"] | None = Query(None),
-              dialect: Literal["duckdb", "bigquery", "postgres"] = Query("bigquery"), as_of: str | None = AsOf,
-              config: DatasetsConfig = Depends(datasets_config)) -> QueryText:
+    def query(*, dataset_id: DatasetId, split: Annotated[Literal["train", "eval"] | None, Query()] = None,
+              dialect: Dialect = "bigquery", as_of: AsOf = None,
+              config: Config) -> QueryText:
         from feature_platform.datasets.definitions.sql import render_query
 
         pinned = parse_as_of(as_of)
@@ -531,9 +533,9 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/datasets/{dataset_id}/query/split/", dependencies=read, responses=common,
                 response_model=SplitQueries)
-    def split_queries(dataset_id: str = DatasetId,
-                      dialect: Literal["duckdb", "bigquery", "postgres"] = Query("bigquery"),
-                      as_of: str | None = AsOf, config: DatasetsConfig = Depends(datasets_config)) -> SplitQueries:
+    def split_queries(*, dataset_id: DatasetId,
+                      dialect: Dialect = "bigquery",
+                      as_of: AsOf = None, config: Config) -> SplitQueries:
         from feature_platform.datasets.definitions.sql import render_query
 
         pinned = parse_as_of(as_of)
@@ -544,7 +546,7 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.get("/datasets/{dataset_id}/query/tfx/", dependencies=read, responses=common,
                 response_model=dict[str, Any])
-    def tfx_queries(dataset_id: str = DatasetId, config: DatasetsConfig = Depends(datasets_config)) -> dict[str, Any]:
+    def tfx_queries(*, dataset_id: DatasetId, config: Config) -> dict[str, Any]:
         from feature_platform.datasets.definitions.sql import tfx_query_config
 
         defn = load(config, dataset_id)
@@ -553,8 +555,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
 
     @router.post("/datasets/{dataset_id}/validate-query/", dependencies=read, responses=common,
                  response_model=QueryValidation)
-    def validate_query(dataset_id: str = DatasetId,
-                       config: DatasetsConfig = Depends(datasets_config)) -> QueryValidation:
+    def validate_query(*, dataset_id: DatasetId,
+                       config: Config) -> QueryValidation:
         from feature_platform.datasets.definitions.model import join_suggestions, validate_against
         from feature_platform.datasets.definitions.sql import render_query
         from feature_platform.warehouse.introspect import dry_run

@@ -14,19 +14,18 @@ import hashlib
 import hmac
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from feature_platform.api.auth import Principal, authorize, token_store
 from feature_platform.api.datasets import (
     WRITE,
-    DatasetsConfig,
+    Config,
     build_router,
-    datasets_config,
     domain_errors,
     load,
     parse_as_of,
@@ -198,7 +197,7 @@ def static(name: str) -> Response:
 
 
 @router.get("/models/{model_id}/dataset/", response_model=None)
-def list_page(request: Request, model_id: str, config: DatasetsConfig = Depends(datasets_config)) -> Response:
+def list_page(request: Request, model_id: str, config: Config) -> Response:
     from feature_platform.datasets.definitions.model import list_entries
 
     who = _principal(request)
@@ -218,18 +217,20 @@ def wizard_page(request: Request, model_id: str) -> Response:
 
 
 @router.get("/models/{model_id}/dataset/compare", response_model=None)
-def compare_page(request: Request, model_id: str, names: list[str] = Query(default_factory=list),
-                 as_of: str | None = Query(None), config: DatasetsConfig = Depends(datasets_config)) -> Response:
+def compare_page(request: Request, model_id: str, config: Config,
+                 names: Annotated[list[str] | None, Query()] = None, as_of: Annotated[str | None, Query()] = None
+                 ) -> Response:
     from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
 
     who = _principal(request)
     if who is None:
         return _to_login()
+    names = names or []
     context = _context(request, *who, _model(model_id), names=names, comparison=None, error=None)
     try:
         with domain_errors("names"):
             require_compare_count(names)
-        pinned = parse_as_of(as_of)
+        pinned = parse_as_of(as_of or None)  # the form sends an empty as_of when none is picked
         defns = [load(config, n, "names") for n in names]
         with sandbox(config, defns) as conn, domain_errors("names"):
             context["comparison"] = compare_definitions(defns, conn, as_of=pinned)
@@ -240,8 +241,7 @@ def compare_page(request: Request, model_id: str, names: list[str] = Query(defau
 
 
 @router.get("/models/{model_id}/dataset/{dataset_id}", response_model=None)
-def detail_page(request: Request, model_id: str, dataset_id: str,
-                config: DatasetsConfig = Depends(datasets_config)) -> Response:
+def detail_page(request: Request, model_id: str, dataset_id: str, config: Config) -> Response:
     import yaml
 
     from feature_platform.datasets.definitions.model import definition_summary
