@@ -309,9 +309,10 @@ AsOf = Annotated[str | None, Query(pattern=DATE_PATTERN, description="pin 'today
 Dialect = Annotated[Literal["duckdb", "bigquery", "postgres"], Query(description="SQL dialect")]
 
 
-def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[str] = ("datasets",)) -> APIRouter:
+def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[str] = ("datasets",),
+                 include_in_schema: bool = True) -> APIRouter:
     """The 22 dataset endpoints under ``prefix``; ``scope(name)`` gives the dependency that admits a caller."""
-    router = APIRouter(prefix=prefix, tags=list(tags))
+    router = APIRouter(prefix=prefix, tags=list(tags), include_in_schema=include_in_schema)
     read = [Depends(scope(READ))]
     write = [Depends(scope(WRITE))]
     common = error_responses(401, 403, 404, 422)

@@ -83,7 +83,8 @@ def cookie_scope(scope: Scope) -> Any:
     return dependency
 
 
-ui_api_router = build_router(cookie_scope, prefix="/ui/api", tags=("wizard (session cookie)",))
+# the same routes for the pages' script; not in the OpenAPI document (API clients use /api with a bearer token)
+ui_api_router = build_router(cookie_scope, prefix="/ui/api", tags=("wizard",), include_in_schema=False)
 router = APIRouter(include_in_schema=False)
 
 
