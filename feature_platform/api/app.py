@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
+from starlette.types import ASGIApp
 
-from feature_platform.api.errors import install_error_handlers
+from feature_platform.api.errors import JsonPlainErrors, install_error_handlers
 from feature_platform.api.tokens import TokenStore, token_store_path
 
 if TYPE_CHECKING:
@@ -87,6 +88,11 @@ def dagster_instance(request: Request) -> dg.DagsterInstance:
     return instance
 
 
+class _PlatformApi(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        return JsonPlainErrors(super().build_middleware_stack())
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """The application for ``settings``; nothing is opened until a request needs it."""
     from feature_platform import __version__
@@ -94,7 +100,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     if settings.mlflow_tracking_uri:  # the domain functions read MLflow's location from the environment
         os.environ["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
-    app = FastAPI(
+    app = _PlatformApi(
         title="feature_platform API",
         version=__version__,
         description="Trainings, models and dataset definitions over the same domain functions and Dagster jobs "

@@ -134,3 +134,45 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+_PLAIN_ERRORS = {413: ("(body)", "a request body of at most the server's limit (1 MiB by default)"),
+                 400: (None, "a well-formed HTTP request")}
+
+
+class JsonPlainErrors:
+    """ASGI wrapper outside every middleware: the errors answered before any handler runs (413 from the body
+    limit, whether by Content-Length or while streaming; a plain-text 400) get the same JSON shape as the rest."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        held: dict[str, Any] = {}
+
+        async def rewrite(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                plain = headers.get(b"content-type", b"").startswith(b"text/plain")
+                if message["status"] == 413 or (message["status"] in _PLAIN_ERRORS and plain):
+                    held["start"] = message
+                    return
+            elif message["type"] == "http.response.body" and "start" in held:
+                if message.get("more_body", False):
+                    return
+                status = held["start"]["status"]
+                field, expected = _PLAIN_ERRORS[status]
+                text = "request body too large" if status == 413 else "bad request"
+                body = ErrorResponse(error=ErrorDetail(field=field, expected=expected, message=text))
+                data = body.model_dump_json().encode()
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(data)).encode())]})
+                await send({"type": "http.response.body", "body": data})
+                return
+            await send(message)
+
+        await self.app(scope, receive, rewrite)
