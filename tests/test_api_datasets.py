@@ -202,7 +202,7 @@ BAD_CREATES: list[tuple[str, Any, int, str]] = [
         {"left_table": "users", "left_column": "user_id", "right_table": "transactions",
          "right_column": "user_id"}]), 422, "joins[1].right_table"),
     ("sql in a name", new_definition(columns=[{"table": "transactions", "column": "user_id; DROP TABLE x",
-                                               "role": "user_id"}]), 422, "columns.0.column"),
+                                               "role": "user_id"}]), 422, "columns[0].column"),
     ("parquet path", new_definition(tables=[{"name": "transactions", "path": "/etc/passwd"}, {"name": "users"}]),
      422, "tables[0].path"),
     ("active status", new_definition(status="active"), 422, "status"),
@@ -211,7 +211,10 @@ BAD_CREATES: list[tuple[str, Any, int, str]] = [
      "split.eval_fraction"),
     ("time split with fraction", new_definition(split={"strategy": "time", "eval_days": 3, "eval_fraction": 0.1}),
      422, "split"),
-    ("not an object", [], 422, "body"),
+    ("not an object", [], 422, "(body)"),
+    ("days as string", new_definition(split={"strategy": "time", "eval_days": "14"}), 422, "split.eval_days"),
+    ("days as float", new_definition(split={"strategy": "time", "eval_days": 14.0}), 422, "split.eval_days"),
+    ("name as number", new_definition(7), 422, "name"),
 ]
 
 
@@ -224,6 +227,21 @@ def test_create_refuses_and_writes_nothing(api: tuple[TestClient, dict[str, str]
     err = error(resp)
     assert err["field"] == field, err
     assert err["expected"]
+    assert files(defs) == before
+
+
+@pytest.mark.parametrize(("case", "raw"), [
+    ("duplicate key", b'{"name": "a", "name": "b"}'),
+    ("NaN", b'{"name": "nan_made", "filters": {"top_products_percent": NaN}}'),
+    ("deep nesting", b'{"name": "x", "description": ' + b"[" * 300 + b"]" * 300 + b"}"),
+    ("not json", b"name=x"),
+])
+def test_create_refuses_malformed_json(api: tuple[TestClient, dict[str, str]], client: TestClient, defs: Path,
+                                       case: str, raw: bytes) -> None:
+    before = files(defs)
+    resp = client.post("/api/models/m1/datasets/create/", content=raw,
+                       headers={**auth(api), "Content-Type": "application/json"})
+    assert resp.status_code == 422 and error(resp)["field"] == "(body)", resp.text
     assert files(defs) == before
 
 

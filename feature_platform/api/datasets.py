@@ -25,7 +25,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field
 
+from feature_platform.api.body import json_object
 from feature_platform.api.errors import ApiError, error_responses
+from feature_platform.api.schemas import inline_schema
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, UnsafePathError
 from feature_platform.datasets.definitions.model import (
     ActiveDefinitionError,
@@ -33,6 +35,7 @@ from feature_platform.datasets.definitions.model import (
     DefinitionError,
     NameTakenError,
     UnknownDefinitionError,
+    check_json_types,
     definition_summary,
     definitions_dir,
     find_definition,
@@ -284,18 +287,6 @@ def parse_as_of(value: str | None, field: str = "as_of") -> date | None:
                        expected="a date YYYY-MM-DD") from None
 
 
-async def strict_definition(request: Request) -> None:
-    """Re-validate a definition body in pydantic's strict JSON mode: a string is not a number, a number is
-    not a string (the route's typed parameter, lax, documents the model in OpenAPI)."""
-    from fastapi.exceptions import RequestValidationError
-    from pydantic import ValidationError
-
-    try:
-        DatasetDefinition.model_validate_json(await request.body(), strict=True)
-    except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
-
-
 def _entry(defn: DatasetDefinition) -> DefinitionEntry:
     return DefinitionEntry(**definition_summary(defn))
 
@@ -306,6 +297,11 @@ Config = Annotated[DatasetsConfig, Depends(datasets_config)]
 ModelId = Annotated[str, PathParam(pattern=SAFE_ID_PATTERN, description="kept for path compatibility; any safe id")]
 DatasetId = Annotated[str, PathParam(pattern=SAFE_ID_PATTERN, description="a definition's name")]
 AsOf = Annotated[str | None, Query(pattern=DATE_PATTERN, description="pin 'today', YYYY-MM-DD (default CURRENT_DATE)")]
+# a definition body: read by the platform's strict JSON reader (no duplicate keys, NaN or deep nesting), then
+# checked by the definition model itself, so errors name the field as `fp definitions validate` does
+DefinitionBody = Annotated[dict[str, Any], Depends(json_object)]
+DEFINITION_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": inline_schema(DatasetDefinition)}}}}
 Dialect = Annotated[Literal["duckdb", "bigquery", "postgres"], Query(description="SQL dialect")]
 
 
@@ -341,16 +337,15 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         return DefinitionList(definitions=entries[start:start + page_size], total=len(entries), page=page,
                               page_size=page_size)
 
-    @router.post("/models/{model_id}/datasets/create/", dependencies=[*write, Depends(strict_definition)],
-                 responses=writes, status_code=201,
-                 response_model=DefinitionDetail)
-    def create_dataset(*, body: DatasetDefinition, model_id: ModelId,
-                       config: Config) -> DefinitionDetail:
+    @router.post("/models/{model_id}/datasets/create/", dependencies=write, responses=writes, status_code=201,
+                 response_model=DefinitionDetail, openapi_extra=DEFINITION_BODY)
+    def create_dataset(*, body: DefinitionBody, model_id: ModelId, config: Config) -> DefinitionDetail:
         from feature_platform.datasets.definitions.workflow import create_definition
 
-        raw = body.to_yaml_dict()
+        with domain_errors():
+            check_json_types(body)
         with _WRITE_LOCK, sandbox(config, []) as conn, domain_errors():
-            defn = create_definition(raw, conn, config.directory)
+            defn = create_definition(body, conn, config.directory)
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
     @router.post("/models/{model_id}/datasets/check-name/", dependencies=read, responses=common,
@@ -368,17 +363,17 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
         defn = load(config, dataset_id)
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
-    @router.post("/datasets/{dataset_id}/update/", dependencies=[*write, Depends(strict_definition)],
-                 responses=writes,
-                 response_model=DefinitionDetail)
-    def update_dataset(*, body: DatasetDefinition, dataset_id: DatasetId,
-                       config: Config) -> DefinitionDetail:
+    @router.post("/datasets/{dataset_id}/update/", dependencies=write, responses=writes,
+                 response_model=DefinitionDetail, openapi_extra=DEFINITION_BODY)
+    def update_dataset(*, body: DefinitionBody, dataset_id: DatasetId, config: Config) -> DefinitionDetail:
         from feature_platform.datasets.definitions.workflow import update_definition
 
+        with domain_errors():
+            check_json_types(body)
         with _WRITE_LOCK:
             current = load(config, dataset_id)
             with sandbox(config, []) as conn, domain_errors():
-                defn = update_definition(current, body.to_yaml_dict(), conn)
+                defn = update_definition(current, body, conn)
         return DefinitionDetail(summary=_entry(defn), definition=defn)
 
     @router.post("/datasets/{dataset_id}/delete/", dependencies=write, responses=writes, response_model=DeleteResult)

@@ -217,6 +217,17 @@ def parse_definition(raw: Any, path: Path | None = None) -> DatasetDefinition:
     return defn
 
 
+def check_json_types(raw: Any, where: str = "request body") -> None:
+    """A definition that arrived as JSON (an API body), checked in pydantic's strict JSON mode first: a string
+    is not a number, a number is not a string or a boolean (YAML files keep the model's own coercions)."""
+    import json
+
+    try:
+        DatasetDefinition.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        raise DefinitionError(_pydantic_line(exc, where)) from None
+
+
 def load_definitions(directory: Path | str | None = None) -> list[DatasetDefinition]:
     """Every ``*.yaml``/``*.yml`` in ``directory``, sorted by name; the first bad file raises."""
     directory = Path(directory) if directory is not None else definitions_dir()
