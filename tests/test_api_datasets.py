@@ -214,7 +214,7 @@ BAD_CREATES: list[tuple[str, Any, int, str]] = [
     ("not an object", [], 422, "(body)"),
     ("days as string", new_definition(split={"strategy": "time", "eval_days": "14"}), 422, "split.eval_days"),
     ("days as float", new_definition(split={"strategy": "time", "eval_days": 14.0}), 422, "split.eval_days"),
-    ("name as number", new_definition(7), 422, "name"),
+    ("name as number", {**new_definition(), "name": 7}, 422, "name"),
 ]
 
 
