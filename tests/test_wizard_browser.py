@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -104,7 +106,8 @@ def shot(driver: webdriver.Chrome, name: str, tmp_path: Path) -> None:
 
 
 def wait(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
-    return WebDriverWait(driver, WAIT_S)
+    # the page re-renders tables it is polled on: a vanished element means "not yet"
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
 
 
 def test_wizard_builds_a_valid_definition(server: dict[str, Any], browser: webdriver.Chrome, tmp_path: Path) -> None:
@@ -177,8 +180,18 @@ def test_wizard_builds_a_valid_definition(server: dict[str, Any], browser: webdr
     wait(d).until(ec.text_to_be_present_in_element((By.ID, "sql"), f"dataset definition {NAME}"))
     assert d.find_element(By.ID, "issues").text
     shot(d, "4-analysis", tmp_path)
-    saved = (server["definitions"] / f"{NAME}.yaml").read_text()
+    saved_file = server["definitions"] / f"{NAME}.yaml"
+    saved = saved_file.read_text()
     assert "status: draft" in saved and "wizard-v1" in saved and "start: '2026-04-01'" in saved
+
+    # live: once saved, changing the split re-saves the draft and refreshes the analysis
+    fraction = d.find_element(By.ID, "eval-fraction")
+    fraction.clear()
+    fraction.send_keys("0.5", Keys.TAB)
+    wait(d).until(lambda _: "eval_fraction: 0.5" in saved_file.read_text())
+    wait(d).until(lambda drv: drv.find_element(By.CSS_SELECTOR, "#split-sizes .eval-rows").text
+                  .replace(",", "") not in ("", str(evals)))
+    assert d.find_element(By.ID, "error").is_displayed() is False
 
     # the CLI agrees: the definition validates against the warehouse
     validate = subprocess.run(

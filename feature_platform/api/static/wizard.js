@@ -356,6 +356,13 @@ function initWizard() {
     document.querySelectorAll(".split").forEach((l) => { l.hidden = !l.classList.contains(s); });
   });
   $("#save").addEventListener("click", saveAndAnalyze);
+  // once saved, every change of a filter or the split re-saves the draft and refreshes the analysis and SQL
+  let liveTimer = null;
+  document.querySelectorAll('.step[data-step="4"] fieldset').forEach((fs) => fs.addEventListener("change", () => {
+    if (!state.saved) return;
+    clearTimeout(liveTimer);
+    liveTimer = setTimeout(saveAndAnalyze, 500);
+  }));
   const activate = $("#activate");
   if (activate) {
     activate.addEventListener("click", async () => {
