@@ -281,6 +281,20 @@ def test_delete(api: tuple[TestClient, dict[str, str]], client: TestClient, defs
     assert client.get(f"/api/datasets/{DRAFT}/", headers=auth(api)).status_code == 404
 
 
+def test_delete_rule_is_the_clis(api: tuple[TestClient, dict[str, str]], client: TestClient, defs: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`fp definitions delete` and the endpoint refuse the same active definition with the same line."""
+    from feature_platform.cli import main
+
+    api_error = error(client.post(f"/api/datasets/{ACTIVE}/delete/", headers=auth(api)))["message"]
+    assert main(["definitions", "delete", ACTIVE, "--definitions-dir", str(defs)]) == 1
+    assert capsys.readouterr().err.strip() == f"fp: refused: {api_error}"
+    assert (defs / f"{ACTIVE}.yaml").exists()
+    assert main(["definitions", "delete", DRAFT, "--definitions-dir", str(defs), "--json"]) == 0
+    assert '"deleted": true' in capsys.readouterr().out and not (defs / f"{DRAFT}.yaml").exists()
+    assert client.post(f"/api/datasets/{DRAFT}/delete/", headers=auth(api)).status_code == 404
+
+
 def test_clone(api: tuple[TestClient, dict[str, str]], client: TestClient, defs: Path) -> None:
     resp = client.post(f"/api/datasets/{ACTIVE}/clone/", json={"new_name": "p_copy", "description": "mine"},
                        headers=auth(api))
