@@ -132,11 +132,11 @@ def _rerun_report(request: Request, run_id: str) -> dict[str, Any] | None:
     return None
 
 
-_Cached = tuple[TrainingOutcome | None, str | None, list[str]]
+_Cached = tuple[TrainingOutcome | None, Links, list[str]]
 
 
 def _outcome_cache(request: Request) -> dict[str, _Cached]:
-    """Outcomes of ended runs (they no longer change), per app."""
+    """Outcome, links and failure of ended runs (they no longer change), per app."""
     cache = getattr(request.app.state, "training_outcomes", None)
     if cache is None:
         cache = {}
@@ -156,19 +156,18 @@ def training_status(request: Request, training_id: str) -> TrainingStatus:
     if cached is None:
         outcome, mlflow_run = _outcome(request, training_id, run.job_name, model_key)
         failure = failure_lines(request, training_id) if status in ("FAILURE", "CANCELED") else []
-        cached = (outcome, mlflow_run, failure)
+        cached = (outcome, _links(request, training_id, model_key, mlflow_run), failure)
         if terminal:
             if len(cache) >= _OUTCOME_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
             cache[training_id] = cached
-    outcome, mlflow_run, failure = cached
+    outcome, links, failure = cached
     return TrainingStatus(
         training_id=training_id, job=run.job_name, status=status, terminal=terminal,
         dataset_version=run.tags.get("dagster/partition"), model_key=model_key,
         launched_by=run.tags.get(API_TOKEN_TAG), rerun_of=run.tags.get(RERUN_OF_TAG),
         created_at=record.create_timestamp.timestamp() if record.create_timestamp else None,
-        started_at=record.start_time, ended_at=record.end_time, failure=failure, outcome=outcome,
-        links=_links(request, training_id, model_key, mlflow_run))
+        started_at=record.start_time, ended_at=record.end_time, failure=failure, outcome=outcome, links=links)
 
 
 @router.get("/{training_id}", response_model=TrainingStatus, summary="status and outcome of a training",
