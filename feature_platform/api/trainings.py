@@ -191,11 +191,13 @@ def training_events(request: Request, _: Annotated[Principal, Depends(require_sc
                     training_id: TrainingId) -> StreamingResponse:
     first = training_status(request, training_id)  # 404 before the stream starts
     interval = settings_of(request).poll_interval_s
+    keepalive = settings_of(request).keepalive_s
     sleep = getattr(request.app.state, "sleep", anyio.sleep)
 
     async def stream() -> AsyncIterator[bytes]:
         current = first
         sent = 0
+        quiet = 0.0
         yield _sse("training.status", sent, current.model_dump_json())
         while not current.terminal:
             await sleep(interval)
@@ -203,7 +205,12 @@ def training_events(request: Request, _: Annotated[Principal, Depends(require_sc
                 return
             status = await anyio.to_thread.run_sync(_light_status, request, training_id)
             if status == current.status:
+                quiet += interval
+                if quiet >= keepalive:  # a comment line: proxies keep the connection, a gone client is noticed
+                    quiet = 0.0
+                    yield b": keepalive\n\n"
                 continue
+            quiet = 0.0
             current = await anyio.to_thread.run_sync(training_status, request, training_id)
             sent += 1
             yield _sse("training.status", sent, current.model_dump_json())
