@@ -62,7 +62,8 @@ def serve(app: Any, *, access_log: bool = False) -> Iterator[str]:
 @contextlib.contextmanager
 def dagster_daemon(home: Path, data_root: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``dagster-daemon run`` on the project's workspace.yaml, in its own process group (stopped with it)."""
-    env = {**os.environ, "DAGSTER_HOME": str(home), "FP_DATA_ROOT": str(data_root),
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("FP_")},  # no real channels, stores
+           "DAGSTER_HOME": str(home), "FP_DATA_ROOT": str(data_root),
            "PYTHONPATH": os.pathsep.join([str(PROJECT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("FP_DAGSTER_URL", None)

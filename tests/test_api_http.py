@@ -36,7 +36,7 @@ class Env:
         self.root = root
         self.home = home
         self.app = create_app(ApiSettings(data_root=root, dagster_home=home, dagster_url=DAGSTER_URL,
-                                          poll_interval_s=0.05))
+                                          poll_interval_s=0.05, keepalive_s=0.2))
         self.client = TestClient(self.app)
         self.instance = dg.DagsterInstance.from_config(str(home))
         store = TokenStore(token_store_path(root))
@@ -283,6 +283,7 @@ def test_events_stream_status_changes_until_the_run_ends(env: Env) -> None:
     training_id = env.client.post("/api/trainings", json=PAYLOAD, headers=env.auth("trainer")).json()["training_id"]
     events: list[tuple[str, dict[str, Any]]] = []
     first = threading.Event()
+    kept_alive = threading.Event()
     with serve(env.app) as base:
 
         def listen() -> None:
@@ -292,6 +293,8 @@ def test_events_stream_status_changes_until_the_run_ends(env: Env) -> None:
                 assert response.headers["content-type"].startswith("text/event-stream")
                 name = None
                 for line in response.iter_lines():
+                    if line == ": keepalive":
+                        kept_alive.set()
                     if line.startswith("event: "):
                         name = line.removeprefix("event: ")
                     elif line.startswith("data: ") and name:
@@ -301,6 +304,7 @@ def test_events_stream_status_changes_until_the_run_ends(env: Env) -> None:
         reader = threading.Thread(target=listen)
         reader.start()
         assert first.wait(timeout=60)
+        assert kept_alive.wait(timeout=60)  # nothing changed for a while: a comment line, not an event
         run = env.instance.get_run_by_id(training_id)
         assert run is not None
         env.instance.report_run_canceling(run)

@@ -40,6 +40,7 @@ class ApiSettings:
     mlflow_tracking_uri: str | None = None  # $MLFLOW_TRACKING_URI, else SQLite under <data_root>/mlflow
     dagster_url: str | None = None  # the webserver's base URL for run links ($FP_DAGSTER_URL when None)
     poll_interval_s: float = 1.0  # how often an event stream re-reads a run's status
+    keepalive_s: float = 15.0  # an event stream with no news sends a comment line this often
     max_body_bytes: int = MAX_BODY_BYTES
 
     @classmethod

@@ -132,11 +132,11 @@ def _rerun_report(request: Request, run_id: str) -> dict[str, Any] | None:
     return None
 
 
-_Cached = tuple[TrainingOutcome | None, str | None, list[str]]
+_Cached = tuple[TrainingOutcome | None, Links, list[str]]
 
 
 def _outcome_cache(request: Request) -> dict[str, _Cached]:
-    """Outcomes of ended runs (they no longer change), per app."""
+    """Outcome, links and failure of ended runs (they no longer change), per app."""
     cache = getattr(request.app.state, "training_outcomes", None)
     if cache is None:
         cache = {}
@@ -156,19 +156,18 @@ def training_status(request: Request, training_id: str) -> TrainingStatus:
     if cached is None:
         outcome, mlflow_run = _outcome(request, training_id, run.job_name, model_key)
         failure = failure_lines(request, training_id) if status in ("FAILURE", "CANCELED") else []
-        cached = (outcome, mlflow_run, failure)
+        cached = (outcome, _links(request, training_id, model_key, mlflow_run), failure)
         if terminal:
             if len(cache) >= _OUTCOME_CACHE_SIZE:
                 cache.pop(next(iter(cache)))
             cache[training_id] = cached
-    outcome, mlflow_run, failure = cached
+    outcome, links, failure = cached
     return TrainingStatus(
         training_id=training_id, job=run.job_name, status=status, terminal=terminal,
         dataset_version=run.tags.get("dagster/partition"), model_key=model_key,
         launched_by=run.tags.get(API_TOKEN_TAG), rerun_of=run.tags.get(RERUN_OF_TAG),
         created_at=record.create_timestamp.timestamp() if record.create_timestamp else None,
-        started_at=record.start_time, ended_at=record.end_time, failure=failure, outcome=outcome,
-        links=_links(request, training_id, model_key, mlflow_run))
+        started_at=record.start_time, ended_at=record.end_time, failure=failure, outcome=outcome, links=links)
 
 
 @router.get("/{training_id}", response_model=TrainingStatus, summary="status and outcome of a training",
@@ -192,11 +191,13 @@ def training_events(request: Request, _: Annotated[Principal, Depends(require_sc
                     training_id: TrainingId) -> StreamingResponse:
     first = training_status(request, training_id)  # 404 before the stream starts
     interval = settings_of(request).poll_interval_s
+    keepalive = settings_of(request).keepalive_s
     sleep = getattr(request.app.state, "sleep", anyio.sleep)
 
     async def stream() -> AsyncIterator[bytes]:
         current = first
         sent = 0
+        quiet = 0.0
         yield _sse("training.status", sent, current.model_dump_json())
         while not current.terminal:
             await sleep(interval)
@@ -204,7 +205,12 @@ def training_events(request: Request, _: Annotated[Principal, Depends(require_sc
                 return
             status = await anyio.to_thread.run_sync(_light_status, request, training_id)
             if status == current.status:
+                quiet += interval
+                if quiet >= keepalive:  # a comment line: proxies keep the connection, a gone client is noticed
+                    quiet = 0.0
+                    yield b": keepalive\n\n"
                 continue
+            quiet = 0.0
             current = await anyio.to_thread.run_sync(training_status, request, training_id)
             sent += 1
             yield _sse("training.status", sent, current.model_dump_json())
