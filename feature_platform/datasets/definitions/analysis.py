@@ -291,16 +291,22 @@ def preview_definition(
     return Preview(defn.name, columns, rows)
 
 
+def require_compare_count(names: Sequence[str]) -> None:
+    """Two to five distinct names; checked before any file or the warehouse is read."""
+    if not COMPARE_MIN <= len(names) <= COMPARE_MAX:
+        raise AnalysisError(f"compare: field names: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; "
+                            f"got {len(names)}")
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        raise AnalysisError(f"compare: field names: expected distinct definitions; got {', '.join(duplicates)} "
+                            f"more than once")
+
+
 def compare_definitions(
     defns: Sequence[DatasetDefinition], conn: duckdb.DuckDBPyConnection, *, as_of: date | None = None
 ) -> Comparison:
     """Two to five definitions side by side (the replaced system's limit: wider tables stop being readable)."""
-    if not COMPARE_MIN <= len(defns) <= COMPARE_MAX:
-        raise AnalysisError(f"compare: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; got {len(defns)}")
-    names = [d.name for d in defns]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise AnalysisError(f"compare: expected distinct definitions; got {', '.join(duplicates)} more than once")
+    require_compare_count([d.name for d in defns])
     return Comparison([analyze_definition(d, conn, as_of=as_of) for d in defns])
 
 

@@ -40,6 +40,18 @@ class DefinitionError(ValueError):
     """A definition that cannot be loaded, validated or built; the message is one line."""
 
 
+class UnknownDefinitionError(DefinitionError):
+    """No definition has the asked-for name."""
+
+
+class NameTakenError(DefinitionError):
+    """A new definition's name (or its file) is already used; nothing was written."""
+
+
+class ActiveDefinitionError(DefinitionError):
+    """An active definition cannot be changed or deleted (built datasets cite its content); clone it instead."""
+
+
 def definitions_dir() -> Path:
     """``$FP_DEFINITIONS_DIR`` or ``<project root>/definitions``."""
     return Path(os.environ.get(DEFINITIONS_ENV) or PROJECT_ROOT / "definitions")
@@ -205,6 +217,17 @@ def parse_definition(raw: Any, path: Path | None = None) -> DatasetDefinition:
     return defn
 
 
+def check_json_types(raw: Any, where: str = "request body") -> None:
+    """A definition that arrived as JSON (an API body), checked in pydantic's strict JSON mode first: a string
+    is not a number, a number is not a string or a boolean (YAML files keep the model's own coercions)."""
+    import json
+
+    try:
+        DatasetDefinition.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        raise DefinitionError(_pydantic_line(exc, where)) from None
+
+
 def load_definitions(directory: Path | str | None = None) -> list[DatasetDefinition]:
     """Every ``*.yaml``/``*.yml`` in ``directory``, sorted by name; the first bad file raises."""
     directory = Path(directory) if directory is not None else definitions_dir()
@@ -228,7 +251,38 @@ def find_definition(name: str, directory: Path | str | None = None) -> DatasetDe
             return d
     known = ", ".join(d.name for d in defns) or "none"
     where = directory if directory is not None else definitions_dir()
-    raise DefinitionError(f"{where}: no definition named {name!r} (known: {known})")
+    raise UnknownDefinitionError(f"{where}: no definition named {name!r} (known: {known})")
+
+
+def split_text(defn: DatasetDefinition) -> str:
+    """The split in a few words, as listings show it."""
+    s = defn.split
+    if s.strategy == "time":
+        return f"time: last {s.eval_days} days eval"
+    return f"random: {s.eval_fraction:g} eval by {defn.split_key}"
+
+
+def definition_summary(defn: DatasetDefinition) -> dict[str, Any]:
+    """What a listing shows of one definition (no warehouse needed)."""
+    file = defn.source_file.name if defn.source_file else None
+    return {"file": file, "name": defn.name, "status": defn.status, "description": defn.description,
+            "tables": [t.name for t in defn.tables], "columns": len(defn.columns), "split": split_text(defn),
+            "sha256": defn.digest()}
+
+
+def list_entries(directory: Path | str | None = None) -> list[dict[str, Any]]:
+    """One summary per ``*.yaml``/``*.yml`` file in ``directory`` (by file name); a file that does not load is
+    listed with ``status: invalid`` and its one-line error instead of stopping the listing."""
+    directory = Path(directory) if directory is not None else definitions_dir()
+    if not directory.is_dir():
+        raise DefinitionError(f"{directory}: definitions directory does not exist")
+    entries: list[dict[str, Any]] = []
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            entries.append(definition_summary(load_definition(path)))
+        except DefinitionError as exc:
+            entries.append({"file": path.name, "name": None, "status": "invalid", "error": str(exc)})
+    return entries
 
 
 def _pydantic_line(exc: ValidationError, where: str) -> str:
