@@ -162,7 +162,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
     and checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
-    from feature_platform.attest.attestation import signing_key_from_env
+    from feature_platform.attest.attestation import (
+        SIGNING_KEY_ENV,
+        AttestationError,
+        load_private_key,
+        signing_key_from_env,
+    )
     from feature_platform.features.training_set import TrainingSetRefused
     from feature_platform.registry.tracking import log_training
     from feature_platform.training.data import TrainingRefused
@@ -170,6 +175,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
 
     version = context.partition_key
     started = time.perf_counter()
+    signing_key = signing_key_from_env()
+    if signing_key is not None:
+        try:
+            load_private_key(signing_key)  # a key that cannot sign fails now, before training, for good
+        except AttestationError as exc:
+            raise dg.Failure(f"{SIGNING_KEY_ENV}: {exc}", allow_retries=False) from None
     snapshot = _fetch_last_day(paths, timeseries) if config.run_coingecko_fetch else None
     build_json = _feature_build_json(paths, version)
     try:
@@ -186,7 +197,6 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
         )
     except TrainingRefused as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(str(exc), allow_retries=False) from None
-    signing_key = signing_key_from_env()
     logged = log_training(result.model_dir, data_root=paths.root,
                           feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule,
                           signing_key=signing_key)
