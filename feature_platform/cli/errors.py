@@ -14,6 +14,7 @@ from feature_platform.cli.common import EXIT_FAILED, EXIT_USAGE, CheckFailed, Us
 # a class whose module was never imported cannot have been raised, so reporting imports nothing.
 USAGE_ERRORS = (
     "feature_platform.contracts.paths:UnsafePathError",
+    "feature_platform.attest.attestation:AttestationError",
     "feature_platform.contracts.feature_contract:ContractError",
     "feature_platform.training.profiles:HyperparameterError",
     "feature_platform.datasets.definitions.model:DefinitionError",

@@ -112,6 +112,11 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--hyperparams: {exc}") from None
+    from feature_platform.attest.attestation import load_private_key, signing_key_from_env
+
+    signing_key = signing_key_from_env()
+    if signing_key is not None:
+        load_private_key(signing_key)  # a bad FP_SIGNING_KEY fails before training, not after
     root = data_root()
     try:
         with progress.spinner(args, f"training {args.model_key}"):
@@ -124,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
     except HyperparameterError as exc:
         raise UsageError(str(exc)) from None
     logged = log_training(result.model_dir, data_root=root, feature_build_path=args.feature_build,
-                          schedule=args.schedule)
+                          schedule=args.schedule, signing_key=signing_key)
     m = result.model_manifest
     out: dict[str, Any] = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model": logged.model_name,
            "version": logged.version, "mlflow_run_id": logged.run_id, "metrics": m.metrics}

@@ -24,6 +24,7 @@ from pydantic import JsonValue
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import (
     MANIFEST_NAME,
+    SIDECAR_NAMES,
     SPEC_MAX_BYTES,
     DatasetManifest,
     ManifestError,
@@ -272,8 +273,9 @@ def walk_entries(dataset_dir: Path) -> dict[str, int]:
 
 
 def check_no_extra_files(report: VerifyReport, listed: Iterable[str], entries: dict[str, int]) -> None:
-    extra = sorted(set(entries) - {MANIFEST_NAME, *listed})
-    report.add("no_extra_files", not extra, "only manifest.json and the files it lists", extra or "none",
+    extra = sorted(set(entries) - {MANIFEST_NAME, *SIDECAR_NAMES, *listed})
+    report.add("no_extra_files", not extra, f"only manifest.json, the files it lists and {sorted(SIDECAR_NAMES)}",
+               extra or "none",
                detail=f"unlisted: {', '.join(extra)}" if extra else "")
 
 

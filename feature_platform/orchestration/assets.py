@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
-from feature_platform.orchestration.metadata import floats, image_md, location, table
+from feature_platform.orchestration.metadata import floats, image_md, location, sign_if_configured, table
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import (
     CatalogResource,
@@ -105,6 +105,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     )
     result = build_dataset(source, paths.datasets, paths.dataset_id(version), dataset_version=version, force=True,
                            max_bytes=config.max_bytes)
+    signed = sign_if_configured(result.manifest_path)
     m = result.manifest
     return dg.MaterializeResult(
         metadata={
@@ -121,6 +122,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
                 columns=[dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable))
                          for c in m.columns]
             ),
+            **signed,
             "duration_s": round(result.seconds, 3),
         },
         data_version=dg.DataVersion(result.digest),

@@ -69,3 +69,26 @@ def image_md(path: Path, alt: str) -> dg.MetadataValue:
     """A PNG embedded in Markdown so the UI shows the plot inline."""
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def sign_if_configured(path: Path) -> dict[str, Any]:
+    """Sign the dataset (its ``manifest.json``) or model directory at ``path`` when ``FP_SIGNING_KEY`` is set;
+    the metadata says whether and where. A key that cannot sign fails the asset permanently."""
+    from feature_platform.attest.attestation import AttestationError, SigningRefused, sign_path, signing_key_from_env
+
+    key = signing_key_from_env()
+    if key is None:
+        return {"signed": False}
+    try:
+        written = sign_path(path, key)
+    except (AttestationError, SigningRefused) as exc:
+        raise dg.Failure(f"signing {path} failed: {exc}", allow_retries=False) from None
+    return {"signed": True, "attestation": dg.MetadataValue.path(str(written))}
+
+
+def signature_metadata(signatures: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The signature verdicts promotion reached (empty without a trust policy)."""
+    if not signatures:
+        return {}
+    return {"signatures_verified": all(bool(v.get("ok")) for v in signatures.values()),
+            "signatures": dg.MetadataValue.json({k: dict(v) for k, v in signatures.items()})}

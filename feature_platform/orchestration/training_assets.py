@@ -18,7 +18,7 @@ from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
 from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
-from feature_platform.orchestration.metadata import checks_metadata, floats
+from feature_platform.orchestration.metadata import checks_metadata, floats, sign_if_configured, signature_metadata
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.story import link_metadata, platform_asset
@@ -118,6 +118,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                                     as_of=parse_as_of(config.as_of))
     except (TrainingSetRefused, ValueError) as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(f"training set for {version} refused: {exc}", allow_retries=False) from None
+    signed = sign_if_configured(result.manifest_path)
     params = training_set_parameters(result.manifest)
     assert params is not None  # built just now as a training set
     return dg.MaterializeResult(metadata={
@@ -127,6 +128,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
         "feature_build_sha256": params.feature_build.sha256, "as_of": params.join.as_of or "all rows",
         "ttl_seconds": dg.MetadataValue.json({v.name: v.ttl_seconds for v in params.feature_views}),
         "manifest": dg.MetadataValue.path(str(result.manifest_path)),
+        **signed,
         "duration_s": round(time.perf_counter() - started, 3),
     }, data_version=dg.DataVersion(result.digest))
 
@@ -160,6 +162,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
     and checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
+    from feature_platform.attest.attestation import (
+        SIGNING_KEY_ENV,
+        AttestationError,
+        load_private_key,
+        signing_key_from_env,
+    )
     from feature_platform.features.training_set import TrainingSetRefused
     from feature_platform.registry.tracking import log_training
     from feature_platform.training.data import TrainingRefused
@@ -167,6 +175,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
 
     version = context.partition_key
     started = time.perf_counter()
+    signing_key = signing_key_from_env()
+    if signing_key is not None:
+        try:
+            load_private_key(signing_key)  # a key that cannot sign fails now, before training, for good
+        except AttestationError as exc:
+            raise dg.Failure(f"{SIGNING_KEY_ENV}: {exc}", allow_retries=False) from None
     snapshot = _fetch_last_day(paths, timeseries) if config.run_coingecko_fetch else None
     build_json = _feature_build_json(paths, version)
     try:
@@ -184,7 +198,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
     except TrainingRefused as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(str(exc), allow_retries=False) from None
     logged = log_training(result.model_dir, data_root=paths.root,
-                          feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule)
+                          feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule,
+                          signing_key=signing_key)
     m = result.model_manifest
     record = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model_name": logged.model_name,
               "model_version": str(logged.version), "run_id": logged.run_id, "model_key": m.model_key}
@@ -199,6 +214,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
         **floats(m.metrics),
         **_mlflow_metadata(paths, logged.run_id, logged.model_name, str(logged.version)),
         "model_dir": dg.MetadataValue.path(str(result.model_dir)), "coingecko_snapshot": snapshot or "skipped",
+        "signed": signing_key is not None,
         "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     })
 
@@ -307,16 +323,19 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
                      dataset_id=config.dataset_id,
                      guardrails=Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown),
                      review_db=paths.root / "review.sqlite")
+    signatures = signature_metadata(result.decision.signatures)
     if not result.promoted:
+        # a signature refusal is permanent: retrying cannot re-sign or un-change the bytes
         raise dg.Failure(f"promotion of {record['model_name']} v{record['model_version']} refused: "
                          + "; ".join(result.decision.reasons),
-                         metadata={"reasons": dg.MetadataValue.json(result.decision.reasons)})
+                         metadata={"reasons": dg.MetadataValue.json(result.decision.reasons), **signatures},
+                         allow_retries=False if result.decision.signature_refused else None)
     # read back after the move: what the registry holds now, also as an observation of registered_model so
     # its page shows the aliases after promotion, not the ones it had when it was registered
     after = registry_metadata(paths, record["model_name"], record["model_version"])
     context.log_event(dg.AssetObservation(asset_key=registered_model.key, partition=context.partition_key,
                                           metadata={**after, "observed_by": "promotion"}))
-    return dg.MaterializeResult(metadata={"promoted": True, **after,
+    return dg.MaterializeResult(metadata={"promoted": True, **after, **signatures,
                                           "previous_production": str(result.previous_version or "none")})
 
 

@@ -1,12 +1,16 @@
 """Lineage: model version → training run → model manifest → training set (digest, file sha256s) →
 feature build (``feature_build.json`` and its offline files, sha256) → dataset manifest digest → data file
 sha256s → source hash, every link re-verified now (nothing is taken from a cache or a tag alone).
+
+With ``FP_TRUST_POLICY`` set, each link also names the signed artifact that vouches for the value it checks
+(the model, the training set, the dataset) and that artifact's signature verdict; a signature that does not
+verify breaks the lineage like any other link.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +22,13 @@ from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import SOURCE_KIND as TRAINING_SET_KIND
 from feature_platform.features.training_set import TrainingSetParameters, training_set_parameters
+from feature_platform.registry.signatures import DATASET, MODEL, TRAINING_SET, chain_verdicts
 from feature_platform.registry.tracking import RegistryError, client, download_version, read_model_manifest
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+    from feature_platform.attest.attestation import Verdict
 
 SNAPSHOT_NAME = "snapshot.json"
 
@@ -32,6 +39,8 @@ class Link:
     expected: str
     actual: str
     ok: bool
+    artifact: str = ""  # the signed artifact whose statement covers this link: model, training_set or dataset
+    signature: str | None = None  # with a trust policy: "verified", or why that artifact's signature fails
 
 
 @dataclass
@@ -39,6 +48,8 @@ class LineageReport:
     model_name: str
     version: str | None
     links: list[Link] = field(default_factory=list)
+    section: str = MODEL
+    policy: bool = False
 
     @property
     def ok(self) -> bool:
@@ -49,22 +60,40 @@ class LineageReport:
         return [link for link in self.links if not link.ok]
 
     def add(self, name: str, expected: object, actual: object, ok: bool) -> bool:
-        self.links.append(Link(name, str(expected), str(actual), bool(ok)))
+        self.links.append(Link(name, str(expected), str(actual), bool(ok), self.section))
         return bool(ok)
 
+    def sign(self, verdicts: dict[str, Verdict]) -> None:
+        """Mark each link with its artifact's verdict; a signature that fails (or is absent) breaks the chain."""
+        self.policy = True
+        for label, verdict in verdicts.items():
+            self.links.append(Link(f"signature[{label}]", "signed by a trusted key, bytes unchanged",
+                                   verdict.detail if verdict.ok else verdict.line(), verdict.ok, label))
+        self.links = [replace(link, signature=_signature(verdicts.get(link.artifact))) for link in self.links]
+
     def to_json_dict(self) -> dict[str, Any]:
-        return {"model": self.model_name, "version": self.version, "ok": self.ok,
+        return {"model": self.model_name, "version": self.version, "ok": self.ok, "signed": self.policy,
                 "links": [asdict(link) for link in self.links]}
 
     def render(self) -> str:
         head = f"lineage {self.model_name} v{self.version or '?'}: {'OK' if self.ok else 'BROKEN'}"
+        if self.policy:
+            signed = all(link.signature == "verified" for link in self.links)
+            head += f"; signatures {'verified on every link' if signed else 'NOT verified on every link'}"
         lines = [head]
         for link in self.links:
+            sig = "" if link.signature is None else f"  [{link.artifact} signature: {link.signature}]"
             if link.ok:
-                lines.append(f"  ok    {link.name}: {link.actual}")
+                lines.append(f"  ok    {link.name}: {link.actual}{sig}")
             else:
-                lines.append(f"  FAIL  {link.name}: expected {link.expected}, actual {link.actual}")
+                lines.append(f"  FAIL  {link.name}: expected {link.expected}, actual {link.actual}{sig}")
         return "\n".join(lines)
+
+
+def _signature(verdict: Verdict | None) -> str:
+    if verdict is None:
+        return "not checked"
+    return "verified" if verdict.ok else f"{verdict.outcome.replace('_', ' ')}"
 
 
 def _resolve_version(mc: MlflowClient, report: LineageReport, version: str | None, alias: str | None) -> str | None:
@@ -119,7 +148,8 @@ def _dataset_links(report: LineageReport, path: Path, expected_digest: str, data
     except (OSError, ValueError, ManifestError) as exc:
         report.add("dataset_manifest_digest", expected_digest, f"unreadable {path}: {type(exc).__name__}", False)
         return
-    label = "training_set" if dataset.source.kind == TRAINING_SET_KIND else "dataset"
+    label = TRAINING_SET if dataset.source.kind == TRAINING_SET_KIND else DATASET
+    report.section = label
     actual = dataset.digest()
     report.add(f"{label}_manifest_digest", expected_digest, f"{actual} ({path})", actual == expected_digest)
     for entry in dataset.files:
@@ -193,6 +223,10 @@ def lineage(model_name: str, *, version: str | int | None = None, alias: str | N
     """Walk and re-verify the chain for one version (by number or alias); ``ok`` only if every link holds."""
     from mlflow.exceptions import MlflowException
 
+    from feature_platform.attest.policy import load_policy, policy_path_from_env
+
+    policy_path = policy_path_from_env()
+    policy = load_policy(policy_path) if policy_path is not None else None  # unusable policy: an input error
     mc = client(data_root)
     report = LineageReport(model_name, None if version is None else str(version))
     resolved = _resolve_version(mc, report, None if version is None else str(version), alias)
@@ -211,5 +245,8 @@ def lineage(model_name: str, *, version: str | int | None = None, alias: str | N
         report.add("onnx_sha256", manifest.onnx.sha256, f"{sha} ({files.onnx.relative_to(Path(tmp))})",
                    sha == manifest.onnx.sha256)
         _run_links(mc, report, mv.run_id, manifest, files.files)
+        verdicts = dict(chain_verdicts(policy, files, manifest, f"{model_name} v{resolved}")) if policy else {}
     _dataset_links(report, Path(manifest.dataset_manifest_path), manifest.dataset_manifest_digest, data_root)
+    if policy is not None:
+        report.sign(verdicts)
     return report

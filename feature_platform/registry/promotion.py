@@ -4,6 +4,9 @@ Dagster's blocking checks hold only inside one run (docs/ARCHITECTURE.md §7), s
 dataset and the registry's model bytes itself, every time; a failure leaves every alias as it was
 and lists every failed reason, not just the first. Each move of ``production`` is journalled and
 serialised as ``registry.history`` describes, so a kill or a concurrent promotion loses no event.
+
+With ``FP_TRUST_POLICY`` set, the model and every dataset in its chain must also carry a signature by a key
+the policy trusts, over the bytes they have now (``registry.signatures``); an unreadable policy refuses too.
 """
 
 from __future__ import annotations
@@ -72,12 +75,21 @@ class CheckResult:
         return f"{self.name}: expected {self.expected}, actual {self.actual}"
 
 
+SIGNATURE_CHECK = "signature"
+
+
 @dataclass
 class PromotionDecision:
     model_name: str
     version: str
     checks: list[CheckResult] = field(default_factory=list)
     manifest: ModelManifest | None = None
+    signatures: dict[str, dict[str, Any]] = field(default_factory=dict)  # label → verdict, when a policy is set
+
+    @property
+    def signature_refused(self) -> bool:
+        """A signature or trust-policy check failed: permanent, retrying cannot change it."""
+        return any(not c.passed and c.name.startswith((SIGNATURE_CHECK, "trust_policy")) for c in self.checks)
 
     @property
     def ok(self) -> bool:
@@ -93,7 +105,8 @@ class PromotionDecision:
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "version": self.version, "ok": self.ok,
-                "checks": [asdict(c) for c in self.checks], "reasons": self.reasons}
+                "checks": [asdict(c) for c in self.checks], "reasons": self.reasons,
+                **({"signatures": self.signatures} if self.signatures else {})}
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,31 @@ def integrity_checks(decision: PromotionDecision, version: VersionFiles, run_id:
     return manifest
 
 
+def signature_checks(decision: PromotionDecision, version: VersionFiles | None,
+                     manifest: ModelManifest | None) -> None:
+    """Under ``FP_TRUST_POLICY``: the model and its datasets signed by a trusted key, bytes unchanged since."""
+    from feature_platform.attest.attestation import AttestationError
+    from feature_platform.attest.policy import TRUST_POLICY_ENV, load_policy, policy_path_from_env
+    from feature_platform.registry.signatures import chain_verdicts
+
+    policy_path = policy_path_from_env()
+    if policy_path is None:
+        return
+    try:
+        policy = load_policy(policy_path)
+    except AttestationError as exc:
+        decision.add("trust_policy", False, f"a usable trust policy ({TRUST_POLICY_ENV})", exc)
+        return
+    if manifest is None:
+        decision.add(f"{SIGNATURE_CHECK}[model]", False, "signed by a trusted key", "not checked: no model manifest")
+        return
+    label = f"{decision.model_name} v{decision.version}"
+    for name, verdict in chain_verdicts(policy, version, manifest, label):
+        decision.signatures[name] = verdict.to_json_dict()
+        decision.add(f"{SIGNATURE_CHECK}[{name}]", verdict.ok, "signed by a trusted key, bytes unchanged",
+                     verdict.line())
+
+
 def guardrail_checks(decision: PromotionDecision, manifest: ModelManifest | None, guardrails: Guardrails,
                      review_db: Path | None) -> None:
     """Metric policy and open review blocks; a missing metric fails (fail closed)."""
@@ -179,6 +217,7 @@ def _evaluate(mc: MlflowClient, model_name: str, version: str, *, dataset_id: st
             manifest = None
         else:
             manifest = integrity_checks(decision, files, mv.run_id, dataset_id=dataset_id)
+            signature_checks(decision, files, manifest)
     if guardrails is not None:
         guardrail_checks(decision, manifest, guardrails, review_db)
     return decision

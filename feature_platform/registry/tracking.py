@@ -358,14 +358,19 @@ def mlflow_model_onnx(mlflow_model_dir: Path) -> Path:
 
 def log_training(
     model_dir: Path, *, data_root: Path, feature_build_path: Path | None = None, schedule: str = "adhoc",
+    signing_key: Path | None = None,
 ) -> LoggedModel:
     """Log one training (params, metrics, tags, artifacts, dataset input), register it, alias ``staging``.
 
     The run id is written back into ``model_manifest.json`` before the artifacts are logged, so the
-    registry's copy names its run.
+    registry's copy names its run. With ``signing_key``, the model directory is signed after that (its
+    attestation, ``attestation.intoto.jsonl``, is logged with the training files).
     """
     from mlflow.entities import Metric, Param, RunStatus
 
+    from feature_platform.attest.attestation import load_private_key, model_artifact, sign
+
+    key = load_private_key(signing_key) if signing_key is not None else None  # a bad key fails before any run
     model_dir = Path(model_dir)
     manifest = read_model_manifest(model_dir)
     training_bytes = read_input_bytes(model_dir / TRAINING_MANIFEST_NAME)
@@ -387,8 +392,9 @@ def log_training(
                      metrics=[Metric(k, float(v), now, 0) for k, v in sorted(manifest.metrics.items())])
         _log_dataset_input(mc, run_id, manifest)
         set_mlflow_run_id(model_dir, run_id)
-        for name in RUN_FILES:
-            mc.log_artifact(run_id, str(model_dir / name), artifact_path=TRAINING_ARTIFACT_DIR)
+        signed = [sign(model_artifact(model_dir), key)] if key is not None else []
+        for path in [*(model_dir / name for name in RUN_FILES), *signed]:
+            mc.log_artifact(run_id, str(path), artifact_path=TRAINING_ARTIFACT_DIR)
         if feature_build_path is not None:
             mc.log_artifact(run_id, str(feature_build_path), artifact_path=TRAINING_ARTIFACT_DIR)
         source, model_id = _log_onnx_model(mc, run_id, model_dir, manifest)
