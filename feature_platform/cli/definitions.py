@@ -175,12 +175,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import (
-        DefinitionError,
-        join_suggestions,
-        load_definitions,
-        validate_against,
-    )
+    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
+    from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
     try:
         defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)

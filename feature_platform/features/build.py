@@ -9,7 +9,6 @@ latest build is then published to the stable paths the Feast repository names (`
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import shutil
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
@@ -152,14 +152,6 @@ def repo_revision(repo_path: Path, *, git_ref: str | None = None, allow_dirty: b
                 f"Feast repo is at {commit}, but git_ref {git_ref!r} resolves to {pinned}; check out the ref first"
             )
     return RepoRevision(commit=commit, tree=tree, dirty=dirty, ref=git_ref)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _write_table(table: pa.Table, path: Path) -> None:

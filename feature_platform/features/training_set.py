@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.canonical import digest, sha256_file
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, load_manifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
@@ -36,7 +36,7 @@ from feature_platform.contracts.provenance import parse_utc_timestamp, utc_times
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.splits import SplitSpec
-from feature_platform.datasets.verify import VerifyReport, sha256_file, verify_dataset
+from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.features.build import (
     DATASET_VIEW,
     FeatureBuild,

@@ -22,7 +22,7 @@ def inbox_version(path: Path, sha256: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    from feature_platform.datasets.verify import sha256_file
+    from feature_platform.contracts.canonical import sha256_file
 
     return sha256_file(path)
 

@@ -10,12 +10,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.canonical import digest, sha256_file
 from feature_platform.contracts.manifest import DatasetManifest, ManifestError, load_manifest
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import SOURCE_KIND as TRAINING_SET_KIND
 from feature_platform.features.training_set import TrainingSetParameters, training_set_parameters
 from feature_platform.registry.tracking import RegistryError, client, download_version, read_model_manifest

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import verify_training_input
 from feature_platform.registry.history import ProductionEvent, ProductionJournal, journal_path
 from feature_platform.registry.tracking import (

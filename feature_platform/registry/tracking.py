@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.model_manifest import (
     MODEL_MANIFEST_NAME,
     TRAINING_MANIFEST_NAME,
@@ -36,7 +37,6 @@ from feature_platform.contracts.model_manifest import (
     load_training_manifest,
 )
 from feature_platform.contracts.safe_read import read_input_bytes
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.files import write_atomic
 
 if TYPE_CHECKING:

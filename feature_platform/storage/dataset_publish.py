@@ -41,11 +41,11 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from feature_platform.contracts.canonical import sha256_hex
+from feature_platform.contracts.canonical import sha256_file, sha256_hex
 from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, ManifestError, parse_manifest
 from feature_platform.contracts.paths import require_safe_id, resolve_inside
 from feature_platform.contracts.safe_read import InputError, loads_json, loads_yaml, read_input_bytes
-from feature_platform.datasets.verify import sha256_file, verify_dataset
+from feature_platform.datasets.verify import verify_dataset
 from feature_platform.storage.catalog import Catalog, CatalogEntry, CatalogError, summary_json, utc_iso_now
 from feature_platform.storage.object_keys import (
     ObjectNotFoundError,

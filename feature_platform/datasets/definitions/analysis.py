@@ -182,8 +182,8 @@ def analyze_definition(
     defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection, *, as_of: date | None = None
 ) -> Analysis:
     """Counts, date range, split sizes and quality issues of the rows ``defn`` selects (as of ``as_of``)."""
-    from feature_platform.datasets.definitions.model import require_valid
     from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.datasets.definitions.validation import require_valid
     from feature_platform.warehouse.connection import quote_identifier as _q
 
     require_valid(defn, conn)
@@ -274,8 +274,8 @@ def preview_definition(
     defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection, limit: int = 20, *, as_of: date | None = None
 ) -> Preview:
     """The first ``limit`` rows (in a stable order) with each column's role, type and source."""
-    from feature_platform.datasets.definitions.model import require_valid
     from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.datasets.definitions.validation import require_valid
 
     if limit < 1:
         raise AnalysisError(f"preview: expected a positive limit; got {limit}")
