@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,13 @@ def test_commands_without_a_dagster_job_import_no_dagster(module: str) -> None:
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'dagster')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert json.loads(out.stdout) == [], module
+
+
+def test_the_cli_finds_its_data_root_without_dagster(tmp_path: Path) -> None:
+    code = ("import json, sys\nfrom feature_platform.cli import main\nfrom feature_platform.cli.common import layout\n"
+            "rc = main(['market', 'review', '--json'])\n"
+            "print(json.dumps([rc, str(layout().review_db), sorted(m for m in sys.modules if m.startswith('dagster'))]))")
+    env = {**os.environ, "FP_DATA_ROOT": str(tmp_path / "root")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    rc, review_db, dagster = json.loads(out.stdout.splitlines()[-1])
+    assert (rc, review_db, dagster) == (0, str((tmp_path / "root" / "review.sqlite").resolve()), [])

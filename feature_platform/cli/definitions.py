@@ -21,9 +21,9 @@ from feature_platform.cli.common import (
     UsageError,
     add_json_flag,
     dagster_instance,
-    data_root,
     group_help,
     iso_date,
+    layout,
     print_json,
     quiet_console,
     report_run_failure,
@@ -301,7 +301,7 @@ def _build(args: argparse.Namespace) -> int:
     from feature_platform.warehouse.connection import WarehouseError
 
     defn = _find(args, args.name)
-    out_dir = args.out_dir or data_root() / "datasets"
+    out_dir = args.out_dir or layout().datasets
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
                                           warehouse=args.warehouse, force=args.force, as_of=args.as_of)

@@ -19,6 +19,7 @@ from feature_platform.cli.common import (
     finite_float,
     group_help,
     input_file,
+    layout,
     model_key,
     model_version,
     non_negative_int,
@@ -115,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
     root = data_root()
     try:
         with progress.spinner(args, f"training {args.model_key}"):
-            result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
+            result = train_model(args.dataset_manifest, layout().models, model_key=args.model_key,
                                  hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
                                  schedule=args.schedule, feature_build_path=args.feature_build)
     except TrainingRefused as exc:
@@ -130,7 +131,7 @@ def _train(args: argparse.Namespace) -> int:
            "version": logged.version, "mlflow_run_id": logged.run_id, "metrics": m.metrics}
     code = EXIT_OK
     if args.auto_promote:
-        promoted = promote(logged.model_name, logged.version, data_root=root, review_db=root / "review.sqlite")
+        promoted = promote(logged.model_name, logged.version, data_root=root, review_db=layout().review_db)
         out["promoted"] = promoted.promoted
         out["promotion_refused"] = promoted.decision.reasons
         code = EXIT_OK if promoted.promoted else EXIT_FAILED
@@ -151,7 +152,7 @@ def _promote(args: argparse.Namespace) -> int:
     root = data_root()
     result = promote(args.model_key, args.version, data_root=root, dataset_id=args.dataset_id,
                      guardrails=Guardrails(min_sharpe=args.min_sharpe, max_drawdown=args.max_drawdown),
-                     review_db=root / "review.sqlite")
+                     review_db=layout().review_db)
     if args.json:
         print_json(result.to_json_dict())
         return EXIT_OK if result.promoted else EXIT_FAILED
@@ -169,7 +170,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from feature_platform.registry.rollback import rollback
 
     root = data_root()
-    result = rollback(args.model_key, args.to_version, data_root=root, review_db=root / "review.sqlite")
+    result = rollback(args.model_key, args.to_version, data_root=root, review_db=layout().review_db)
     if args.json:
         print_json(result.to_json_dict())
         return EXIT_OK if result.ok else EXIT_FAILED
@@ -195,12 +196,12 @@ def _rerun(args: argparse.Namespace) -> int:
     except UnsafePathError as exc:
         raise UsageError(str(exc)) from None
     root = data_root()
-    manifest = root / "models" / args.training_id / "training_manifest.yaml"
+    manifest = layout().models / args.training_id / "training_manifest.yaml"
     if not manifest.exists():
         raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
         with progress.spinner(args, f"retraining {args.training_id}"):
-            report = rerun_training(manifest, root / "models" / "reruns")
+            report = rerun_training(manifest, layout().model_reruns)
     except TrainingRefused as exc:
         print(f"fp: error: rerun {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.data_root import FEATURE_BUILD_NAME, feature_build_path
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
@@ -33,7 +34,6 @@ from feature_platform.features.layout import MARKET_VIEW as MARKET_VIEW
 from feature_platform.features.layout import LatestPaths, latest_paths
 from feature_platform.storage.files import write_atomic
 
-FEATURE_BUILD_NAME = "feature_build.json"
 STORE_CONFIG = "feature_store.yaml"
 MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
 # When a feature row became known to the platform (Feast's created timestamp): the dataset's created_at.
@@ -421,5 +421,3 @@ def read_feature_build(path: Path) -> FeatureBuild:
         raise FeatureBuildError(f"{path}: not a readable feature build: {str(exc).splitlines()[0]}") from None
 
 
-def feature_build_path(out_dir: Path, dataset_version: str) -> Path:
-    return Path(out_dir) / "offline" / dataset_version / FEATURE_BUILD_NAME

@@ -15,6 +15,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     from feature_platform.quality.gate import MetricResult
 
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
@@ -157,7 +158,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     baseline = load_baseline(config.baseline) if config.baseline != "last_published" else None
     if baseline is None:
         current = catalog.open(paths).current(paths.dataset_name)
-        previous = paths.reports(current.dataset_version) / "quality_report.json" if current else None
+        previous = paths.layout.quality_report(current.dataset_version) if current else None
         baseline = baseline_from_report(previous) if previous and previous.exists() else load_baseline(
             "baseline_eval_v1")
     report = evaluate_quality(dataset_dir / manifest.files[0].path, manifest, baseline, thresholds)
@@ -172,7 +173,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
                             "threshold": f.threshold, "comparison": f.comparison} for f in failures],
                           ["metric", "feature", "value", "threshold", "comparison"]),
         **floats(_worst_per_metric(report.metrics), prefix="quality/"),
-        "report": dg.MetadataValue.path(str(outputs["quality_report.json"])),
+        "report": dg.MetadataValue.path(str(outputs[QUALITY_REPORT_NAME])),
         "coverage_gap_report": dg.MetadataValue.path(str(outputs["coverage_gap_report.md"])),
         "duration_s": round(time.perf_counter() - started, 3),
     }
@@ -211,7 +212,7 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     version = context.partition_key
     started = time.perf_counter()
     report_dir = paths.reports(version)
-    report = read_json(report_dir / "quality_report.json")
+    report = read_json(report_dir / QUALITY_REPORT_NAME)
     failed = [row for row in report["metrics"] if not row["pass"]]
     if failed:
         raise dg.Failure(f"quality gate failed for {version}: {len(failed)} metric(s) below threshold; not publishing",
@@ -263,7 +264,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
         dataset_version=version, details={"dataset_id": paths.dataset_id(version)},
         links=run_links(notifier.dagster_url, context.run.run_id, asset=["published_dataset"], partition=version,
                         files={"coverage gap report": gaps,
-                               "quality report": paths.reports(version) / "quality_report.json"}),
+                               "quality report": paths.layout.quality_report(version)}),
         attachments=[("coverage_gap_report.md", text.encode("utf-8"), "text/markdown")],
     ))
     return dg.MaterializeResult(metadata={

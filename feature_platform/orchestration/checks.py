@@ -80,7 +80,7 @@ dataset_integrity = integrity_checks(dataset, name="dataset_integrity", descript
                 description="Every quality metric meets its threshold (coverage, diversity, toxicity, drift).")
 def quality_thresholds(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     version = context.op_execution_context.partition_key
-    path = paths.reports(version) / "quality_report.json"
+    path = paths.layout.quality_report(version)
     rows = read_json(path)["metrics"]
     failed = [r for r in rows if not r["pass"]]
     checks = [Check(r["metric"], bool(r["pass"]), r["threshold"], r["value"], r.get("feature")) for r in rows]

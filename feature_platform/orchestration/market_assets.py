@@ -56,11 +56,11 @@ def market_source(config: MarketConfig, day_start: datetime) -> Any:
 
 
 def raw_path(paths: PlatformPaths, day: str) -> Path:
-    return paths.root / "market" / "raw" / f"{day}.parquet"
+    return paths.layout.market_raw(day)
 
 
 def curated_dir(paths: PlatformPaths) -> Path:
-    return paths.root / "market" / "curated"
+    return paths.layout.market_curated
 
 
 def _write_parquet(table: Any, path: Path) -> None:
@@ -106,7 +106,7 @@ def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
 def _review(paths: PlatformPaths) -> Any:
     from feature_platform.market.review import ReviewQueue
 
-    return ReviewQueue(paths.root / "review.sqlite")
+    return ReviewQueue(paths.layout.review_db)
 
 
 @dg.asset_check(asset=market_data_raw, name="no_data_gaps",
@@ -208,7 +208,7 @@ def data_gap_alert(context: dg.SensorEvaluationContext, paths: PlatformPaths,
         details={"blocks": len(new), "partitions": ", ".join(sorted({b.partition for b in new}))},
         links=run_links(notifier.dagster_url, None, asset=["market_data_raw"],
                         partition=max(b.partition for b in new),
-                        files={"review queue": paths.root / "review.sqlite"}),
+                        files={"review queue": paths.layout.review_db}),
     ))
     context.update_cursor(str(max(b.id for b in new)))
     return dg.SkipReason(f"alerted on {len(new)} new data gap(s)")

@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
 
-from feature_platform.contracts.paths import require_safe_id
+from feature_platform.contracts.data_root import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, DEFAULT_DATASET_NAME, DataRoot
 from feature_platform.observability.links import DAGSTER_URL_ENV, http_base_url
 
 
@@ -18,44 +18,49 @@ def _env(name: str, default: str) -> str:
 
 
 class PlatformPaths(dg.ConfigurableResource):
-    """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name."""
+    """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name; the layout under
+    it is the plain ``DataRoot`` (``layout``), which the CLI and the domain use without Dagster."""
 
-    data_root: str = Field(default_factory=lambda: _env("FP_DATA_ROOT", "data"))
-    dataset_name: str = "market_regime"
+    data_root: str = Field(default_factory=lambda: _env(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
+    dataset_name: str = DEFAULT_DATASET_NAME
     retention_days: int = Field(default_factory=lambda: int(_env("FP_RETENTION_DAYS", "90")), gt=0)
 
     @property
+    def layout(self) -> DataRoot:
+        return DataRoot(Path(self.data_root).resolve(), self.dataset_name)
+
+    @property
     def root(self) -> Path:
-        return Path(self.data_root).resolve()
+        return self.layout.root
 
     def dataset_id(self, version: str) -> str:
-        return require_safe_id(f"{self.dataset_name}-{require_safe_id(version, 'dataset_version')}")
+        return self.layout.dataset_id(version)
 
     @property
     def sources(self) -> Path:
-        return self.root / "sources"
+        return self.layout.sources
 
     @property
     def datasets(self) -> Path:
-        return self.root / "datasets"
+        return self.layout.datasets
 
     def dataset_dir(self, version: str) -> Path:
-        return self.datasets / self.dataset_id(version)
+        return self.layout.dataset_dir(version)
 
     def reports(self, version: str) -> Path:
-        return self.root / "reports" / require_safe_id(version, "dataset_version")
+        return self.layout.reports(version)
 
     @property
     def inbox(self) -> Path:
-        return self.root / "inbox"
+        return self.layout.inbox
 
     @property
     def metrics_dir(self) -> Path:
-        return self.root / "metrics"
+        return self.layout.metrics_dir
 
     @property
     def logs_dir(self) -> Path:
-        return self.root / "logs"
+        return self.layout.logs_dir
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
@@ -76,7 +81,7 @@ class ObjectStoreResource(dg.ConfigurableResource):
             if not self.bucket:
                 raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
             return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
-        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.root / "store")
+        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.layout.object_store)
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -87,7 +92,7 @@ class CatalogResource(dg.ConfigurableResource):
     def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
         from feature_platform.storage.catalog import Catalog
 
-        return Catalog(Path(self.path) if self.path else paths.root / "catalog.sqlite")
+        return Catalog(Path(self.path) if self.path else paths.layout.catalog_db)
 
 
 class NotifierResource(dg.ConfigurableResource):
@@ -128,7 +133,7 @@ class NotifierResource(dg.ConfigurableResource):
             smtp_username=env.smtp_username, smtp_password=env.smtp_password, smtp_starttls=env.smtp_starttls,
             smtp_ssl=env.smtp_ssl, pagerduty_routing_key=self.pagerduty_routing_key,
             pagerduty_url=self.pagerduty_url, retries=self.retries, retry_base_seconds=self.retry_base_seconds,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.root / "outbox",
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.layout.outbox,
         )
         return notifier_from_config(config, paging=paging)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.resources import MetricsResource, PlatformPaths
 
@@ -190,7 +191,7 @@ def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None
         files["metrics.prom"] = render_metrics(summary, "feature_platform_refresh").encode()
         files["run_summary.json"] = json.dumps(summary.__dict__, default=lambda o: o.__dict__, indent=2).encode()
     reports = paths.reports(version)
-    for name in ("quality_report.json", "coverage_gap_report.md"):
+    for name in (QUALITY_REPORT_NAME, "coverage_gap_report.md"):
         if (reports / name).exists():
             files[name] = reports / name
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
@@ -226,7 +227,7 @@ def purge_old_runs(instance: dg.DagsterInstance, retention_days: int, now: datet
 
 
 def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
-    path = report_dir / "quality_report.json"
+    path = report_dir / QUALITY_REPORT_NAME
     if not path.exists():
         return {}
     profile = read_json(path).get("profile") or {}

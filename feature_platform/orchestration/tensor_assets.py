@@ -131,7 +131,7 @@ def tensor_sanity_report(context: dg.AssetExecutionContext, config: TensorReport
 
     version = context.partition_key
     started = time.perf_counter()
-    out = paths.root / "reports" / "tensor" / require_safe_id(version, TENSOR_DATASET_VERSION)
+    out = paths.layout.tensor_reports(version, TENSOR_DATASET_VERSION)
     sampled, written = sanity_report_of(tensor_manifest_path(paths, version), out, max_samples=config.max_samples)
     metadata: dict[str, Any] = {"samples_read": sampled, "path": dg.MetadataValue.path(str(out)),
                                 "duration_s": round(time.perf_counter() - started, 3)}

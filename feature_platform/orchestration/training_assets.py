@@ -49,7 +49,7 @@ class PromotionConfig(dg.Config):
 
 
 def models_dir(paths: PlatformPaths) -> Path:
-    return paths.root / "models"
+    return paths.layout.models
 
 
 def _record_path(paths: PlatformPaths, version: str) -> Path:
@@ -75,16 +75,14 @@ def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str
     store = timeseries.open(paths)
     try:
         result = ingest_day(market_source(config, start), config.source, config.assets, start, end, store,
-                            ReviewQueue(paths.root / "review.sqlite"))
+                            ReviewQueue(paths.layout.review_db))
     finally:
         store.close()
     return result.snapshot_marker
 
 
 def _feature_build_json(paths: PlatformPaths, version: str) -> Path:
-    from feature_platform.features.build import feature_build_path
-
-    return feature_build_path(paths.root / "features", version)
+    return paths.layout.feature_build(version)
 
 
 def _training_set_manifest(paths: PlatformPaths, version: str) -> Path:
@@ -306,7 +304,7 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
     result = promote(record["model_name"], record["model_version"], data_root=paths.root,
                      dataset_id=config.dataset_id,
                      guardrails=Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown),
-                     review_db=paths.root / "review.sqlite")
+                     review_db=paths.layout.review_db)
     if not result.promoted:
         raise dg.Failure(f"promotion of {record['model_name']} v{record['model_version']} refused: "
                          + "; ".join(result.decision.reasons),
@@ -337,7 +335,7 @@ def rollback_model(context: dg.OpExecutionContext, config: RollbackConfig, paths
     from feature_platform.registry.rollback import rollback
 
     result = rollback(config.model_key, config.to_version, data_root=paths.root,
-                      review_db=paths.root / "review.sqlite")
+                      review_db=paths.layout.review_db)
     if not result.ok:
         raise dg.Failure("rollback refused: " + "; ".join(result.reasons))
     context.log.info(f"production is version {config.to_version} again (was {result.previous_version})")

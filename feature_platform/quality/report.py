@@ -11,12 +11,13 @@ import io
 import math
 from pathlib import Path
 
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
 from feature_platform.quality.baseline import Baseline
 from feature_platform.quality.drift import FeatureDrift
 from feature_platform.quality.files import json_text, write_atomic
 from feature_platform.quality.gate import GROUPS, MetricResult, QualityReport
 
-REPORT_JSON = "quality_report.json"
+REPORT_JSON = QUALITY_REPORT_NAME
 GAP_REPORT_MD = "coverage_gap_report.md"
 DRIFT_PLOT_PNG = "drift_top_features.png"
 PLOTTED_FEATURES = 4

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.contracts.canonical import digest, sha256_file
+from feature_platform.contracts.data_root import DataRoot
 from feature_platform.contracts.manifest import DatasetManifest, ManifestError, load_manifest
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
@@ -167,7 +168,7 @@ def _source_links(report: LineageReport, dataset: DatasetManifest, data_root: Pa
         report.add("source_hash", recorded, f"{actual} (from generator parameters)", actual == recorded)
     else:
         report.add("source_hash", recorded, f"{recorded} (recorded; {dataset.source.kind} source)", True)
-    snap_path = Path(data_root) / "sources" / dataset.dataset_version / SNAPSHOT_NAME
+    snap_path = DataRoot(Path(data_root)).source_dir(dataset.dataset_version) / SNAPSHOT_NAME
     if not snap_path.is_file():
         return
     try:

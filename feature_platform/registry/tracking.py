@@ -46,7 +46,6 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ONNX_NAME = "model.onnx"
 REFERENCE_NAME = "reference_predictions.parquet"
 EVALUATION_NAME = "evaluation.json"
-FEATURE_BUILD_NAME = "feature_build.json"
 TRAINING_ARTIFACT_DIR = "training"  # run artifacts: manifests, evaluation, reference batch, feature build
 MLFLOW_MODEL_NAME = "model"  # the logged MLflow model (ONNX flavor, never a pickle): the registered source
 STAGING = "staging"
