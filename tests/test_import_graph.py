@@ -147,8 +147,10 @@ def test_commands_without_a_dagster_job_import_no_dagster(module: str) -> None:
 def test_the_cli_finds_its_data_root_without_dagster(tmp_path: Path) -> None:
     code = ("import json, sys\nfrom feature_platform.cli import main\nfrom feature_platform.cli.common import layout\n"
             "rc = main(['market', 'review', '--json'])\n"
-            "print(json.dumps([rc, str(layout().review_db), sorted(m for m in sys.modules if m.startswith('dagster'))]))")
+            "loaded = sorted(m for m in sys.modules if m.startswith('dagster'))\n"
+            "print(json.dumps([rc, str(layout().review_db), loaded]))")
     env = {**os.environ, "FP_DATA_ROOT": str(tmp_path / "root")}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path,
+                         env=env)
     rc, review_db, dagster = json.loads(out.stdout.splitlines()[-1])
     assert (rc, review_db, dagster) == (0, str((tmp_path / "root" / "review.sqlite").resolve()), [])

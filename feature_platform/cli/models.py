@@ -29,6 +29,7 @@ from feature_platform.cli.common import (
     quiet_console,
     report_run_failure,
 )
+from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE
 
 
 def register(groups: Any) -> None:
@@ -54,8 +55,10 @@ def register(groups: Any) -> None:
     promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
-    promote.add_argument("--min-sharpe", type=finite_float, default=0.0, help="guardrail on test Sharpe (default 0)")
-    promote.add_argument("--max-drawdown", type=finite_float, default=0.5, help="guardrail on test max drawdown")
+    promote.add_argument("--min-sharpe", type=finite_float, default=DEFAULT_MIN_SHARPE,
+                         help=f"guardrail on test Sharpe (default {DEFAULT_MIN_SHARPE:g})")
+    promote.add_argument("--max-drawdown", type=finite_float, default=DEFAULT_MAX_DRAWDOWN,
+                         help="guardrail on test max drawdown")
     add_json_flag(promote)
 
     rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
@@ -147,7 +150,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from feature_platform.registry.promotion import Guardrails, promote
+    from feature_platform.registry.guardrails import Guardrails
+    from feature_platform.registry.promotion import promote
 
     root = data_root()
     result = promote(args.model_key, args.version, data_root=root, dataset_id=args.dataset_id,

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from pydantic import JsonValue
-
+from feature_platform.contracts.checks import Check, CheckList
 from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import MANIFEST_NAME, SPEC_MAX_BYTES, DatasetManifest, ManifestError
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, id_problem
@@ -24,41 +23,14 @@ from feature_platform.contracts.safe_read import InputError, loads_json, read_in
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    passed: bool
-    expected: JsonValue
-    actual: JsonValue
-    target: str | None = None
-    detail: str = ""
-
-    def line(self) -> str:
-        where = f"[{self.target}]" if self.target else ""
-        status = "PASS" if self.passed else "FAIL"
-        text = f"{status} {self.name}{where}: expected {self.expected!r}, actual {self.actual!r}"
-        return f"{text} ({self.detail})" if self.detail else text
-
-
 @dataclass
-class VerifyReport:
+class VerifyReport(CheckList):
+    """The checks of one dataset verify, with the manifest's identity once it has been read."""
+
     manifest_path: str
     dataset_id: str | None = None
     manifest_digest: str | None = None
     checks: list[Check] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def add(self, name: str, passed: bool, expected: Any, actual: Any, target: str | None = None,
-            detail: str = "") -> bool:
-        self.checks.append(Check(name, bool(passed), _jsonable(expected), _jsonable(actual), target, detail))
-        return bool(passed)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -66,18 +38,8 @@ class VerifyReport:
             "manifest_path": self.manifest_path,
             "dataset_id": self.dataset_id,
             "manifest_digest": self.manifest_digest,
-            "checks": [asdict(c) for c in self.checks],
+            "checks": [c.to_json_dict() for c in self.checks],
         }
-
-
-def _jsonable(value: Any) -> JsonValue:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)
 
 
 class _Identified(Protocol):

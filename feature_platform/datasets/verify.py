@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from feature_platform.contracts.canonical import HASH_BLOCK, sha256_file
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import DatasetManifest
 from feature_platform.contracts.safe_read import InputError, read_json
 from feature_platform.datasets.checks import (
     CHECK_GROUPS,
     MAX_MANIFEST_BYTES,
-    Check,
     VerifyReport,
     check_column_roles,
     check_location,
