@@ -4,13 +4,16 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
 from feature_platform.orchestration.resources import NotifierResource, PlatformPaths
 from feature_platform.orchestration.story import TIMESERIES_TAG, platform_asset, run_links
+
+if TYPE_CHECKING:
+    from feature_platform.market.store import TimeSeriesStore
 
 GROUP = "market_data"
 OVERRIDE_TAG = "fp/override-data-gap"
@@ -23,7 +26,7 @@ class TimeSeriesResource(dg.ConfigurableResource):
 
     url: str | None = Field(default_factory=lambda: os.environ.get("FP_TIMESERIES_URL"))
 
-    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+    def open(self, paths: PlatformPaths) -> "TimeSeriesStore":
         from feature_platform.market.store import open_store
 
         return open_store(self.url or f"duckdb:///{paths.root / 'market.duckdb'}")
