@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -241,7 +240,3 @@ def snapshot_source(snapshot_dir: Path, contract: FeatureContract | None = None)
             null_rate=float(p["null_rate"]), contract=contract,  # type: ignore[arg-type]
         )
     return ParquetFileSource(snapshot_dir / snapshot.files[0].path, snapshot)
-
-
-def remove_snapshot(root: Path, dataset_version: str) -> None:
-    shutil.rmtree(root / require_safe_id(dataset_version, "dataset_version"), ignore_errors=True)

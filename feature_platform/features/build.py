@@ -1,3 +1,4 @@
+# Over 400 lines: the steps of one feature build share the pinned revision and the build record.
 """Feature build for one dataset version: pin the Feast repo, check contract drift, write the offline
 features, apply and materialize to the online store, and record it all in ``feature_build.json``.
 

@@ -1,3 +1,4 @@
+# Over 400 lines: the build, its verify and its upstream verify share the join's provenance types.
 """Training sets: the dataset's label rows joined point-in-time with a feature build's offline features.
 
 A training set is a spec v1 dataset of its own (``<dataset_id>-training``). Each label row

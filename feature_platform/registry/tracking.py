@@ -1,3 +1,4 @@
+# Over 400 lines: logging a model and checking the registered copy read the same MLflow layout.
 """Log a trained model directory to MLflow and register its ONNX model as ``<model_key>``.
 
 The ONNX file is logged with ``mlflow.onnx.log_model`` (an MLflow model: ``MLmodel``, signature,

@@ -1,3 +1,4 @@
+# Over 400 lines: publish, its recovery at every kill point and the remote verify are one protocol.
 """Atomic per-version publish of a verified dataset to an object store, recorded in the catalog.
 
 Layout under the store::

@@ -1,3 +1,4 @@
+# Over 400 lines: one introspection API (tables, statistics, joins, dry runs) over shared DuckDB helpers.
 """Warehouse introspection: tables, schemas with ML-role hints, column statistics, joins, dry runs.
 
 The replaced system asked BigQuery for these; here DuckDB answers them, and every aggregate is pushed
