@@ -31,12 +31,38 @@ def feature_build_path(features_dir: Path, dataset_version: str) -> Path:
     return Path(features_dir) / "offline" / dataset_version / FEATURE_BUILD_NAME
 
 
+class _Under:
+    """A fixed path under the data root, as a class attribute of ``DataRoot``."""
+
+    def __init__(self, *parts: str) -> None:
+        self.parts = parts
+
+    def __get__(self, layout: DataRoot, owner: type[DataRoot] | None = None) -> Path:
+        return layout.root.joinpath(*self.parts)
+
+
 @dataclass(frozen=True)
 class DataRoot:
     """The layout of one data root: ``sources/``, ``datasets/``, ``reports/``, the SQLite files, features, models."""
 
     root: Path
     dataset_name: str = DEFAULT_DATASET_NAME
+
+    sources = _Under(SOURCES_DIR)
+    datasets = _Under("datasets")
+    inbox = _Under("inbox")
+    metrics_dir = _Under("metrics")
+    logs_dir = _Under("logs")
+    outbox = _Under("outbox")
+    object_store = _Under("store")  # the local object store: published datasets and archives
+    catalog_db = _Under(CATALOG_DB_NAME)
+    review_db = _Under(REVIEW_DB_NAME)  # the market data review queue, also the audit trail of promotions
+    warehouse_db = _Under("warehouse", "warehouse.duckdb")
+    market_curated = _Under("market", "curated")
+    features = _Under(FEATURES_DIR)
+    training_sets = _Under(TRAINING_SETS_DIR)
+    models = _Under(MODELS_DIR)
+    model_reruns = _Under(MODELS_DIR, "reruns")
 
     @classmethod
     def from_env(cls, *, resolve: bool = True, dataset_name: str = DEFAULT_DATASET_NAME) -> DataRoot:
@@ -47,16 +73,8 @@ class DataRoot:
     def dataset_id(self, version: str) -> str:
         return require_safe_id(f"{self.dataset_name}-{require_safe_id(version, 'dataset_version')}")
 
-    @property
-    def sources(self) -> Path:
-        return self.root / SOURCES_DIR
-
     def source_dir(self, version: str) -> Path:
         return self.sources / version
-
-    @property
-    def datasets(self) -> Path:
-        return self.root / "datasets"
 
     def dataset_dir(self, version: str) -> Path:
         return self.datasets / self.dataset_id(version)
@@ -70,65 +88,11 @@ class DataRoot:
     def tensor_reports(self, version: str, what: str = "tensor_dataset_version") -> Path:
         return self.root / "reports" / "tensor" / require_safe_id(version, what)
 
-    @property
-    def inbox(self) -> Path:
-        return self.root / "inbox"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.root / "metrics"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def outbox(self) -> Path:
-        return self.root / "outbox"
-
-    @property
-    def object_store(self) -> Path:
-        """The local object store's directory (published datasets and archives)."""
-        return self.root / "store"
-
-    @property
-    def catalog_db(self) -> Path:
-        return self.root / CATALOG_DB_NAME
-
-    @property
-    def review_db(self) -> Path:
-        """The market data review queue (SQLite), also the audit trail of promotions and rollbacks."""
-        return self.root / REVIEW_DB_NAME
-
-    @property
-    def warehouse_db(self) -> Path:
-        return self.root / "warehouse" / "warehouse.duckdb"
-
     def market_raw(self, day: str) -> Path:
         return self.root / "market" / "raw" / f"{day}.parquet"
-
-    @property
-    def market_curated(self) -> Path:
-        return self.root / "market" / "curated"
-
-    @property
-    def features(self) -> Path:
-        return self.root / FEATURES_DIR
 
     def feature_build(self, version: str) -> Path:
         return feature_build_path(self.features, version)
 
     def feature_inputs(self, version: str) -> Path:
         return self.features / "inputs" / version
-
-    @property
-    def training_sets(self) -> Path:
-        return self.root / TRAINING_SETS_DIR
-
-    @property
-    def models(self) -> Path:
-        return self.root / MODELS_DIR
-
-    @property
-    def model_reruns(self) -> Path:
-        return self.models / "reruns"

@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line, quote_identifier
+from feature_platform.warehouse.render import finite_or_none
 
 if TYPE_CHECKING:
     import duckdb
@@ -204,7 +205,7 @@ def column_stats(
         stats.append(ColumnStats(
             name=column, type=known[column], count=count, nulls=total - count, cardinality=int(distinct),
             uniqueness=int(distinct) / count if count else 0.0, min=lo, max=hi,
-            mean=_finite(mean), stddev=_finite(stddev), range_days=_finite(days),
+            mean=finite_or_none(mean), stddev=finite_or_none(stddev), range_days=finite_or_none(days),
         ))
     return stats
 
@@ -452,13 +453,6 @@ def _table_rows(conn: duckdb.DuckDBPyConnection, qualified: str) -> int | None:
         [schema, table, database],
     ).fetchone()
     return int(row[0]) if row else None
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError
-from feature_platform.warehouse.render import aligned_table
+from feature_platform.warehouse.render import aligned_table, finite_or_none
 
 if TYPE_CHECKING:
     import duckdb
@@ -223,9 +223,9 @@ def analyze_definition(
         definition=defn.name, source_file=str(defn.source_file) if defn.source_file else None,
         definition_sha256=defn.digest(), as_of=as_of, rows=int(rows), users=int(users),
         products=int(products) if product else None, first_timestamp=first, last_timestamp=last,
-        range_days=range_days, median_per_user=_float(median_user), mean_per_user=_float(mean_user),
-        median_per_product=_float(median_product), cold_start_user_share=_float(cold_users),
-        cold_start_product_share=_float(cold_products), density=density, split=split,
+        range_days=range_days, median_per_user=finite_or_none(median_user), mean_per_user=finite_or_none(mean_user),
+        median_per_product=finite_or_none(median_product), cold_start_user_share=finite_or_none(cold_users),
+        cold_start_product_share=finite_or_none(cold_products), density=density, split=split,
     )
     return Analysis(**{**analysis.__dict__, "issues": quality_issues(analysis)})
 
@@ -338,13 +338,6 @@ def _fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, defn: DatasetDefinitio
                               f"{one_line(exc).split(' LINE ')[0]}") from None
     assert row is not None
     return tuple(row)
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _num(value: float) -> str:
