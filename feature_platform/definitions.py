@@ -23,12 +23,14 @@ from feature_platform.orchestration.market_assets import (
 )
 from feature_platform.orchestration.openlineage import openlineage_events
 from feature_platform.orchestration.resources import (
+    DEPLOYMENTS,
     CatalogResource,
     MetricsResource,
     NotifierResource,
     ObjectStoreResource,
     PlatformPaths,
     RetrySettings,
+    deployment,
 )
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
@@ -43,13 +45,17 @@ from feature_platform.orchestration.training_assets import (
 )
 
 
-def resources() -> dict[str, object]:
-    """Embedded defaults; environment variables (FP_*, AWS_*) switch each one to real infrastructure."""
+def resources(deployment_name: str | None = None) -> dict[str, object]:
+    """The resources of a deployment (default: ``$FP_DEPLOYMENT``, see ``deployment``): the one place that
+    chooses between the laptop and S3; other environment variables (FP_*, AWS_*) configure each resource."""
+    name = deployment_name or deployment()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"deployment: expected one of {', '.join(DEPLOYMENTS)}; got {name!r}")
     s3 = S3Resource()
     return {
         "paths": PlatformPaths(),
         "s3": s3,
-        "object_store": ObjectStoreResource(s3=s3),
+        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3),
         "catalog": CatalogResource(),
         "notifier": NotifierResource(),
         "metrics": MetricsResource(),

@@ -313,7 +313,7 @@ def test_signed_chain_promotes_and_lineage_shows_every_signature(tmp_path: Path,
     assert promote("m_sig_chain", logged.version, data_root=data_root).promoted
     report = lineage("m_sig_chain", alias=PRODUCTION, data_root=data_root)
     assert report.ok, report.render()
-    assert all(link.signature == "verified" for link in report.links)
+    assert all(report.signature(link) == "verified" for link in report.links)
     assert {"signature[model]", "signature[dataset]"} <= {link.name for link in report.links}
     code, out, _ = cli("lineage", "--model-key", "m_sig_chain")
     assert code == 0 and "signatures verified on every link" in out and "[dataset signature: verified]" in out
@@ -321,9 +321,9 @@ def test_signed_chain_promotes_and_lineage_shows_every_signature(tmp_path: Path,
     flip_byte(ds / "data.parquet")
     broken = lineage("m_sig_chain", alias=PRODUCTION, data_root=data_root)
     assert not broken.ok
-    dataset_links = [link for link in broken.links if link.artifact == "dataset"]
-    assert dataset_links and all(link.signature == "changed" for link in dataset_links)
-    assert all(link.signature == "verified" for link in broken.links if link.artifact == "model")
+    dataset_links = [link for link in broken.links if link.target == "dataset"]
+    assert dataset_links and all(broken.signature(link) == "changed" for link in dataset_links)
+    assert all(broken.signature(link) == "verified" for link in broken.links if link.target == "model")
     # rollback under the policy re-checks signatures too
     assert "signature[dataset]" in {c.name for c in rollback("m_sig_chain", logged.version,
                                                              data_root=data_root).decision.checks if not c.passed}
@@ -336,7 +336,8 @@ def test_without_policy_unsigned_still_promotes(tmp_path: Path, trained: Any, go
     result = promote("m_sig_none", logged.version, data_root=data_root)
     assert result.promoted and result.decision.signatures == {}
     assert not any(c.name.startswith("signature") for c in result.decision.checks)
-    assert all(link.signature is None for link in lineage("m_sig_none", version=1, data_root=data_root).links)
+    unsigned = lineage("m_sig_none", version=1, data_root=data_root)
+    assert all(unsigned.signature(link) is None for link in unsigned.links)
 
 
 # --- Dagster helpers -------------------------------------------------------------------------------------

@@ -33,12 +33,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from feature_platform.contracts.canonical import sha256_hex
+from feature_platform.contracts.canonical import sha256_file, sha256_hex
 from feature_platform.contracts.manifest import ATTESTATION_NAME, MANIFEST_NAME, ManifestError, load_manifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.files import write_atomic
 
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"

@@ -17,6 +17,7 @@ from feature_platform.contracts.paths import id_problem
 if TYPE_CHECKING:
     import dagster as dg
 
+    from feature_platform.contracts.data_root import DataRoot
     from feature_platform.orchestration.run_report import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -175,10 +176,15 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def data_root() -> Path:
-    from feature_platform.orchestration.resources import PlatformPaths
+def layout() -> DataRoot:
+    """The data root's layout (``$FP_DATA_ROOT``, default ``./data``); plain Python, no Dagster."""
+    from feature_platform.contracts.data_root import DataRoot
 
-    return PlatformPaths().root
+    return DataRoot.from_env()
+
+
+def data_root() -> Path:
+    return layout().root
 
 
 def parse_payload(text: str) -> dict[str, Any]:

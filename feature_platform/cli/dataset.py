@@ -1,3 +1,4 @@
+# Over 400 lines: the parquet and tensor builds and verify share one command group's options.
 """`fp dataset build|verify`: spec v1 datasets."""
 
 from __future__ import annotations
@@ -399,8 +400,10 @@ def _dataset_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:
-        for check in report.checks if args.verbose else report.failures:
-            print(check.line())
+        from feature_platform.contracts.checks import check_lines
+
+        for line in check_lines(report.checks, failures_only=not args.verbose):
+            print(line)
         status = "OK" if report.ok else "FAILED"
         failed = ", ".join(sorted({c.name for c in report.failures}))
         where = sorted({c.target for c in report.failures if c.target})

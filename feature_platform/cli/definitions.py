@@ -21,9 +21,9 @@ from feature_platform.cli.common import (
     UsageError,
     add_json_flag,
     dagster_instance,
-    data_root,
     group_help,
     iso_date,
+    layout,
     print_json,
     quiet_console,
     report_run_failure,
@@ -165,12 +165,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import (
-        DefinitionError,
-        join_suggestions,
-        load_definitions,
-        validate_against,
-    )
+    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
+    from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
     try:
         defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
@@ -312,7 +308,7 @@ def _build(args: argparse.Namespace) -> int:
     from feature_platform.warehouse.connection import WarehouseError
 
     defn = _find(args, args.name)
-    out_dir = args.out_dir or data_root() / "datasets"
+    out_dir = args.out_dir or layout().datasets
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
                                           warehouse=args.warehouse, force=args.force, as_of=args.as_of)

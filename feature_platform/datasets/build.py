@@ -30,10 +30,11 @@ from feature_platform.contracts.manifest import (
 )
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
+from feature_platform.datasets.checks import VerifyReport
+from feature_platform.datasets.parquet_verify import verify_parquet_dataset
 from feature_platform.datasets.parquet_writer import write_parquet, writer_options
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.splits import SplitSpec
-from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.storage.publish import publish_dir, staging_dir
 
 DATA_FILE = "data.parquet"
@@ -166,8 +167,8 @@ def build_dataset(
             limits=limits,
         )
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
-        report = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
-                                known_sha256={DATA_FILE: written.sha256})
+        report = verify_parquet_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
+                                        known_sha256={DATA_FILE: written.sha256})
         if not report.ok:
             failed = "; ".join(c.line() for c in report.failures)
             raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)

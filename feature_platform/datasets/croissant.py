@@ -21,9 +21,9 @@ from typing import Any, Final
 
 __all__ = ["CROISSANT_NAME", "CroissantError", "croissant_json", "croissant_metadata", "croissant_type"]
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.manifest import CROISSANT_NAME, MANIFEST_NAME, DatasetManifest, load_manifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
-from feature_platform.datasets.verify import sha256_file
 
 CONFORMS_TO: Final = "http://mlcommons.org/croissant/1.0"
 PARQUET_MIME: Final = "application/x-parquet"

@@ -13,6 +13,7 @@ from typing import Any
 
 import dagster as dg
 
+from feature_platform.observability.outbox import OUTBOX_FILE
 from feature_platform.orchestration.openlineage import emit_run_lineage, inline_tags
 from feature_platform.orchestration.partitions import ensure_partition
 from feature_platform.orchestration.resources import PlatformPaths
@@ -114,11 +115,11 @@ def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
     lines += ["", "where the results are:",
               f"  dataset        {paths.dataset_dir(version)}/",
               f"  quality report {paths.reports(version)}/",
-              f"  published copy {paths.root / 'store' / 'datasets' / paths.dataset_name}/"
+              f"  published copy {paths.layout.object_store / 'datasets' / paths.dataset_name}/"
               + ("" if published else "  (this version was NOT published)"),
-              f"  catalog        {paths.root / 'catalog.sqlite'}",
+              f"  catalog        {paths.layout.catalog_db}",
               f"  metrics, logs  {paths.metrics_dir}/  {paths.logs_dir}/{run.run_id}.jsonl",
-              f"  notifications  {paths.root / 'outbox' / 'notifications.jsonl'}"]
+              f"  notifications  {paths.layout.outbox / OUTBOX_FILE}"]
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 
-from feature_platform.datasets.verify import Check
+from feature_platform.contracts.checks import Check, cell, check_rows, failure_summary
 
 
 def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
@@ -19,20 +19,18 @@ def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
     ordered = sorted(checks, key=lambda c: c.passed)
     failed = [c for c in ordered if not c.passed]
     return {
-        "checks": table([{"check": c.name, "target": c.target or "", "expected": _cell(c.expected),
-                          "actual": _cell(c.actual), "result": "pass" if c.passed else "FAIL"} for c in ordered],
-                        ["check", "target", "expected", "actual", "result"]),
-        "failed": dg.MetadataValue.json([{"name": c.name, "target": c.target, "expected": c.expected,
-                                          "actual": c.actual, "detail": c.detail} for c in failed]),
-        "expected": dg.MetadataValue.text("; ".join(f"{c.name}: {_cell(c.expected)}" for c in failed) or "all pass"),
-        "actual": dg.MetadataValue.text("; ".join(f"{c.name}: {_cell(c.actual)}" for c in failed) or "all pass"),
+        "checks": table(check_rows(ordered), ["check", "target", "expected", "actual", "result"]),
+        "failed": dg.MetadataValue.json([c.to_json_dict(("name", "target", "expected", "actual", "detail"))
+                                         for c in failed]),
+        "expected": dg.MetadataValue.text(failure_summary(failed, "expected")),
+        "actual": dg.MetadataValue.text(failure_summary(failed, "actual")),
     }
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dg.MetadataValue:
     """Rows as a Dagster table, which the UI renders inline (Markdown hides behind "Show Markdown")."""
     def scalar(value: Any) -> str | int | float | bool | None:
-        return value if value is None or isinstance(value, (str, int, float, bool)) else _cell(value)
+        return value if value is None or isinstance(value, (str, int, float, bool)) else cell(value)
 
     types = {c: "float" if rows and all(isinstance(r.get(c), float) for r in rows) else "string" for c in columns}
     return dg.MetadataValue.table(
@@ -48,11 +46,6 @@ def floats(values: Mapping[str, Any], prefix: str = "") -> dict[str, dg.Metadata
     """
     return {f"{prefix}{k}": dg.MetadataValue.float(float(v)) for k, v in values.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def _cell(value: object, limit: int = 80) -> str:
-    text = str(value).replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def location(uri: str) -> dg.MetadataValue:

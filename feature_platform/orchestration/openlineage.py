@@ -195,7 +195,7 @@ def _trained_model(paths: PlatformPaths, partition: str, meta: Metadata) -> Reso
 def _reads_model(paths: PlatformPaths, partition: str, meta: Metadata) -> Resolved:
     from feature_platform.orchestration.training_assets import read_record
 
-    model, _ = _model(Path(read_record(paths, partition)["model_dir"]), paths)
+    model, _ = _model(Path(read_record(paths, partition).model_dir), paths)
     return Resolved(inputs=[model])
 
 

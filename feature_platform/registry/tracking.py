@@ -1,3 +1,4 @@
+# Over 400 lines: logging a model and checking the registered copy read the same MLflow layout.
 """Log a trained model directory to MLflow and register its ONNX model as ``<model_key>``.
 
 The ONNX file is logged with ``mlflow.onnx.log_model`` (an MLflow model: ``MLmodel``, signature,
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.model_manifest import (
     MODEL_MANIFEST_NAME,
     TRAINING_MANIFEST_NAME,
@@ -36,7 +38,6 @@ from feature_platform.contracts.model_manifest import (
     load_training_manifest,
 )
 from feature_platform.contracts.safe_read import read_input_bytes
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.files import write_atomic
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ONNX_NAME = "model.onnx"
 REFERENCE_NAME = "reference_predictions.parquet"
 EVALUATION_NAME = "evaluation.json"
-FEATURE_BUILD_NAME = "feature_build.json"
 TRAINING_ARTIFACT_DIR = "training"  # run artifacts: manifests, evaluation, reference batch, feature build
 MLFLOW_MODEL_NAME = "model"  # the logged MLflow model (ONNX flavor, never a pickle): the registered source
 STAGING = "staging"

@@ -1,3 +1,4 @@
+# Over 400 lines: one introspection API (tables, statistics, joins, dry runs) over shared DuckDB helpers.
 """Warehouse introspection: tables, schemas with ML-role hints, column statistics, joins, dry runs.
 
 The replaced system asked BigQuery for these; here DuckDB answers them, and every aggregate is pushed
@@ -16,6 +17,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line, quote_identifier
+from feature_platform.warehouse.render import finite_or_none
 
 if TYPE_CHECKING:
     import duckdb
@@ -216,7 +218,7 @@ def column_stats(
         stats.append(ColumnStats(
             name=column, type=known[column], count=count, nulls=total - count, cardinality=int(distinct),
             uniqueness=int(distinct) / count if count else 0.0, min=lo, max=hi,
-            mean=_finite(mean), stddev=_finite(stddev), range_days=_finite(days),
+            mean=finite_or_none(mean), stddev=finite_or_none(stddev), range_days=finite_or_none(days),
         ))
     return stats
 
@@ -467,13 +469,6 @@ def _table_rows(conn: duckdb.DuckDBPyConnection, qualified: str) -> int | None:
         [schema, table, database],
     ).fetchone()
     return int(row[0]) if row else None
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _jsonable(value: Any) -> Any:

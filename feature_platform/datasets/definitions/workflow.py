@@ -26,8 +26,8 @@ from feature_platform.datasets.definitions.model import (
     definitions_dir,
     load_definitions,
     parse_definition,
-    require_valid,
 )
+from feature_platform.datasets.definitions.validation import require_valid
 
 if TYPE_CHECKING:
     import duckdb
