@@ -1,3 +1,4 @@
+# Over 400 lines: statement building, DSSE signing and verification of both artifact kinds are one format.
 """Sign and verify a dataset or a model directory: an in-toto Statement v1 in a DSSE envelope, ed25519, offline.
 
 What is signed (the statement's subjects, each a relative path and its sha256):
