@@ -554,8 +554,8 @@ def build_router(scope: ScopeDependency, prefix: str = "/api", tags: Sequence[st
                  response_model=QueryValidation)
     def validate_query(*, dataset_id: DatasetId,
                        config: Config) -> QueryValidation:
-        from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
         from feature_platform.datasets.definitions.sql import render_query
+        from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
         from feature_platform.warehouse.introspect import dry_run
 
         defn = load(config, dataset_id)
