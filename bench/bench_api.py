@@ -8,7 +8,8 @@ API (status and MLflow experiment read on every request); ``fp api serve`` as a 
 worker, access log on) on a free loopback port. Each measurement: ``--clients`` asyncio clients with keep-alive
 connections send requests back to back for ``--seconds`` after ``--warmup`` seconds; every answer must be 200.
 ``--get NAME=PATH`` adds endpoints (e.g. ``dataset=/api/datasets/ID/``, ``query=/api/datasets/ID/query/``;
-the token has every scope). The load generator shares the machine with the server: numbers are a floor.
+the token has every scope; ``--sample-warehouse`` seeds the warehouse they read). The load generator shares
+the machine with the server: numbers are a floor.
 
 Usage: ``.venv/bin/python bench/bench_api.py [--clients 50] [--seconds 10] [--warmup 2] [--rows 6000]
 [--get NAME=PATH ...]``.
@@ -126,6 +127,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)")
     parser.add_argument("--rows", type=int, default=6_000, help="rows of the trained dataset (default 6000)")
     parser.add_argument("--get", action="append", default=[], metavar="NAME=PATH", help="another GET to measure")
+    parser.add_argument("--sample-warehouse", action="store_true",
+                        help="seed the sample DuckDB warehouse at the data root's default location (dataset endpoints)")
     args = parser.parse_args()
     extra = [tuple(spec.split("=", 1)) for spec in args.get]
     if any(len(e) != 2 or not e[1].startswith("/") for e in extra):
@@ -137,6 +140,10 @@ def main() -> int:
                                            "  class: QueuedRunCoordinator\ntelemetry:\n  enabled: false\n")
         log(f"refresh, feature build and a headless training of a {args.rows:,}-row dataset (untimed)")
         finished = _prepare(root, home, args.rows)
+        if args.sample_warehouse:
+            from feature_platform.warehouse.sample import seed_sample_warehouse
+
+            seed_sample_warehouse(root / "warehouse" / "warehouse.duckdb", users=300, products=60, days=90, seed=11)
         from feature_platform.api.tokens import SCOPES, TokenStore, token_store_path
 
         token, _ = TokenStore(token_store_path(root)).create("bench", list(SCOPES))

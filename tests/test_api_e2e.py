@@ -88,13 +88,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     token, _ = TokenStore(token_store_path(root)).create("e2e-bot", ["ml:train", "ml:write"])
     logs = Captured()
     watched = [logging.getLogger(n) for n in ("", "uvicorn", "uvicorn.access", "uvicorn.error", "feature_platform")]
-    for logger in watched:
-        logger.addHandler(logs)
     app = create_app(ApiSettings(data_root=root, dagster_home=home, dagster_url="http://127.0.0.1:3000",
                                  poll_interval_s=0.5))
     daemon_log = base / "daemon.log"
     try:
         with dagster_daemon(home, root, daemon_log), serve(app, access_log=True) as url:
+            for logger in watched:  # after uvicorn configured its loggers (which replaces their handlers)
+                logger.addHandler(logs)
             yield Live(url, root, instance, token, daemon_log, logs)
     finally:
         for logger in watched:

@@ -316,3 +316,21 @@ def test_events_stream_status_changes_until_the_run_ends(env: Env) -> None:
     assert statuses[0] == "QUEUED" and statuses[-1] == "CANCELED" and events[-1][1]["terminal"] is True
     assert len(statuses) == len(set(statuses))  # only changes are sent
     assert all(data["training_id"] == training_id for _, data in events)
+
+
+def test_an_instance_that_does_not_queue_runs_is_refused(tmp_path: Path) -> None:
+    """Runs are only ever handed to a run queue: an instance launching immediately gets 503, and no run."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("run_coordinator:\n  module: dagster.core.run_coordinator\n"
+                                       "  class: DefaultRunCoordinator\ntelemetry:\n  enabled: false\n")
+    root = tmp_path / "data"
+    token, _ = TokenStore(token_store_path(root)).create("t", ["ml:train"])
+    instance = dg.DagsterInstance.from_config(str(home))
+    instance.add_dynamic_partitions("dataset_version", ["m1"])
+    client = TestClient(create_app(ApiSettings(data_root=root, dagster_home=home)))
+    response = client.post("/api/trainings", json=PAYLOAD, headers={"Authorization": f"Bearer {token}"})
+    error = _error(response, 503, "DAGSTER_HOME")
+    assert "QueuedRunCoordinator" in error["message"]
+    assert instance.get_run_ids() == []
+    instance.dispose()

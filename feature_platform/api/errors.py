@@ -4,7 +4,8 @@
 ``training_id``, the ``Authorization`` header) or is null when no single input is to blame; ``expected``
 says what would have been accepted; ``message`` is one line for a person. Status codes: 401 no or bad
 token, 403 token lacks the scope, 404 unknown id, 409 conflict with the current state, 413 body too
-large, 422 bad input, 500 an internal error (its message names only the exception type).
+large, 422 bad input, 500 an internal error (its message names only the exception type), 503 the Dagster
+instance does not queue runs.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def conflict(field: str | None, expected: str, message: str) -> ApiError:
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {401: "missing, unknown, revoked or expired bearer token", 403: "token lacks the scope",
                     404: "unknown id", 409: "conflict with the current state", 413: "request body too large",
-                    422: "bad input: the field and the expected value"}
+                    422: "bad input: the field and the expected value",
+                    503: "the Dagster instance does not queue runs"}
     return {code: {"model": ErrorResponse, "description": descriptions.get(code, "error")} for code in codes}
 
 

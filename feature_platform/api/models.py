@@ -89,7 +89,7 @@ def _links(request: Request, model_key: str, rollback_id: str) -> Links:
 
 @router.post("/{model_key}/rollback", status_code=202, response_model=RollbackAccepted,
              summary="roll production back to an earlier version (rollback_job, queued)",
-             responses=error_responses(401, 403, 404, 409, 413, 422),
+             responses=error_responses(401, 403, 404, 409, 413, 422, 503),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": inline_schema(RollbackRequest)}}}})
 def rollback(request: Request, principal: Annotated[Principal, Depends(require_scope("ml:write"))],

@@ -62,7 +62,7 @@ def _links(request: Request, training_id: str, model_key: str | None, mlflow_run
 
 
 @router.post("", status_code=202, response_model=TrainingAccepted, summary="submit training_job (queued)",
-             responses=error_responses(401, 403, 413, 422),
+             responses=error_responses(401, 403, 413, 422, 503),
              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                  "schema": _PAYLOAD_SCHEMA}}}})
 def create_training(request: Request, principal: Annotated[Principal, Depends(require_scope("ml:train"))],
@@ -226,7 +226,7 @@ def _light_status(request: Request, training_id: str) -> str | None:
 
 @router.post("/{training_id}/rerun", status_code=202, response_model=TrainingAccepted,
              summary="rerun a finished training with every reference locked (rerun_job, queued)",
-             responses=error_responses(401, 403, 404, 409, 422))
+             responses=error_responses(401, 403, 404, 409, 422, 503))
 def rerun(request: Request, principal: Annotated[Principal, Depends(require_scope("ml:write"))],
           training_id: TrainingId) -> TrainingAccepted:
     """Queues `rerun_job` for the model the training produced: the same run as `fp rerun --training-id`
