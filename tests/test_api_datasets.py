@@ -13,9 +13,10 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
-from feature_platform.api.app import ApiSettings, create_app
+from feature_platform.api.app import create_app
 from feature_platform.api.datasets import DatasetsConfig
 from feature_platform.api.pages import CSRF_HEADER, LOGIN_NONCE_COOKIE, SESSION_COOKIE, csrf_token
+from feature_platform.api.settings import ApiSettings
 from feature_platform.api.tokens import TokenStore, token_store_path
 from feature_platform.contracts.provenance import PROJECT_ROOT
 

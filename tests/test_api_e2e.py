@@ -15,7 +15,8 @@ import dagster as dg
 import httpx2
 import pytest
 
-from feature_platform.api.app import ApiSettings, create_app
+from feature_platform.api.app import create_app
+from feature_platform.api.settings import ApiSettings
 from feature_platform.api.tokens import TokenStore, token_store_path
 from feature_platform.orchestration.headless import run_feature_build, run_refresh
 from feature_platform.orchestration.resources import PlatformPaths

@@ -19,7 +19,8 @@ import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
-from feature_platform.api.app import ApiSettings, create_app
+from feature_platform.api.app import create_app
+from feature_platform.api.settings import ApiSettings
 from feature_platform.api.tokens import TokenStore, token_store_path
 from feature_platform.orchestration.training_assets import training_run_config
 from tests.api_support import queued_dagster_home, serve

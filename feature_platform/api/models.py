@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from feature_platform.api.app import dagster_instance, settings_of
 from feature_platform.api.auth import Principal, require_scope
 from feature_platform.api.body import json_object
 from feature_platform.api.errors import conflict, error_responses, invalid, not_found
@@ -34,6 +33,7 @@ from feature_platform.api.schemas import (
     RollbackStatus,
     inline_schema,
 )
+from feature_platform.api.settings import dagster_instance, settings_of
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
 
 router = APIRouter(prefix="/api/models", tags=["models"])

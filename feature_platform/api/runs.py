@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
-from feature_platform.api.app import dagster_instance, settings_of
 from feature_platform.api.auth import Principal
 from feature_platform.api.errors import ApiError, invalid, not_found
 from feature_platform.api.launch import JobLauncher, LaunchRefused
+from feature_platform.api.settings import dagster_instance, settings_of
 
 if TYPE_CHECKING:
     import dagster as dg

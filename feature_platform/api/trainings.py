@@ -17,7 +17,6 @@ import anyio
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import StreamingResponse
 
-from feature_platform.api.app import dagster_instance, settings_of
 from feature_platform.api.auth import Principal, require_scope
 from feature_platform.api.body import json_object
 from feature_platform.api.errors import conflict, error_responses, invalid
@@ -41,6 +40,7 @@ from feature_platform.api.schemas import (
     TrainingStatus,
     inline_schema,
 )
+from feature_platform.api.settings import dagster_instance, settings_of
 from feature_platform.training.payload import TrainingPayload
 
 router = APIRouter(prefix="/api/trainings", tags=["trainings"])

@@ -128,7 +128,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from feature_platform.api.app import ApiSettings, create_app
+    from feature_platform.api.app import create_app
+    from feature_platform.api.settings import ApiSettings
     from feature_platform.cli.common import dagster_instance
 
     dagster_instance()  # checks $DAGSTER_HOME, or sets up <project>/.dagster_home as every `fp` command does

@@ -1,4 +1,4 @@
-# Over 400 lines: the definition model, its strict loader and its file lifecycle (create/update/delete) are one contract.
+# Over 400 lines: the definition model, its strict loader and its file lifecycle are one contract.
 """Dataset definitions: reviewed YAML files that say which warehouse rows become a spec v1 dataset.
 
 The typed model checks everything that needs no warehouse (ids, roles, joins forming a tree, filters that
