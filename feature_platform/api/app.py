@@ -5,8 +5,8 @@ error is JSON, ``{"error": {"field": ..., "expected": ..., "message": ...}}`` (s
 401 no/unknown/revoked/expired token, 403 missing scope, 404 unknown id, 409 conflict, 413 body too
 large, 422 bad input. OpenAPI is at ``/openapi.json``, interactive docs at ``/docs``.
 
-``app.state.settings`` holds the ``ApiSettings`` (``api.settings``), ``app.state.tokens`` the token store; routes reach the
-Dagster instance through the ``dagster_instance`` dependency (opened once, on first use).
+``app.state.settings`` holds the ``ApiSettings``, ``app.state.tokens`` the token store; routes reach the
+settings and the Dagster instance through the dependencies in ``api.settings`` (opened once, on first use).
 """
 
 from __future__ import annotations
