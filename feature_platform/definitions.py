@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from feature_platform.observability.notify import NotifyConfig
 from feature_platform.orchestration.assets import ALL_ASSETS
 from feature_platform.orchestration.checks import ALL_CHECKS
 from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS, DEFINITION_CHECKS, DEFINITION_JOBS
@@ -44,6 +46,15 @@ from feature_platform.orchestration.training_assets import (
     training_job,
 )
 
+SECRET_FIELDS = ("slack_webhook_url", "pagerduty_routing_key")  # NotifierResource fields that hold credentials
+
+
+def secrets_from_env() -> dict[str, dg.EnvVar]:
+    """The notifier's credentials whose variable is set, as ``dg.EnvVar``: Dagster resolves them when a run starts
+    and its UI and run config show the variable's name, never the secret."""
+    names = {field: NotifyConfig.ENV[field] for field in SECRET_FIELDS}
+    return {field: dg.EnvVar(var) for field, var in names.items() if os.environ.get(var, "").strip()}
+
 
 def resources(deployment_name: str | None = None) -> dict[str, object]:
     """The resources of a deployment (default: ``$FP_DEPLOYMENT``, see ``deployment``): the one place that
@@ -57,7 +68,7 @@ def resources(deployment_name: str | None = None) -> dict[str, object]:
         "s3": s3,
         "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3),
         "catalog": CatalogResource(),
-        "notifier": NotifierResource(),
+        "notifier": NotifierResource(**secrets_from_env()),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
         "timeseries": TimeSeriesResource(),

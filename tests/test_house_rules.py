@@ -87,3 +87,27 @@ def test_baseline_fallback_and_partition_seed(tmp_path: Path) -> None:
     assert partition_seed("v1", 7) == 7
     assert partition_seed("v1") == partition_seed("v1") != partition_seed("v1", namespace="tensor:")
     assert 0 <= partition_seed("v1") < 2**31
+
+
+def test_notifier_secrets_reach_runs_as_env_vars_never_as_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webhook URL set in the environment is resolved when the run starts, and the resource config Dagster
+    records holds the variable's name, not the secret."""
+    import dagster as dg
+
+    from feature_platform.definitions import resources
+    from feature_platform.orchestration.resources import NotifierResource
+
+    secret = "https://hooks.example.invalid/T000/B000/secret-token"
+    monkeypatch.setenv("FP_SLACK_WEBHOOK_URL", secret)
+    monkeypatch.delenv("FP_PAGERDUTY_ROUTING_KEY", raising=False)
+    notifier = resources()["notifier"]
+    assert isinstance(notifier, NotifierResource)
+    assert secret not in repr(notifier._get_non_default_public_field_values())
+    assert "FP_SLACK_WEBHOOK_URL" in repr(notifier._get_non_default_public_field_values())
+
+    @dg.asset(required_resource_keys={"notifier"})
+    def webhook(context) -> str:  # type: ignore[no-untyped-def]  # dagster resolves annotations at run time
+        return str(context.resources.notifier.slack_webhook_url)
+
+    result = dg.materialize([webhook], resources={"notifier": notifier})
+    assert result.output_for_node("webhook") == secret
