@@ -46,14 +46,11 @@ from feature_platform.orchestration.training_assets import (
     training_job,
 )
 
-SECRET_FIELDS = ("slack_webhook_url", "pagerduty_routing_key")  # NotifierResource fields that hold credentials
-
-
-def secrets_from_env() -> dict[str, dg.EnvVar]:
-    """The notifier's credentials whose variable is set, as ``dg.EnvVar``: Dagster resolves them when a run starts
-    and its UI and run config show the variable's name, never the secret."""
-    names = {field: NotifyConfig.ENV[field] for field in SECRET_FIELDS}
-    return {field: dg.EnvVar(var) for field, var in names.items() if os.environ.get(var, "").strip()}
+def secret_from_env(field: str) -> dg.EnvVar | None:
+    """A notifier credential whose variable is set, as ``dg.EnvVar``: Dagster resolves it when a run starts and
+    its UI and run config show the variable's name, never the secret. Unset: None, the field's default."""
+    var = NotifyConfig.ENV[field]
+    return dg.EnvVar(var) if os.environ.get(var, "").strip() else None
 
 
 def resources(deployment_name: str | None = None) -> dict[str, object]:
@@ -68,7 +65,8 @@ def resources(deployment_name: str | None = None) -> dict[str, object]:
         "s3": s3,
         "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3),
         "catalog": CatalogResource(),
-        "notifier": NotifierResource(**secrets_from_env()),
+        "notifier": NotifierResource(slack_webhook_url=secret_from_env("slack_webhook_url"),
+                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key")),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
         "timeseries": TimeSeriesResource(),
