@@ -46,6 +46,7 @@ from feature_platform.orchestration.training_assets import (
     training_job,
 )
 
+
 def secret_from_env(field: str) -> dg.EnvVar | None:
     """A notifier credential whose variable is set, as ``dg.EnvVar``: Dagster resolves it when a run starts and
     its UI and run config show the variable's name, never the secret. Unset: None, the field's default."""
