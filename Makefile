@@ -29,13 +29,22 @@ home:
 	@mkdir -p $(DAGSTER_HOME)
 	@[ -e $(DAGSTER_HOME)/dagster.yaml ] || ln -s $(CURDIR)/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
+# The demo signs what it builds (FP_SIGNING_KEY) and promotes only under a trust policy naming that key
+# (FP_TRUST_POLICY): a key pair and policy are made once under the Dagster home.
+DEMO_KEYS := $(DAGSTER_HOME)/keys
+DEMO_SIGNING := FP_SIGNING_KEY=$(DEMO_KEYS)/signing_key.pem FP_TRUST_POLICY=$(DEMO_KEYS)/trust_policy.toml
+
 demo: $(STAMP) home  ## market data → refresh → features → training → promotion → lineage; a definition-driven and a tensor dataset
 	$(BIN)/fp market backfill --start $$(date -u -d yesterday +%F)
-	version=demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
+	@[ -e $(DEMO_KEYS)/signing_key.pem ] || $(BIN)/fp attest keygen --out $(DEMO_KEYS)
+	@printf '[[keys]]\nname = "demo"\npublic_key = "signing_key.pub.pem"\nallow = ["dataset", "model"]\n' \
+	  > $(DEMO_KEYS)/trust_policy.toml
+	export $(DEMO_SIGNING) && version=demo-$$(date -u +%Y%m%dT%H%M%SZ) && \
 	$(BIN)/fp refresh run --version $$version --rows $(DEMO_ROWS) --seed $(DEMO_SEED) && \
 	$(BIN)/fp features build --version $$version && \
 	$(BIN)/fp training run --payload "{\"dataset_version\": \"$$version\", \"auto_promote\": true}" && \
-	$(BIN)/fp lineage --model-key market_regime --alias production
+	$(BIN)/fp lineage --model-key market_regime --alias production && \
+	$(BIN)/fp dataset export-croissant --path $(FP_DATA_ROOT)/datasets/market_regime-$$version/manifest.json
 	$(BIN)/fp warehouse seed --force
 	$(BIN)/fp definitions materialize --version demo-$$(date -u +%Y%m%dT%H%M%SZ)
 	$(BIN)/fp dataset build --source simulator --format zarr --out-dir $(FP_DATA_ROOT)/tensor_datasets \
@@ -99,6 +108,7 @@ bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows), the demo refresh
 	$(BIN)/python bench/bench_tensor.py
 	$(BIN)/python bench/bench_definitions.py
 	$(BIN)/python bench/bench_training_set.py
+	$(BIN)/python bench/bench_api.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the manifest models
 	$(BIN)/fp contracts schema --write

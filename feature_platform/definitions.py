@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
+from feature_platform.observability.notify import NotifyConfig
 from feature_platform.orchestration.assets import ALL_ASSETS
 from feature_platform.orchestration.checks import ALL_CHECKS
 from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS, DEFINITION_CHECKS, DEFINITION_JOBS
@@ -21,13 +23,16 @@ from feature_platform.orchestration.market_assets import (
     no_data_gaps,
     no_unreviewed_anomalies,
 )
+from feature_platform.orchestration.openlineage import openlineage_events
 from feature_platform.orchestration.resources import (
+    DEPLOYMENTS,
     CatalogResource,
     MetricsResource,
     NotifierResource,
     ObjectStoreResource,
     PlatformPaths,
     RetrySettings,
+    deployment,
 )
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed, refresh_succeeded
@@ -42,15 +47,27 @@ from feature_platform.orchestration.training_assets import (
 )
 
 
-def resources() -> dict[str, object]:
-    """Embedded defaults; environment variables (FP_*, AWS_*) switch each one to real infrastructure."""
+def secret_from_env(field: str) -> dg.EnvVar | None:
+    """A notifier credential whose variable is set, as ``dg.EnvVar``: Dagster resolves it when a run starts and
+    its UI and run config show the variable's name, never the secret. Unset: None, the field's default."""
+    var = NotifyConfig.ENV[field]
+    return dg.EnvVar(var) if os.environ.get(var, "").strip() else None
+
+
+def resources(deployment_name: str | None = None) -> dict[str, object]:
+    """The resources of a deployment (default: ``$FP_DEPLOYMENT``, see ``deployment``): the one place that
+    chooses between the laptop and S3; other environment variables (FP_*, AWS_*) configure each resource."""
+    name = deployment_name or deployment()
+    if name not in DEPLOYMENTS:
+        raise ValueError(f"deployment: expected one of {', '.join(DEPLOYMENTS)}; got {name!r}")
     s3 = S3Resource()
     return {
         "paths": PlatformPaths(),
         "s3": s3,
-        "object_store": ObjectStoreResource(s3=s3),
+        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3),
         "catalog": CatalogResource(),
-        "notifier": NotifierResource(),
+        "notifier": NotifierResource(slack_webhook_url=secret_from_env("slack_webhook_url"),
+                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key")),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
         "timeseries": TimeSeriesResource(),
@@ -81,7 +98,7 @@ def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object
         jobs=[refresh_job, archive_job, market_job, feature_job, training_job, rollback_job, rerun_job,
               tensor_dataset_job, *DEFINITION_JOBS, *extra_jobs],
         schedules=[nightly_refresh],
-        sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert],
+        sensors=[inbox_sensor, refresh_succeeded, refresh_failed, data_gap_alert, openlineage_events],
         resources=configured,
     )
 

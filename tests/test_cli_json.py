@@ -26,7 +26,8 @@ RESULT_COMMANDS = [
     ("training", "run"), ("training", "submit"), ("features", "build"), ("market", "backfill"), ("market", "review"),
     ("market", "blocks"), ("market", "resolve"), ("market", "override"), ("refresh", "run"), ("refresh", "add-version"),
     ("definitions", "materialize"), ("definitions", "build"), ("definitions", "list"),
-    ("definitions", "validate"),
+    ("definitions", "validate"), ("dataset", "export-croissant"), ("attest", "keygen"), ("attest", "sign"),
+    ("attest", "verify"),
 ]
 
 

@@ -16,8 +16,8 @@ from feature_platform.datasets.definitions.model import (
     find_definition,
     load_definition,
     load_definitions,
-    validate_against,
 )
+from feature_platform.datasets.definitions.validation import validate_against
 
 REPO = Path(__file__).resolve().parents[1]
 

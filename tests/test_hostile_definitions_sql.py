@@ -33,7 +33,6 @@ from feature_platform.datasets.definitions.model import (
     DefinitionError,
     load_definition,
     parse_definition,
-    validate_against,
 )
 from feature_platform.datasets.definitions.source import build_definition_dataset
 from feature_platform.datasets.definitions.sql import (
@@ -44,6 +43,7 @@ from feature_platform.datasets.definitions.sql import (
     split_of,
     tfx_query_config,
 )
+from feature_platform.datasets.definitions.validation import validate_against
 from feature_platform.warehouse.connection import connect, quote_identifier
 from feature_platform.warehouse.introspect import column_stats, sample_values, table_schema
 from tests.test_definitions_model import BASE, changed, write

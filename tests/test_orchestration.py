@@ -183,7 +183,7 @@ def test_failed_gate_is_not_published_archive_runs_previous_still_verifies(
     from feature_platform.contracts.manifest import parse_manifest
 
     results = verify_published(store, entry.prefix, parse_manifest(good_manifest))
-    assert results and all(r[1] for r in results)
+    assert results and all(r.passed for r in results)
 
     assert drifted.archive is not None and drifted.archive.succeeded
     assert any(k.endswith("archive.json") for k in store.list("archive/v-drift/"))

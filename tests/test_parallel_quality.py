@@ -13,8 +13,7 @@ import pytest
 
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.quality.baseline import Baseline, load_baseline
-from feature_platform.quality.distributions import Cuts, Moments
-from feature_platform.quality.drift import bin_counts
+from feature_platform.quality.distributions import Cuts, Moments, bin_counts
 from feature_platform.quality.gate import evaluate_quality
 from feature_platform.quality.profile import ProfileError, data_paths, profile_against, profile_dataset
 from feature_platform.quality.sketch import HyperLogLog

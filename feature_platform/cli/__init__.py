@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from feature_platform.cli import contracts, dataset, features, market, models, refresh
+from feature_platform.cli import api, attest, contracts, dataset, features, market, models, refresh
 from feature_platform.cli import definitions as definitions_cli
 from feature_platform.cli import warehouse as warehouse_cli
 from feature_platform.cli.common import EXIT_OK, EXIT_USAGE
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", dest="global_verbose", help=VERBOSE_HELP)
     groups = parser.add_subparsers(dest="group", metavar="COMMAND")
-    for module in (dataset, definitions_cli, warehouse_cli, refresh, market, features, models, contracts):
+    for module in (dataset, definitions_cli, warehouse_cli, refresh, market, features, models, attest, contracts, api):
         module.register(groups)
     _verbose_everywhere(parser)
     return parser

@@ -17,6 +17,7 @@ from feature_platform.contracts.paths import id_problem
 if TYPE_CHECKING:
     import dagster as dg
 
+    from feature_platform.contracts.data_root import DataRoot
     from feature_platform.orchestration.run_report import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -125,12 +126,43 @@ model_version = int_at_least(1, "positive")  # a registered model version: 1, 2,
 model_key = safe_id("model_key")
 
 
+DAGSTER_PG_URL_ENV = "DAGSTER_PG_URL"
+DAGSTER_PG_SCHEME = "postgresql+psycopg2"
+
+
+def check_dagster_pg_url(value: str | None) -> None:
+    """``DAGSTER_PG_URL`` (deploy/dagster.postgres.yaml), when set, must name the psycopg2 driver.
+
+    dagster-postgres binds parameters of ``NOTIFY`` client-side, which only psycopg2 does; SQLAlchemy 2.1
+    picks psycopg 3 for a bare ``postgresql://`` URL, and the first event a run stores then fails. The URL
+    holds a password, so the message quotes only its scheme.
+    """
+    if value is None:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        got: str | None = "an unparsable URL"
+    else:
+        got = (None if parts.scheme == DAGSTER_PG_SCHEME and parts.hostname and parts.path.strip("/") else
+               f"scheme {parts.scheme!r}" if parts.scheme != DAGSTER_PG_SCHEME and parts.scheme.startswith("postgres")
+               else "not a PostgreSQL URL" if parts.scheme != DAGSTER_PG_SCHEME
+               else "no host" if not parts.hostname else "no database")
+    if got is not None:
+        raise UsageError(f"{DAGSTER_PG_URL_ENV}: expected {DAGSTER_PG_SCHEME}://USER:PASSWORD@HOST:PORT/DATABASE "
+                         f"(dagster-postgres needs the psycopg2 driver), got {got}")
+
+
 def dagster_instance() -> dg.DagsterInstance:
     """The Dagster instance at $DAGSTER_HOME, defaulting to <project>/.dagster_home with dagster.yaml."""
     import dagster as dg
 
     from feature_platform.contracts.provenance import PROJECT_ROOT
 
+    check_dagster_pg_url(os.environ.get(DAGSTER_PG_URL_ENV))
     if not os.environ.get("DAGSTER_HOME"):
         home = PROJECT_ROOT / ".dagster_home"
         home.mkdir(exist_ok=True)
@@ -144,10 +176,15 @@ def dagster_instance() -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def data_root() -> Path:
-    from feature_platform.orchestration.resources import PlatformPaths
+def layout() -> DataRoot:
+    """The data root's layout (``$FP_DATA_ROOT``, default ``./data``); plain Python, no Dagster."""
+    from feature_platform.contracts.data_root import DataRoot
 
-    return PlatformPaths().root
+    return DataRoot.from_env()
+
+
+def data_root() -> Path:
+    return layout().root
 
 
 def parse_payload(text: str) -> dict[str, Any]:

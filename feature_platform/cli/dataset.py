@@ -1,3 +1,4 @@
+# Over 400 lines: the parquet and tensor builds and verify share one command group's options.
 """`fp dataset build|verify`: spec v1 datasets."""
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
+    CheckFailed,
     UsageError,
+    add_json_flag,
     group_help,
     non_negative_int,
     positive_int,
+    print_json,
 )
 
 if TYPE_CHECKING:
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
 
 def register(groups: Any) -> None:
     dataset = groups.add_parser("dataset", help="build, verify and report on dataset artifacts (spec v1)")
-    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify,report}")
+    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify,report,export-croissant}")
 
     build = dataset_cmds.add_parser(
         "build", help="build a dataset, verify it and publish it atomically",
@@ -128,10 +132,44 @@ def register(groups: Any) -> None:
     report.add_argument("--max-samples", type=positive_int, default=2_000,
                         help="samples read for the report, evenly spaced over the store (default 2000)")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
+    croissant = dataset_cmds.add_parser(
+        "export-croissant", help="write Croissant 1.0 metadata for a spec v1 parquet dataset",
+        description="Write Croissant 1.0 JSON-LD (mlcroissant and dataset hubs read it): a FileObject per data file "
+        "with its sha256 and a contentUrl relative to the Croissant file, a 'records' RecordSet with the schema's "
+        "columns in order and their types, and a 'splits' RecordSet (cr:Split) with each split's row count. The "
+        "data files are re-hashed first: a file that no longer matches the manifest is refused (exit 1).",
+    )
+    croissant.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
+    croissant.add_argument("--out", type=Path, default=None,
+                           help="where to write the JSON-LD (default: croissant.json beside the manifest)")
+    add_json_flag(croissant)
     dataset.set_defaults(handler=group_help(dataset))
+    croissant.set_defaults(handler=_dataset_export_croissant)
     build.set_defaults(handler=_dataset_build)
     verify.set_defaults(handler=_dataset_verify)
     report.set_defaults(handler=_dataset_report)
+
+
+def _dataset_export_croissant(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.manifest import ManifestError
+    from feature_platform.datasets.croissant import CROISSANT_NAME, CroissantError, croissant_json
+    from feature_platform.storage.files import write_atomic
+
+    out = args.out if args.out is not None else args.path.parent / CROISSANT_NAME
+    if out.is_dir():
+        raise UsageError(f"--out {out}: a directory; expected a file path")
+    try:
+        text = croissant_json(args.path, out.parent)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    except CroissantError as exc:
+        raise CheckFailed(str(exc)) from None
+    write_atomic(out, text.encode("utf-8"))
+    if args.json:
+        print_json({"croissant": str(out), "manifest": str(args.path), "conforms_to": json.loads(text)["conformsTo"]})
+    else:
+        print(f"wrote {out}")
+    return EXIT_OK
 
 
 def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
@@ -392,8 +430,10 @@ def _dataset_verify(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2))
     else:
-        for check in report.checks if args.verbose else report.failures:
-            print(check.line())
+        from feature_platform.contracts.checks import check_lines
+
+        for line in check_lines(report.checks, failures_only=not args.verbose):
+            print(line)
         status = "OK" if report.ok else "FAILED"
         failed = ", ".join(sorted({c.name for c in report.failures}))
         where = sorted({c.target for c in report.failures if c.target})

@@ -21,9 +21,9 @@ from feature_platform.cli.common import (
     UsageError,
     add_json_flag,
     dagster_instance,
-    data_root,
     group_help,
     iso_date,
+    layout,
     print_json,
     quiet_console,
     report_run_failure,
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from feature_platform.datasets.definitions.model import DatasetDefinition
 
-COMMANDS = "{list,validate,query,tfx,activate,clone,build,materialize,analyze,preview,compare}"
+COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,analyze,preview,compare}"
 
 
 def register(groups: Any) -> None:
@@ -69,6 +69,10 @@ def register(groups: Any) -> None:
     clone.add_argument("name", help="definition to copy")
     clone.add_argument("new_name", help="name of the copy (also its file name, <new_name>.yaml)")
     clone.add_argument("--description", help="description of the copy")
+    delete = cmds.add_parser("delete", help="remove a draft's file (an active definition is refused: clone it)",
+                             description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
+                             "is active: datasets built from it cite its content.")
+    delete.add_argument("name", help="definition name")
     build = cmds.add_parser("build", help="build the definition's spec v1 dataset (verified, published atomically)",
                             description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
                             "through the same builder, verification and atomic publish as every dataset.")
@@ -90,7 +94,7 @@ def register(groups: Any) -> None:
     materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add_json_flag(materialize)
 
-    for parser in (lst, validate, query, tfx, activate, clone, build):
+    for parser in (lst, validate, query, tfx, activate, clone, delete, build):
         parser.add_argument("--definitions-dir", type=Path,
                             help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
         if parser in (validate, activate, build):
@@ -106,6 +110,7 @@ def register(groups: Any) -> None:
     tfx.set_defaults(handler=_tfx)
     activate.set_defaults(handler=_activate)
     clone.set_defaults(handler=_clone)
+    delete.set_defaults(handler=_delete)
     build.set_defaults(handler=_build)
     materialize.set_defaults(handler=_materialize)
     _register_analysis(cmds)
@@ -137,29 +142,14 @@ def _connect(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb
         raise UsageError(str(exc)) from None
 
 
-def _split_text(defn: DatasetDefinition) -> str:
-    s = defn.split
-    if s.strategy == "time":
-        return f"time: last {s.eval_days} days eval"
-    return f"random: {s.eval_fraction:g} eval by {defn.split_key}"
-
-
 def _list(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, load_definition
+    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, list_entries
 
     directory = args.definitions_dir or definitions_dir()
-    if not directory.is_dir():
-        raise UsageError(f"{directory}: definitions directory does not exist")
-    entries: list[dict[str, Any]] = []
-    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
-        try:
-            d = load_definition(path)
-        except DefinitionError as exc:
-            entries.append({"file": path.name, "name": None, "status": "invalid", "error": str(exc)})
-            continue
-        entries.append({"file": path.name, "name": d.name, "status": d.status, "description": d.description,
-                        "tables": [t.name for t in d.tables], "columns": len(d.columns), "split": _split_text(d),
-                        "sha256": d.digest()})
+    try:
+        entries = list_entries(directory)
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
     else:
@@ -175,12 +165,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import (
-        DefinitionError,
-        join_suggestions,
-        load_definitions,
-        validate_against,
-    )
+    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
+    from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
     try:
         defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
@@ -275,6 +261,23 @@ def _clone(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _delete(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.definitions.model import DefinitionError
+    from feature_platform.datasets.definitions.workflow import delete_definition
+
+    defn = _find(args, args.name)
+    try:
+        path = delete_definition(defn)
+    except DefinitionError as exc:
+        print(f"fp: refused: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps({"name": defn.name, "deleted": True, "file": str(path)}))
+    else:
+        print(f"deleted draft {defn.name} ({path})")
+    return EXIT_OK
+
+
 def _materialize(args: argparse.Namespace) -> int:
     from feature_platform.orchestration.definition_assets import DEFINITION_ASSETS
     from feature_platform.orchestration.headless import run_definition_datasets
@@ -305,7 +308,7 @@ def _build(args: argparse.Namespace) -> int:
     from feature_platform.warehouse.connection import WarehouseError
 
     defn = _find(args, args.name)
-    out_dir = args.out_dir or data_root() / "datasets"
+    out_dir = args.out_dir or layout().datasets
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
                                           warehouse=args.warehouse, force=args.force, as_of=args.as_of)

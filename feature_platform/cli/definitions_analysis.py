@@ -93,11 +93,13 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.analysis import COMPARE_MAX, COMPARE_MIN, compare_definitions
+    from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
     from feature_platform.datasets.definitions.model import DefinitionError
 
-    if not COMPARE_MIN <= len(args.names) <= COMPARE_MAX:  # before touching any file or the warehouse
-        raise UsageError(f"compare: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; got {len(args.names)}")
+    try:
+        require_compare_count(args.names)  # before touching any file or the warehouse
+    except DefinitionError as exc:
+        raise UsageError(str(exc)) from None
     defns, conn = _load(args, list(args.names))
     try:
         with conn:

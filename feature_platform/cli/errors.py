@@ -15,6 +15,7 @@ from feature_platform.cli.common import EXIT_FAILED, EXIT_USAGE, CheckFailed, Us
 USAGE_ERRORS = (
     "feature_platform.contracts.paths:UnsafePathError",
     "feature_platform.contracts.provenance:SourceDateEpochError",
+    "feature_platform.attest.attestation:AttestationError",
     "feature_platform.contracts.feature_contract:ContractError",
     "feature_platform.training.profiles:HyperparameterError",
     "feature_platform.datasets.definitions.model:DefinitionError",

@@ -18,6 +18,7 @@ from feature_platform.cli.common import (
     group_help,
     input_file,
     iso_date,
+    layout,
     load_run_config,
     positive_int,
     print_json,
@@ -68,9 +69,8 @@ def register(groups: Any) -> None:
 
 def _review_queue() -> Any:
     from feature_platform.market.review import ReviewQueue
-    from feature_platform.orchestration.resources import PlatformPaths
 
-    return ReviewQueue(PlatformPaths().root / "review.sqlite")
+    return ReviewQueue(layout().review_db)
 
 
 def _market_backfill(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from feature_platform.cli.common import (
     finite_float,
     group_help,
     input_file,
+    layout,
     model_key,
     model_version,
     non_negative_int,
@@ -28,6 +29,7 @@ from feature_platform.cli.common import (
     quiet_console,
     report_run_failure,
 )
+from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE
 
 
 def register(groups: Any) -> None:
@@ -53,8 +55,10 @@ def register(groups: Any) -> None:
     promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
-    promote.add_argument("--min-sharpe", type=finite_float, default=0.0, help="guardrail on test Sharpe (default 0)")
-    promote.add_argument("--max-drawdown", type=finite_float, default=0.5, help="guardrail on test max drawdown")
+    promote.add_argument("--min-sharpe", type=finite_float, default=DEFAULT_MIN_SHARPE,
+                         help=f"guardrail on test Sharpe (default {DEFAULT_MIN_SHARPE:g})")
+    promote.add_argument("--max-drawdown", type=finite_float, default=DEFAULT_MAX_DRAWDOWN,
+                         help="guardrail on test max drawdown")
     add_json_flag(promote)
 
     rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
@@ -112,10 +116,15 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(f"--hyperparams: {exc}") from None
+    from feature_platform.attest.attestation import load_private_key, signing_key_from_env
+
+    signing_key = signing_key_from_env()
+    if signing_key is not None:
+        load_private_key(signing_key)  # a bad FP_SIGNING_KEY fails before training, not after
     root = data_root()
     try:
         with progress.spinner(args, f"training {args.model_key}"):
-            result = train_model(args.dataset_manifest, root / "models", model_key=args.model_key,
+            result = train_model(args.dataset_manifest, layout().models, model_key=args.model_key,
                                  hyperparameters=hyperparameters, profile=args.profile, seed=args.seed,
                                  schedule=args.schedule, feature_build_path=args.feature_build)
     except TrainingRefused as exc:
@@ -124,13 +133,13 @@ def _train(args: argparse.Namespace) -> int:
     except HyperparameterError as exc:
         raise UsageError(str(exc)) from None
     logged = log_training(result.model_dir, data_root=root, feature_build_path=args.feature_build,
-                          schedule=args.schedule)
+                          schedule=args.schedule, signing_key=signing_key)
     m = result.model_manifest
     out: dict[str, Any] = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model": logged.model_name,
            "version": logged.version, "mlflow_run_id": logged.run_id, "metrics": m.metrics}
     code = EXIT_OK
     if args.auto_promote:
-        promoted = promote(logged.model_name, logged.version, data_root=root, review_db=root / "review.sqlite")
+        promoted = promote(logged.model_name, logged.version, data_root=root, review_db=layout().review_db)
         out["promoted"] = promoted.promoted
         out["promotion_refused"] = promoted.decision.reasons
         code = EXIT_OK if promoted.promoted else EXIT_FAILED
@@ -146,12 +155,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from feature_platform.registry.promotion import Guardrails, promote
+    from feature_platform.registry.guardrails import Guardrails
+    from feature_platform.registry.promotion import promote
 
     root = data_root()
     result = promote(args.model_key, args.version, data_root=root, dataset_id=args.dataset_id,
                      guardrails=Guardrails(min_sharpe=args.min_sharpe, max_drawdown=args.max_drawdown),
-                     review_db=root / "review.sqlite")
+                     review_db=layout().review_db)
     if args.json:
         print_json(result.to_json_dict())
         return EXIT_OK if result.promoted else EXIT_FAILED
@@ -169,7 +179,7 @@ def _rollback(args: argparse.Namespace) -> int:
     from feature_platform.registry.rollback import rollback
 
     root = data_root()
-    result = rollback(args.model_key, args.to_version, data_root=root, review_db=root / "review.sqlite")
+    result = rollback(args.model_key, args.to_version, data_root=root, review_db=layout().review_db)
     if args.json:
         print_json(result.to_json_dict())
         return EXIT_OK if result.ok else EXIT_FAILED
@@ -195,12 +205,12 @@ def _rerun(args: argparse.Namespace) -> int:
     except UnsafePathError as exc:
         raise UsageError(str(exc)) from None
     root = data_root()
-    manifest = root / "models" / args.training_id / "training_manifest.yaml"
+    manifest = layout().models / args.training_id / "training_manifest.yaml"
     if not manifest.exists():
         raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:
         with progress.spinner(args, f"retraining {args.training_id}"):
-            report = rerun_training(manifest, root / "models" / "reruns")
+            report = rerun_training(manifest, layout().model_reruns)
     except TrainingRefused as exc:
         print(f"fp: error: rerun {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -171,15 +171,12 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def _joins(args: argparse.Namespace) -> int:
-    from feature_platform.warehouse.introspect import detect_joins, table_names
+    from feature_platform.warehouse.introspect import detect_joins, joinable_tables
     from feature_platform.warehouse.render import aligned_table
-
-    if len(args.tables) == 1:
-        raise UsageError("joins: name at least two tables (or none for all tables)")
 
     def run() -> tuple[Any, str]:
         with _open(args) as conn:
-            found = detect_joins(conn, args.tables or table_names(conn))
+            found = detect_joins(conn, joinable_tables(conn, args.tables))
         rows = [[f"{j.left_table}.{j.left_column}", f"{j.right_table}.{j.right_column}", j.confidence, j.level,
                  j.reason] for j in found]
         headers = ["left", "right", "confidence", "level", "reason"]

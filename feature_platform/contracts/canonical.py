@@ -1,10 +1,13 @@
-"""Canonical JSON: one byte string per value, so a manifest's sha256 is its identity."""
+"""Canonical JSON: one byte string per value, so a manifest's sha256 is its identity; and file digests."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
+
+HASH_BLOCK = 8 * 1024 * 1024
 
 
 def canonical_json(value: Any) -> bytes:
@@ -21,3 +24,14 @@ def sha256_hex(data: bytes) -> str:
 def digest(value: Any) -> str:
     """sha256 of the canonical JSON of ``value``."""
     return sha256_hex(canonical_json(value))
+
+
+def sha256_file(path: Path, block: int = HASH_BLOCK) -> str:
+    """sha256 of a file in large blocks into one reused buffer (OpenSSL does the work)."""
+    h = hashlib.sha256()
+    buf = bytearray(block)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()

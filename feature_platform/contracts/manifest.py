@@ -20,6 +20,11 @@ from feature_platform.contracts.safe_read import InputError, read_json
 
 SPEC_VERSION: Final = "1"
 MANIFEST_NAME = "manifest.json"
+# Files other tools read beside a manifest, derived from it (never listed in it): Croissant metadata and the
+# signed in-toto attestation. Verification allows them and nothing else unlisted.
+CROISSANT_NAME: Final = "croissant.json"
+ATTESTATION_NAME: Final = "attestation.intoto.jsonl"
+SIDECAR_NAMES: Final = frozenset({CROISSANT_NAME, ATTESTATION_NAME})
 SCHEMA_PATH = Path(__file__).parent / "schemas" / "dataset_manifest.v1.schema.json"
 SCHEMA_ID = "https://feature-platform.dev/schemas/dataset_manifest.v1.schema.json"
 # Spec-level ceiling: a manifest may ask for less, never more.

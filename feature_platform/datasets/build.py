@@ -38,12 +38,13 @@ from feature_platform.contracts.manifest import (
 )
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
+from feature_platform.datasets.checks import VerifyReport
 from feature_platform.datasets.executors import Executor, run_tasks
+from feature_platform.datasets.parquet_verify import verify_parquet_dataset
 from feature_platform.datasets.parquet_writer import write_parquet, writer_options
 from feature_platform.datasets.sharding import DERIVATION, data_file_name, require_files, shard_batches
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.splits import SplitSpec
-from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.storage.publish import publish_dir, staging_dir
 
 if TYPE_CHECKING:
@@ -206,8 +207,8 @@ def build_dataset(
         manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
                                       max_bytes, files)
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
-        report = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
-                                known_sha256={r.name: r.sha256 for r in results})
+        report = verify_parquet_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
+                                        known_sha256={r.name: r.sha256 for r in results})
         if not report.ok:
             failed = "; ".join(c.line() for c in report.failures)
             raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)

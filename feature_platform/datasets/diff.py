@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from feature_platform.contracts.manifest import DatasetManifest
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME, DataRoot
+from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, load_manifest
+from feature_platform.contracts.safe_read import read_json
+
+ARCHIVED_REPORTS = (QUALITY_REPORT_NAME, "coverage_gap_report.md")
 
 
 def diff_manifests(previous: DatasetManifest | None, candidate: DatasetManifest) -> dict[str, Any]:
@@ -66,3 +73,34 @@ def diff_markdown(diff: dict[str, Any]) -> str:
             mean, std, nulls = (d.get(k, 0.0) for k in ("mean", "std", "null_rate"))
             lines.append(f"| {name} | {mean:+.4g} | {std:+.4g} | {nulls:+.4g} |")
     return "\n".join(lines) + "\n"
+
+
+def version_archive_files(layout: DataRoot, version: str, pointer: Mapping[str, Any] | None) -> dict[str, Path | bytes]:
+    """What a refresh archives besides its run log: the quality outputs of ``version`` and the diff of its
+    dataset against the version ``pointer`` (the published one) names, as JSON and Markdown."""
+    reports = layout.reports(version)
+    files: dict[str, Path | bytes] = {name: reports / name for name in ARCHIVED_REPORTS if (reports / name).exists()}
+    manifest_path = layout.dataset_dir(version) / MANIFEST_NAME
+    if not manifest_path.exists():
+        return files
+    candidate = load_manifest(manifest_path)
+    previous = None
+    if pointer and pointer.get("dataset_version") != version:
+        prev_path = layout.dataset_dir(str(pointer["dataset_version"])) / MANIFEST_NAME
+        previous = load_manifest(prev_path) if prev_path.exists() else None
+    diff = diff_manifests(previous, candidate)
+    if previous is not None:
+        diff["feature_stats"] = feature_stat_deltas(
+            _profile_features(layout.reports(previous.dataset_version)), _profile_features(reports))
+    files["candidate_diff.json"] = json.dumps(diff, indent=2, sort_keys=True).encode()
+    files["candidate_diff.md"] = diff_markdown(diff).encode()
+    return files
+
+
+def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
+    path = report_dir / QUALITY_REPORT_NAME
+    if not path.exists():
+        return {}
+    profile = read_json(path).get("profile") or {}
+    features = profile.get("features") or {}
+    return features if isinstance(features, dict) else {}

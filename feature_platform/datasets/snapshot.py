@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -19,15 +18,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
-from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.canonical import digest, sha256_file
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import RngSeeds, Sha256Hex, UtcTimestamp
 from feature_platform.contracts.paths import SAFE_ID_PATTERN, require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import InputError, open_regular_file, read_input_text, read_json
+from feature_platform.datasets.checks import VerifyReport
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
-from feature_platform.datasets.verify import VerifyReport, sha256_file
 from feature_platform.storage.publish import publish_dir, staging_dir
 
 SNAPSHOT_NAME = "snapshot.json"
@@ -241,7 +240,3 @@ def snapshot_source(snapshot_dir: Path, contract: FeatureContract | None = None)
             null_rate=float(p["null_rate"]), contract=contract,  # type: ignore[arg-type]
         )
     return ParquetFileSource(snapshot_dir / snapshot.files[0].path, snapshot)
-
-
-def remove_snapshot(root: Path, dataset_version: str) -> None:
-    shutil.rmtree(root / require_safe_id(dataset_version, "dataset_version"), ignore_errors=True)

@@ -38,6 +38,11 @@ def derive_seed(global_seed: int, label: int | str) -> int:
     return int.from_bytes(hashlib.sha256(f"{global_seed}:{label}".encode()).digest()[:8], "big")
 
 
+def partition_seed(version: str, explicit: int | None = None, *, namespace: str = "") -> int:
+    """``explicit``, else a reproducible seed for a partition, so re-running it rebuilds the same bytes."""
+    return explicit if explicit is not None else derive_seed(0, f"{namespace}{version}") % 2**31
+
+
 @dataclass(frozen=True)
 class _Latent:
     """Per-row latent market state every feature recipe reads."""

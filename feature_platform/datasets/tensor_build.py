@@ -36,8 +36,8 @@ from feature_platform.contracts.tensor_manifest import (
     merkle_root,
 )
 from feature_platform.datasets.build import BuildError, DatasetExistsError, _write_durably
+from feature_platform.datasets.checks import VerifyReport
 from feature_platform.datasets.tensor_splits import SPLIT_DERIVATION, SPLIT_NAMES, TensorSplitSpec, assign_tensor_splits
-from feature_platform.datasets.verify import VerifyReport
 from feature_platform.datasets.zarr_store import (
     LAYOUT_VERSION,
     SPLIT_ARRAY,

@@ -21,18 +21,18 @@ from typing import Any
 
 import numpy as np
 
+from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.contracts.tensor_manifest import TensorDatasetManifest, parse_tensor_manifest
-from feature_platform.datasets.verify import (
-    Check,
+from feature_platform.datasets.checks import (
     VerifyReport,
     check_location,
     check_no_extra_files,
     check_size,
     read_manifest,
-    sha256_file,
     walk_entries,
 )
 

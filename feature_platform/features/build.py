@@ -1,3 +1,4 @@
+# Over 400 lines: the steps of one feature build share the pinned revision and the build record.
 """Feature build for one dataset version: pin the Feast repo, check contract drift, write the offline
 features, apply and materialize to the online store, and record it all in ``feature_build.json``.
 
@@ -9,7 +10,7 @@ latest build is then published to the stable paths the Feast repository names (`
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import io
 import os
 import shutil
@@ -23,6 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
+from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.data_root import FEATURE_BUILD_NAME, feature_build_path
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
@@ -33,7 +36,6 @@ from feature_platform.features.layout import MARKET_VIEW as MARKET_VIEW
 from feature_platform.features.layout import LatestPaths, latest_paths
 from feature_platform.storage.files import write_atomic
 
-FEATURE_BUILD_NAME = "feature_build.json"
 STORE_CONFIG = "feature_store.yaml"
 MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
 # When a feature row became known to the platform (Feast's created timestamp): the dataset's created_at.
@@ -154,14 +156,6 @@ def repo_revision(repo_path: Path, *, git_ref: str | None = None, allow_dirty: b
     return RepoRevision(commit=commit, tree=tree, dirty=dirty, ref=git_ref)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_table(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -273,7 +267,9 @@ def build_features(
     start: datetime = min(valid)
     end: datetime = max(t for t in ends if t is not None) + timedelta(seconds=1)
     materialized_at = utc_now()
-    store.materialize(start_date=start, end_date=end)
+    # Feast prints its progress, in ANSI colours, on stdout, which belongs to the CLI's result (`--json`)
+    with contextlib.redirect_stdout(io.StringIO()):
+        store.materialize(start_date=start, end_date=end)
     row_counts[f"online:{DATASET_VIEW}"] = len(pc.unique(features.column(contract.entity.name).drop_null()))
     if market_parquet is not None:
         row_counts[f"online:{MARKET_VIEW}"] = len(pc.unique(market.column("asset").drop_null()))
@@ -429,5 +425,3 @@ def read_feature_build(path: Path) -> FeatureBuild:
         raise FeatureBuildError(f"{path}: not a readable feature build: {str(exc).splitlines()[0]}") from None
 
 
-def feature_build_path(out_dir: Path, dataset_version: str) -> Path:
-    return Path(out_dir) / "offline" / dataset_version / FEATURE_BUILD_NAME

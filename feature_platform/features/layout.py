@@ -13,8 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-DATA_ROOT_ENV = "FP_DATA_ROOT"
-FEATURES_DIR = "features"
+from feature_platform.contracts.data_root import DATA_ROOT_ENV, FEATURES_DIR, DataRoot
+
+__all__ = ["DATASET_VIEW", "DATA_ROOT_ENV", "FEATURES_DIR", "LATEST_DIR", "MARKET_VIEW", "LatestPaths",
+           "default_data_root", "features_dir", "latest_paths"]
+
 LATEST_DIR = "latest"
 DATASET_VIEW = "dataset_features"
 MARKET_VIEW = "market_ohlcv"
@@ -27,7 +30,7 @@ def default_data_root(project: Path) -> Path:
 
 def features_dir(data_root: Path) -> Path:
     """The feature builds' output directory under a data root."""
-    return Path(data_root) / FEATURES_DIR
+    return DataRoot(Path(data_root)).features
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,4 @@
+# Over 400 lines: the build, its verify and its upstream verify share the join's provenance types.
 """Training sets: the dataset's label rows joined point-in-time with a feature build's offline features.
 
 A training set is a spec v1 dataset of its own (``<dataset_id>-training``). Each label row
@@ -28,7 +29,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
-from feature_platform.contracts.canonical import digest
+from feature_platform.contracts.canonical import digest, sha256_file
+from feature_platform.contracts.data_root import FEATURE_BUILD_NAME, DataRoot
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, load_manifest
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
@@ -36,7 +38,7 @@ from feature_platform.contracts.provenance import parse_utc_timestamp, utc_times
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.splits import SplitSpec
-from feature_platform.datasets.verify import VerifyReport, sha256_file, verify_dataset
+from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.features.build import (
     DATASET_VIEW,
     FeatureBuild,
@@ -380,8 +382,8 @@ def verify_upstream(manifest: DatasetManifest, report: VerifyReport) -> None:
         return
     joined = {v.name: v.sha256 for v in params.feature_views}
     ok = sha == params.feature_build.sha256 and all(views.get(n) == h for n, h in joined.items())
-    report.add("upstream_feature_build", ok, {"feature_build.json": params.feature_build.sha256, **joined},
-               {"feature_build.json": sha, **{n: views.get(n, "missing") for n in joined}}, params.feature_build.path)
+    report.add("upstream_feature_build", ok, {FEATURE_BUILD_NAME: params.feature_build.sha256, **joined},
+               {FEATURE_BUILD_NAME: sha, **{n: views.get(n, "missing") for n in joined}}, params.feature_build.path)
 
 
 def verify_training_input(manifest_path: Path, base_dir: Path | None = None, *, expected_digest: str | None = None,
@@ -396,6 +398,6 @@ def verify_training_input(manifest_path: Path, base_dir: Path | None = None, *, 
 
 def training_sets_dir(root: Path) -> Path:
     """Where training sets live under a data root."""
-    return Path(root) / "training_sets"
+    return DataRoot(Path(root)).training_sets
 
 

@@ -1,3 +1,4 @@
+# Over 400 lines: the DuckDB and PostgreSQL stores implement one upsert rule side by side.
 """Idempotent upsert of OHLCV bars into the time-series store: DuckDB by default, PostgreSQL by configuration.
 
 The rule (runbook "Timescale Upsert"): rows are keyed by ``(asset, ts)``; an existing row is replaced only when the

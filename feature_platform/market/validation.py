@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-import pandas as pd  # type: ignore[import-untyped]  # no pandas-stubs in the env
+import pandas as pd
 import pandera.pandas as pa_
 import pyarrow as pa
 

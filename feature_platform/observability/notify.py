@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from feature_platform.contracts.data_root import DataRoot
 from feature_platform.http_retry import RetryPolicy
 from feature_platform.observability.email_smtp import EmailSmtp
 from feature_platform.observability.notification import (
@@ -104,7 +105,7 @@ class Notifier:
 
 
 def _default_outbox() -> Path:
-    return Path(os.environ.get("FP_DATA_ROOT") or "data") / "outbox"
+    return DataRoot.from_env(resolve=False).outbox
 
 
 class NotifyConfig(BaseModel):

@@ -15,11 +15,12 @@ from pydantic import Field
 if TYPE_CHECKING:
     from feature_platform.quality.gate import MetricResult
 
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
 from feature_platform.datasets.sharding import MAX_FILES
-from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, derive_seed
-from feature_platform.orchestration.metadata import floats, image_md, location, table
+from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, partition_seed
+from feature_platform.orchestration.metadata import floats, image_md, location, sign_if_configured, table
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import (
     CatalogResource,
@@ -30,13 +31,9 @@ from feature_platform.orchestration.resources import (
 )
 from feature_platform.orchestration.retries import transient_retries
 from feature_platform.orchestration.story import STORE_TAG, platform_asset, run_links
+from feature_platform.quality import DEFAULT_BASELINE, LAST_PUBLISHED
 
 GROUP = "dataset_refresh"
-
-
-def _seed(version: str, explicit: int | None) -> int:
-    """A reproducible default seed per version, so re-running a partition rebuilds the same bytes."""
-    return explicit if explicit is not None else derive_seed(0, version) % 2**31
 
 
 class SnapshotConfig(dg.Config):
@@ -65,7 +62,8 @@ def source_snapshot(context: dg.AssetExecutionContext, config: SnapshotConfig, p
             snap = snapshot_file(paths.sources, version, Path(config.inbox_file),
                                  expected_sha256=config.expected_sha256, force=True)
         else:
-            snap = snapshot_synthetic(paths.sources, version, rows=config.rows, seed=_seed(version, config.seed),
+            snap = snapshot_synthetic(paths.sources, version, rows=config.rows,
+                                      seed=partition_seed(version, config.seed),
                                       batch_rows=config.batch_rows, entities=config.entities, force=True)
     return dg.MaterializeResult(
         metadata={
@@ -109,12 +107,13 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     version = context.partition_key
     source = CandidateSource(
         snapshot_source(paths.sources / version),
-        Candidate(config.sample_fraction, config.augment_noise, _seed(version, config.seed)),
+        Candidate(config.sample_fraction, config.augment_noise, partition_seed(version, config.seed)),
     )
     executor, ray_address = choose_executor(None if config.executor == "auto" else config.executor, None)
     result = build_dataset(source, paths.datasets, paths.dataset_id(version), dataset_version=version, force=True,
                            max_bytes=config.max_bytes, files=config.files, executor=executor,
                            workers=config.workers, ray_address=ray_address)
+    signed = sign_if_configured(result.manifest_path)
     m = result.manifest
     return dg.MaterializeResult(
         metadata={
@@ -131,6 +130,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
                 columns=[dg.TableColumn(c.name, c.type, constraints=dg.TableColumnConstraints(nullable=c.nullable))
                          for c in m.columns]
             ),
+            **signed,
             "duration_s": round(result.seconds, 3),
         },
         data_version=dg.DataVersion(result.digest),
@@ -139,7 +139,7 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
 
 
 class QualityConfig(dg.Config):
-    baseline: str = Field("baseline_eval_v1", description="baseline name or path, or 'last_published'")
+    baseline: str = Field(DEFAULT_BASELINE, description=f"baseline name or path, or '{LAST_PUBLISHED}'")
     thresholds_path: str | None = Field(None, description="YAML thresholds file (default: the packaged one)")
     thresholds: dict[str, Any] = Field(default_factory=dict,
                                       description="overrides of single thresholds (checked strictly)")
@@ -155,7 +155,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
                    catalog: CatalogResource) -> dg.MaterializeResult:
     """quality_gate: coverage, diversity, toxicity and drift vs the baseline; the blocking check reads it."""
     from feature_platform.contracts.manifest import load_manifest
-    from feature_platform.quality.baseline import baseline_from_report, load_baseline
+    from feature_platform.quality.baseline import choose_baseline
     from feature_platform.quality.gate import evaluate_quality
     from feature_platform.quality.profile import data_paths
     from feature_platform.quality.report import write_quality_outputs
@@ -168,12 +168,11 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     thresholds = load_thresholds(Path(config.thresholds_path) if config.thresholds_path else None)
     if config.thresholds:
         thresholds = parse_thresholds({**thresholds.model_dump(), **config.thresholds}, "run config thresholds")
-    baseline = load_baseline(config.baseline) if config.baseline != "last_published" else None
-    if baseline is None:
+    previous = None
+    if config.baseline == LAST_PUBLISHED:
         current = catalog.open(paths).current(paths.dataset_name)
-        previous = paths.reports(current.dataset_version) / "quality_report.json" if current else None
-        baseline = baseline_from_report(previous) if previous and previous.exists() else load_baseline(
-            "baseline_eval_v1")
+        previous = paths.layout.quality_report(current.dataset_version) if current else None
+    baseline = choose_baseline(config.baseline, previous)
     report = evaluate_quality(data_paths(dataset_dir, manifest), manifest, baseline, thresholds,
                               executor=config.executor, workers=config.workers)
     outputs = write_quality_outputs(report, baseline, paths.reports(version))
@@ -187,7 +186,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
                             "threshold": f.threshold, "comparison": f.comparison} for f in failures],
                           ["metric", "feature", "value", "threshold", "comparison"]),
         **floats(_worst_per_metric(report.metrics), prefix="quality/"),
-        "report": dg.MetadataValue.path(str(outputs["quality_report.json"])),
+        "report": dg.MetadataValue.path(str(outputs[QUALITY_REPORT_NAME])),
         "coverage_gap_report": dg.MetadataValue.path(str(outputs["coverage_gap_report.md"])),
         "duration_s": round(time.perf_counter() - started, 3),
     }
@@ -216,7 +215,7 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     dataset itself, because a later run that selects only this asset bypasses them.
     """
     from feature_platform.contracts.manifest import load_manifest
-    from feature_platform.contracts.safe_read import read_json
+    from feature_platform.quality.report import read_verdict
     from feature_platform.storage.dataset_publish import (
         DatasetPublishError,
         DatasetPublishUnavailable,
@@ -226,8 +225,8 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     version = context.partition_key
     started = time.perf_counter()
     report_dir = paths.reports(version)
-    report = read_json(report_dir / "quality_report.json")
-    failed = [row for row in report["metrics"] if not row["pass"]]
+    verdict = read_verdict(report_dir / QUALITY_REPORT_NAME)
+    failed = verdict.failed_rows()
     if failed:
         raise dg.Failure(f"quality gate failed for {version}: {len(failed)} metric(s) below threshold; not publishing",
                          metadata={"failed": dg.MetadataValue.json(failed[:20])})
@@ -239,7 +238,7 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
         with transient_retries(context, retry, extra=(DatasetPublishUnavailable,)):
             published = publish_dataset_version(
                 dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
-                extra_files=extras, quality_summary={"passed": True, "metrics": len(report["metrics"])},
+                extra_files=extras, quality_summary={"passed": True, "metrics": len(verdict.checks)},
                 name=paths.dataset_name,
             )
     except DatasetPublishError as exc:
@@ -278,7 +277,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
         dataset_version=version, details={"dataset_id": paths.dataset_id(version)},
         links=run_links(notifier.dagster_url, context.run.run_id, asset=["published_dataset"], partition=version,
                         files={"coverage gap report": gaps,
-                               "quality report": paths.reports(version) / "quality_report.json"}),
+                               "quality report": paths.layout.quality_report(version)}),
         attachments=[("coverage_gap_report.md", text.encode("utf-8"), "text/markdown")],
     ))
     return dg.MaterializeResult(metadata={

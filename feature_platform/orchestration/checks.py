@@ -6,9 +6,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.manifest import MANIFEST_NAME
-from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.verify import Check, VerifyReport, grouped, verify_dataset
+from feature_platform.datasets.checks import VerifyReport, grouped
+from feature_platform.datasets.verify import verify_dataset
 from feature_platform.orchestration.assets import dataset, published_dataset, quality_report, source_snapshot
 from feature_platform.orchestration.metadata import checks_metadata
 from feature_platform.orchestration.resources import CatalogResource, ObjectStoreResource, PlatformPaths
@@ -80,13 +81,13 @@ dataset_integrity = integrity_checks(dataset, name="dataset_integrity", descript
                 description="Every quality metric meets its threshold (coverage, diversity, toxicity, drift).")
 def quality_thresholds(context: dg.AssetCheckExecutionContext, paths: PlatformPaths) -> dg.AssetCheckResult:
     version = context.op_execution_context.partition_key
-    path = paths.reports(version) / "quality_report.json"
-    rows = read_json(path)["metrics"]
-    failed = [r for r in rows if not r["pass"]]
-    checks = [Check(r["metric"], bool(r["pass"]), r["threshold"], r["value"], r.get("feature")) for r in rows]
+    from feature_platform.quality.report import read_verdict
+
+    verdict = read_verdict(paths.layout.quality_report(version))
     return dg.AssetCheckResult(
-        passed=not failed and bool(rows), severity=_ERROR,
-        metadata={**checks_metadata(c for c in checks if not c.passed), "metrics": len(rows), "failed": len(failed)},
+        passed=verdict.ok, severity=_ERROR,
+        metadata={**checks_metadata(verdict.failures), "metrics": len(verdict.checks),
+                  "failed": len(verdict.failures)},
     )
 
 
@@ -114,8 +115,7 @@ def published_copy_check(
         if entry is None:
             return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
         manifest = load_manifest(dataset_dir / MANIFEST_NAME)
-        results = verify_published(object_store.open(paths), entry.prefix, manifest)
-        checks = [Check(n, passed, expected, actual) for n, passed, expected, actual in results]
+        checks = verify_published(object_store.open(paths), entry.prefix, manifest)
         return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,
                                    metadata={**checks_metadata(checks), "location": entry.location})
 

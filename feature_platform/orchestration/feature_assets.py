@@ -36,9 +36,10 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
     then publishes the build to <data_root>/features/latest/, where feature_repo's Feast config points."""
     import pyarrow.parquet as pq
 
+    from feature_platform.contracts.data_root import feature_build_path
     from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
     from feature_platform.contracts.provenance import parse_utc_timestamp
-    from feature_platform.features.build import build_features, feature_build_path
+    from feature_platform.features.build import build_features
     from feature_platform.features.layout import features_dir, latest_paths
 
     version = context.partition_key
@@ -50,7 +51,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
         store.close()
     market_path = None
     if market.num_rows:
-        market_path = paths.root / "features" / "inputs" / version / "market_ohlcv.parquet"
+        market_path = paths.layout.feature_inputs(version) / "market_ohlcv.parquet"
         market_path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(market.select(["asset", "ts", "open", "high", "low", "close", "volume"]), market_path)
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME

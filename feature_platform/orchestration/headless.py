@@ -1,7 +1,7 @@
 """Run the refresh graph without the UI or daemon: `make demo`, `fp refresh run`, tests.
 
-The daemon's sensors do the post-run work (metrics, alert, archive) in production; here the same
-functions run right after the in-process run, so a headless run ends in the same state.
+The daemon's sensors do the post-run work (metrics, alert, archive, OpenLineage events) in production; here
+the same functions run right after the in-process run, so a headless run ends in the same state.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from typing import Any
 
 import dagster as dg
 
+from feature_platform.observability.outbox import OUTBOX_FILE
+from feature_platform.orchestration.openlineage import emit_run_lineage, inline_tags
 from feature_platform.orchestration.partitions import ensure_partition
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.run_report import RunSummary, summarize_run
@@ -73,18 +75,20 @@ def run_refresh(
     with _run_input(job, version, instance):
         result = job.execute_in_process(
             instance=instance, partition_key=version, run_config=dict(run_config or {}), raise_on_error=False,
-            tags={"fp/trigger": "headless", **CLI_TAGS, **(tags or {})},
+            tags={"fp/trigger": "headless", **CLI_TAGS, **inline_tags(), **(tags or {})},
         )
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     resources = dict(defs.resources or {})
+    emit_run_lineage(instance, result.run_id, resources["paths"])
     after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])
     loggers = {"loggers": dict(run_config["loggers"])} if run_config and "loggers" in run_config else {}
     archive = defs.resolve_job_def("archive_job").execute_in_process(
         instance=instance, partition_key=version, raise_on_error=False,
-        tags={"fp/refresh_run_id": result.run_id, **CLI_TAGS},
+        tags={"fp/refresh_run_id": result.run_id, **CLI_TAGS, **inline_tags()},
         run_config=loggers,
     )
+    emit_run_lineage(instance, archive.run_id, resources["paths"])
     return RefreshOutcome(refresh=summarize_run(instance, result.run_id),
                           archive=summarize_run(instance, archive.run_id), partition_added=added)
 
@@ -111,11 +115,11 @@ def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
     lines += ["", "where the results are:",
               f"  dataset        {paths.dataset_dir(version)}/",
               f"  quality report {paths.reports(version)}/",
-              f"  published copy {paths.root / 'store' / 'datasets' / paths.dataset_name}/"
+              f"  published copy {paths.layout.object_store / 'datasets' / paths.dataset_name}/"
               + ("" if published else "  (this version was NOT published)"),
-              f"  catalog        {paths.root / 'catalog.sqlite'}",
+              f"  catalog        {paths.layout.catalog_db}",
               f"  metrics, logs  {paths.metrics_dir}/  {paths.logs_dir}/{run.run_id}.jsonl",
-              f"  notifications  {paths.root / 'outbox' / 'notifications.jsonl'}"]
+              f"  notifications  {paths.layout.outbox / OUTBOX_FILE}"]
     return "\n".join(lines)
 
 
@@ -130,7 +134,8 @@ def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, def
     with _run_input(job, partition, instance):
         result = job.execute_in_process(
             instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
-            tags={"fp/trigger": "headless", **CLI_TAGS, **(tags or {})})
+            tags={"fp/trigger": "headless", **CLI_TAGS, **inline_tags(), **(tags or {})})
+    emit_run_lineage(instance, result.run_id, dict(defs.resources or {})["paths"])
     return summarize_run(instance, result.run_id)
 
 

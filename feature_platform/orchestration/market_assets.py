@@ -4,13 +4,16 @@ import os
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from pydantic import Field
 
 from feature_platform.orchestration.resources import NotifierResource, PlatformPaths
 from feature_platform.orchestration.story import TIMESERIES_TAG, platform_asset, run_links
+
+if TYPE_CHECKING:
+    from feature_platform.market.store import TimeSeriesStore
 
 GROUP = "market_data"
 OVERRIDE_TAG = "fp/override-data-gap"
@@ -23,7 +26,7 @@ class TimeSeriesResource(dg.ConfigurableResource):
 
     url: str | None = Field(default_factory=lambda: os.environ.get("FP_TIMESERIES_URL"))
 
-    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+    def open(self, paths: PlatformPaths) -> "TimeSeriesStore":
         from feature_platform.market.store import open_store
 
         return open_store(self.url or f"duckdb:///{paths.root / 'market.duckdb'}")
@@ -56,11 +59,11 @@ def market_source(config: MarketConfig, day_start: datetime) -> Any:
 
 
 def raw_path(paths: PlatformPaths, day: str) -> Path:
-    return paths.root / "market" / "raw" / f"{day}.parquet"
+    return paths.layout.market_raw(day)
 
 
 def curated_dir(paths: PlatformPaths) -> Path:
-    return paths.root / "market" / "curated"
+    return paths.layout.market_curated
 
 
 def _write_parquet(table: Any, path: Path) -> None:
@@ -106,7 +109,7 @@ def market_data_raw(context: dg.AssetExecutionContext, config: MarketConfig,
 def _review(paths: PlatformPaths) -> Any:
     from feature_platform.market.review import ReviewQueue
 
-    return ReviewQueue(paths.root / "review.sqlite")
+    return ReviewQueue(paths.layout.review_db)
 
 
 @dg.asset_check(asset=market_data_raw, name="no_data_gaps",
@@ -208,7 +211,7 @@ def data_gap_alert(context: dg.SensorEvaluationContext, paths: PlatformPaths,
         details={"blocks": len(new), "partitions": ", ".join(sorted({b.partition for b in new}))},
         links=run_links(notifier.dagster_url, None, asset=["market_data_raw"],
                         partition=max(b.partition for b in new),
-                        files={"review queue": paths.root / "review.sqlite"}),
+                        files={"review queue": paths.layout.review_db}),
     ))
     context.update_cursor(str(max(b.id for b in new)))
     return dg.SkipReason(f"alerted on {len(new)} new data gap(s)")

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import dagster as dg
 
-from feature_platform.datasets.verify import Check
+from feature_platform.contracts.checks import Check, cell, check_rows, failure_summary
 
 
 def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
@@ -19,20 +19,18 @@ def checks_metadata(checks: Iterable[Check]) -> dict[str, Any]:
     ordered = sorted(checks, key=lambda c: c.passed)
     failed = [c for c in ordered if not c.passed]
     return {
-        "checks": table([{"check": c.name, "target": c.target or "", "expected": _cell(c.expected),
-                          "actual": _cell(c.actual), "result": "pass" if c.passed else "FAIL"} for c in ordered],
-                        ["check", "target", "expected", "actual", "result"]),
-        "failed": dg.MetadataValue.json([{"name": c.name, "target": c.target, "expected": c.expected,
-                                          "actual": c.actual, "detail": c.detail} for c in failed]),
-        "expected": dg.MetadataValue.text("; ".join(f"{c.name}: {_cell(c.expected)}" for c in failed) or "all pass"),
-        "actual": dg.MetadataValue.text("; ".join(f"{c.name}: {_cell(c.actual)}" for c in failed) or "all pass"),
+        "checks": table(check_rows(ordered), ["check", "target", "expected", "actual", "result"]),
+        "failed": dg.MetadataValue.json([c.to_json_dict(("name", "target", "expected", "actual", "detail"))
+                                         for c in failed]),
+        "expected": dg.MetadataValue.text(failure_summary(failed, "expected")),
+        "actual": dg.MetadataValue.text(failure_summary(failed, "actual")),
     }
 
 
 def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> dg.MetadataValue:
     """Rows as a Dagster table, which the UI renders inline (Markdown hides behind "Show Markdown")."""
     def scalar(value: Any) -> str | int | float | bool | None:
-        return value if value is None or isinstance(value, (str, int, float, bool)) else _cell(value)
+        return value if value is None or isinstance(value, (str, int, float, bool)) else cell(value)
 
     types = {c: "float" if rows and all(isinstance(r.get(c), float) for r in rows) else "string" for c in columns}
     return dg.MetadataValue.table(
@@ -50,11 +48,6 @@ def floats(values: Mapping[str, Any], prefix: str = "") -> dict[str, dg.Metadata
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
-def _cell(value: object, limit: int = 80) -> str:
-    text = str(value).replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def location(uri: str) -> dg.MetadataValue:
     """Where a copy lives: a local path for ``file://`` (a browser will not open it), a link for http(s)."""
     parts = urlsplit(uri)
@@ -69,3 +62,26 @@ def image_md(path: Path, alt: str) -> dg.MetadataValue:
     """A PNG embedded in Markdown so the UI shows the plot inline."""
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def sign_if_configured(path: Path) -> dict[str, Any]:
+    """Sign the dataset (its ``manifest.json``) or model directory at ``path`` when ``FP_SIGNING_KEY`` is set;
+    the metadata says whether and where. A key that cannot sign fails the asset permanently."""
+    from feature_platform.attest.attestation import AttestationError, SigningRefused, sign_path, signing_key_from_env
+
+    key = signing_key_from_env()
+    if key is None:
+        return {"signed": False}
+    try:
+        written = sign_path(path, key)
+    except (AttestationError, SigningRefused) as exc:
+        raise dg.Failure(f"signing {path} failed: {exc}", allow_retries=False) from None
+    return {"signed": True, "attestation": dg.MetadataValue.path(str(written))}
+
+
+def signature_metadata(signatures: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The signature verdicts promotion reached (empty without a trust policy)."""
+    if not signatures:
+        return {}
+    return {"signatures_verified": all(bool(v.get("ok")) for v in signatures.values()),
+            "signatures": dg.MetadataValue.json({k: dict(v) for k, v in signatures.items()})}

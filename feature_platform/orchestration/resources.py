@@ -3,80 +3,104 @@
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
 
-from feature_platform.contracts.paths import require_safe_id
+from feature_platform.contracts.data_root import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, DEFAULT_DATASET_NAME, DataRoot
 from feature_platform.observability.links import DAGSTER_URL_ENV, http_base_url
+from feature_platform.observability.notify import NotifyConfig
+
+if TYPE_CHECKING:
+    from feature_platform.observability.notify import Notifier
+    from feature_platform.storage.catalog import Catalog
+    from feature_platform.storage.object_store import ObjectStore
+
+
+DEPLOYMENT_ENV = "FP_DEPLOYMENT"
+DEPLOYMENTS = ("local", "s3")
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
 
 
-class PlatformPaths(dg.ConfigurableResource):
-    """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name."""
+def deployment() -> Literal["local", "s3"]:
+    """Which infrastructure this code location runs on: ``$FP_DEPLOYMENT`` (``local`` or ``s3``), else ``s3`` when
+    the older ``FP_OBJECT_STORE=s3`` is set, else ``local``. Every deployment-specific choice reads this."""
+    name = os.environ.get(DEPLOYMENT_ENV) or ("s3" if os.environ.get("FP_OBJECT_STORE") == "s3" else "local")
+    if name == "s3":
+        return "s3"
+    if name != "local":
+        raise ValueError(f"${DEPLOYMENT_ENV}: expected one of {', '.join(DEPLOYMENTS)}; got {name!r}")
+    return "local"
 
-    data_root: str = Field(default_factory=lambda: _env("FP_DATA_ROOT", "data"))
-    dataset_name: str = "market_regime"
+
+class PlatformPaths(dg.ConfigurableResource):
+    """The local data root (``$FP_DATA_ROOT``, default ``./data``) and the dataset family name; the layout under
+    it is the plain ``DataRoot`` (``layout``), which the CLI and the domain use without Dagster."""
+
+    data_root: str = Field(default_factory=lambda: _env(DATA_ROOT_ENV, DEFAULT_DATA_ROOT))
+    dataset_name: str = DEFAULT_DATASET_NAME
     retention_days: int = Field(default_factory=lambda: int(_env("FP_RETENTION_DAYS", "90")), gt=0)
 
     @property
+    def layout(self) -> DataRoot:
+        return DataRoot(Path(self.data_root).resolve(), self.dataset_name)
+
+    @property
     def root(self) -> Path:
-        return Path(self.data_root).resolve()
+        return self.layout.root
 
     def dataset_id(self, version: str) -> str:
-        return require_safe_id(f"{self.dataset_name}-{require_safe_id(version, 'dataset_version')}")
+        return self.layout.dataset_id(version)
 
     @property
     def sources(self) -> Path:
-        return self.root / "sources"
+        return self.layout.sources
 
     @property
     def datasets(self) -> Path:
-        return self.root / "datasets"
+        return self.layout.datasets
 
     def dataset_dir(self, version: str) -> Path:
-        return self.datasets / self.dataset_id(version)
+        return self.layout.dataset_dir(version)
 
     def reports(self, version: str) -> Path:
-        return self.root / "reports" / require_safe_id(version, "dataset_version")
+        return self.layout.reports(version)
 
     @property
     def inbox(self) -> Path:
-        return self.root / "inbox"
+        return self.layout.inbox
 
     @property
     def metrics_dir(self) -> Path:
-        return self.root / "metrics"
+        return self.layout.metrics_dir
 
     @property
     def logs_dir(self) -> Path:
-        return self.root / "logs"
+        return self.layout.logs_dir
 
 
 class ObjectStoreResource(dg.ConfigurableResource):
     """Object storage for published datasets and archives: a local directory or S3 (dagster-aws)."""
 
-    kind: Literal["local", "s3"] = Field(
-        default_factory=lambda: "s3" if os.environ.get("FP_OBJECT_STORE") == "s3" else "local"
-    )
+    kind: Literal["local", "s3"] = Field(default_factory=lambda: deployment())
     local_root: str | None = None
     bucket: str | None = Field(default_factory=lambda: os.environ.get("FP_S3_BUCKET"))
     prefix: str = Field(default_factory=lambda: _env("FP_S3_PREFIX", ""))
     s3: dg.ResourceDependency[S3Resource]
 
-    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+    def open(self, paths: PlatformPaths) -> "ObjectStore":
         from feature_platform.storage.object_store import LocalObjectStore, S3ObjectStore
 
         if self.kind == "s3":
             if not self.bucket:
                 raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
             return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
-        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.root / "store")
+        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.layout.object_store)
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -84,42 +108,51 @@ class CatalogResource(dg.ConfigurableResource):
 
     path: str | None = Field(default_factory=lambda: os.environ.get("FP_CATALOG_PATH"))
 
-    def open(self, paths: PlatformPaths):  # type: ignore[no-untyped-def]
+    def open(self, paths: PlatformPaths) -> "Catalog":
         from feature_platform.storage.catalog import Catalog
 
-        return Catalog(Path(self.path) if self.path else paths.root / "catalog.sqlite")
+        return Catalog(Path(self.path) if self.path else paths.layout.catalog_db)
+
+
+def _notify_env(field: str) -> Any:
+    """The environment's value for a NotifyConfig field (its variable named once, in ``NotifyConfig.ENV``), else
+    NotifyConfig's own default."""
+    value = os.environ.get(NotifyConfig.ENV[field], "").strip()
+    return value or NotifyConfig.model_fields[field].get_default(call_default_factory=True)
 
 
 class NotifierResource(dg.ConfigurableResource):
-    """Alert and summary channels; unconfigured channels are absent, the outbox file always works."""
+    """Alert and summary channels; unconfigured channels are absent, the outbox file always works.
 
-    slack_webhook_url: str | None = Field(default_factory=lambda: os.environ.get("FP_SLACK_WEBHOOK_URL"))
-    smtp_host: str | None = Field(default_factory=lambda: os.environ.get("FP_SMTP_HOST"))
-    smtp_port: int = Field(default_factory=lambda: int(_env("FP_SMTP_PORT", "25")))
-    smtp_sender: str = Field(default_factory=lambda: _env("FP_SMTP_SENDER", "feature-platform@localhost"))
+    Defaults come from the same ``FP_*`` variables ``NotifyConfig.from_env`` reads; set here, they override them.
+    """
+
+    slack_webhook_url: str | None = Field(default_factory=lambda: _notify_env("slack_webhook_url"))
+    smtp_host: str | None = Field(default_factory=lambda: _notify_env("smtp_host"))
+    smtp_port: int = Field(default_factory=lambda: int(_notify_env("smtp_port")))
+    smtp_sender: str = Field(default_factory=lambda: _notify_env("smtp_sender"))
     smtp_recipients: list[str] = Field(
-        default_factory=lambda: [r for r in _env("FP_SMTP_RECIPIENTS", "").split(",") if r.strip()]
+        default_factory=lambda: NotifyConfig.model_validate({"smtp_recipients": _notify_env("smtp_recipients")})
+        .smtp_recipients
     )
-    pagerduty_routing_key: str | None = Field(default_factory=lambda: os.environ.get("FP_PAGERDUTY_ROUTING_KEY"))
-    pagerduty_url: str = Field(
-        default_factory=lambda: _env("FP_PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue")
-    )
+    pagerduty_routing_key: str | None = Field(default_factory=lambda: _notify_env("pagerduty_routing_key"))
+    pagerduty_url: str = Field(default_factory=lambda: _notify_env("pagerduty_url"))
     outbox_dir: str | None = None
     dagster_url: str | None = Field(
         default_factory=lambda: os.environ.get(DAGSTER_URL_ENV) or None,
         description=f"the Dagster webserver's base URL (${DAGSTER_URL_ENV}), for run links in notifications",
     )
     retries: int = 2
+    retry_base_seconds: float = 1.0
 
     @field_validator("dagster_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return http_base_url(value, f"dagster_url (${DAGSTER_URL_ENV})") if value else None
-    retry_base_seconds: float = 1.0
 
-    def open(self, paths: PlatformPaths, *, paging: bool):  # type: ignore[no-untyped-def]
+    def open(self, paths: PlatformPaths, *, paging: bool) -> "Notifier":
         """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty)."""
-        from feature_platform.observability.notify import NotifyConfig, notifier_from_config
+        from feature_platform.observability.notify import notifier_from_config
 
         env = NotifyConfig.from_env()  # SMTP credentials and TLS settings come from FP_SMTP_* only
         config = NotifyConfig(
@@ -128,7 +161,7 @@ class NotifierResource(dg.ConfigurableResource):
             smtp_username=env.smtp_username, smtp_password=env.smtp_password, smtp_starttls=env.smtp_starttls,
             smtp_ssl=env.smtp_ssl, pagerduty_routing_key=self.pagerduty_routing_key,
             pagerduty_url=self.pagerduty_url, retries=self.retries, retry_base_seconds=self.retry_base_seconds,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.root / "outbox",
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.layout.outbox,
         )
         return notifier_from_config(config, paging=paging)
 

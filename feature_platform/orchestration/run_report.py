@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.resources import MetricsResource, PlatformPaths
 
 if TYPE_CHECKING:
@@ -177,8 +176,7 @@ def write_run_log(instance: dg.DagsterInstance, run_id: str, paths: PlatformPath
 def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None, version: str,
                         paths: PlatformPaths, store: Any) -> Any:
     """Archive logs, metrics, quality outputs and the candidate-vs-previous diff; sweep old archives."""
-    from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
-    from feature_platform.datasets.diff import diff_manifests, diff_markdown, feature_stat_deltas
+    from feature_platform.datasets.diff import version_archive_files
     from feature_platform.storage.archive import archive_files, sweep_archives
     from feature_platform.storage.dataset_publish import current_pointer
 
@@ -189,24 +187,7 @@ def archive_refresh_run(instance: dg.DagsterInstance, refresh_run_id: str | None
         files["run_log.jsonl"] = write_run_log(instance, refresh_run_id, paths)
         files["metrics.prom"] = render_metrics(summary, "feature_platform_refresh").encode()
         files["run_summary.json"] = json.dumps(summary.__dict__, default=lambda o: o.__dict__, indent=2).encode()
-    reports = paths.reports(version)
-    for name in ("quality_report.json", "coverage_gap_report.md"):
-        if (reports / name).exists():
-            files[name] = reports / name
-    manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
-    if manifest_path.exists():
-        candidate = load_manifest(manifest_path)
-        pointer = current_pointer(store, paths.dataset_name)
-        previous = None
-        if pointer and pointer.get("dataset_version") != version:
-            prev_path = paths.dataset_dir(str(pointer["dataset_version"])) / MANIFEST_NAME
-            previous = load_manifest(prev_path) if prev_path.exists() else None
-        diff = diff_manifests(previous, candidate)
-        if previous is not None:
-            diff["feature_stats"] = feature_stat_deltas(
-                _profile_features(paths.reports(previous.dataset_version)), _profile_features(reports))
-        files["candidate_diff.json"] = json.dumps(diff, indent=2, sort_keys=True).encode()
-        files["candidate_diff.md"] = diff_markdown(diff).encode()
+    files.update(version_archive_files(paths.layout, version, current_pointer(store, paths.dataset_name)))
     archived = archive_files(store, version, run_id, files)
     swept = sweep_archives(store, paths.retention_days)
     return type(archived)(location=archived.location, files=archived.files, swept=swept)
@@ -223,12 +204,3 @@ def purge_old_runs(instance: dg.DagsterInstance, retention_days: int, now: datet
                 instance.delete_run(record.dagster_run.run_id)
                 purged.append(record.dagster_run.run_id)
     return purged
-
-
-def _profile_features(report_dir: Path) -> dict[str, dict[str, Any]]:
-    path = report_dir / "quality_report.json"
-    if not path.exists():
-        return {}
-    profile = read_json(path).get("profile") or {}
-    features = profile.get("features") or {}
-    return features if isinstance(features, dict) else {}

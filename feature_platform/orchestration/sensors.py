@@ -22,7 +22,7 @@ def inbox_version(path: Path, sha256: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    from feature_platform.datasets.verify import sha256_file
+    from feature_platform.contracts.canonical import sha256_file
 
     return sha256_file(path)
 
@@ -97,7 +97,7 @@ def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: Platf
         kind="quality_gate_failure" if gate_failed else "refresh_failure",
         details={"dag_run_id": run.run_id, "failed_checks": len(failed_checks), "priority": "P2"},
         links=run_links(notifier.dagster_url, run.run_id, asset=["quality_report"], partition=version,
-                        files={"quality report": paths.reports(version) / "quality_report.json",
+                        files={"quality report": paths.layout.quality_report(version),
                                "coverage gap report": gaps} if version and gaps else None),
         attachments=attachments,
     ))

@@ -15,9 +15,10 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.manifest import MANIFEST_NAME
 from feature_platform.contracts.paths import require_safe_id
-from feature_platform.datasets.verify import Check, VerifyReport
+from feature_platform.datasets.checks import VerifyReport
 from feature_platform.orchestration.checks import integrity_checks
 from feature_platform.orchestration.metadata import image_md
 from feature_platform.orchestration.resources import PlatformPaths
@@ -59,13 +60,6 @@ class TensorDatasetConfig(dg.Config):
     bitround_keepbits: int | None = Field(None, ge=1, le=22, description="LOSSY opt-in: float32 mantissa bits kept")
 
 
-def _seed(version: str, explicit: int | None) -> int:
-    """A reproducible default per version: re-running a partition rebuilds the same bytes."""
-    from feature_platform.datasets.synthetic import derive_seed
-
-    return explicit if explicit is not None else derive_seed(0, f"tensor:{version}") % 2**31
-
-
 @platform_asset(group=GROUP, stage="build", partitions_def=tensor_dataset_versions, kinds={"python", "zarr"},
                 modules=["feature_platform.datasets.tensor_build", "feature_platform.datasets.tensor_splits",
                          "feature_platform.datasets.executors"])
@@ -74,6 +68,7 @@ def tensor_dataset(context: dg.AssetExecutionContext, config: TensorDatasetConfi
     """Simulate, write a Zarr v3 store chunk by chunk (bit-identical whatever the executor), verify, publish
     atomically; the manifest digest is the partition's data version."""
     from feature_platform.datasets.executors import choose_executor
+    from feature_platform.datasets.synthetic import partition_seed
     from feature_platform.datasets.tensor_build import build_tensor_dataset
     from feature_platform.datasets.tensor_splits import parse_split_arg
 
@@ -86,7 +81,8 @@ def tensor_dataset(context: dg.AssetExecutionContext, config: TensorDatasetConfi
         raise dg.Failure(f"tensor_dataset config: {exc}") from None
     result = build_tensor_dataset(
         tensor_datasets_dir(paths), tensor_dataset_id(version), samples=config.samples,
-        seed=_seed(version, config.seed), simulator=config.simulator, T=config.T, H=config.H,
+        seed=partition_seed(version, config.seed, namespace="tensor:"), simulator=config.simulator, T=config.T,
+        H=config.H,
         chunk_samples=config.chunk_samples, inner_chunk_samples=config.inner_chunk_samples, splits=splits,
         executor=executor, workers=config.workers, ray_address=ray_address,
         bitround_keepbits=config.bitround_keepbits, dataset_version=version, force=True)
@@ -131,7 +127,7 @@ def tensor_sanity_report(context: dg.AssetExecutionContext, config: TensorReport
 
     version = context.partition_key
     started = time.perf_counter()
-    out = paths.root / "reports" / "tensor" / require_safe_id(version, TENSOR_DATASET_VERSION)
+    out = paths.layout.tensor_reports(version, TENSOR_DATASET_VERSION)
     sampled, written = sanity_report_of(tensor_manifest_path(paths, version), out, max_samples=config.max_samples)
     metadata: dict[str, Any] = {"samples_read": sampled, "path": dg.MetadataValue.path(str(out)),
                                 "duration_s": round(time.perf_counter() - started, 3)}

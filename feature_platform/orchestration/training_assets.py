@@ -18,10 +18,12 @@ from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
 from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
-from feature_platform.orchestration.metadata import checks_metadata, floats
+from feature_platform.orchestration.metadata import checks_metadata, floats, sign_if_configured, signature_metadata
 from feature_platform.orchestration.partitions import dataset_versions
 from feature_platform.orchestration.resources import PlatformPaths
 from feature_platform.orchestration.story import link_metadata, platform_asset
+from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE, Guardrails
+from feature_platform.training.record import TrainingRecord, read_training_record, record_path, write_training_record
 
 GROUP = "training"
 
@@ -44,23 +46,23 @@ class TrainingSetConfig(dg.Config):
 class PromotionConfig(dg.Config):
     auto_promote: bool = Field(False, description="promote to production after a successful training run")
     dataset_id: str | None = Field(None, description="refuse unless the model was trained on this dataset_id")
-    min_sharpe: float = Field(0.0, description="guardrail: test Sharpe at least this")
-    max_drawdown: float = Field(0.5, description="guardrail: test max drawdown at most this")
+    min_sharpe: float = Field(DEFAULT_MIN_SHARPE, description="guardrail: test Sharpe at least this")
+    max_drawdown: float = Field(DEFAULT_MAX_DRAWDOWN, description="guardrail: test max drawdown at most this")
+
+    def guardrails(self) -> Guardrails:
+        return Guardrails(min_sharpe=self.min_sharpe, max_drawdown=self.max_drawdown)
 
 
 def models_dir(paths: PlatformPaths) -> Path:
-    return paths.root / "models"
+    return paths.layout.models
 
 
-def _record_path(paths: PlatformPaths, version: str) -> Path:
-    return models_dir(paths) / "by_dataset_version" / f"{version}.json"
-
-
-def read_record(paths: PlatformPaths, version: str) -> dict[str, Any]:
-    path = _record_path(paths, version)
-    if not path.exists():
-        raise dg.Failure(f"no trained model recorded for dataset_version {version} ({path})")
-    return read_json(path)  # type: ignore[no-any-return]
+def read_record(paths: PlatformPaths, version: str) -> TrainingRecord:
+    record = read_training_record(models_dir(paths), version)
+    if record is None:
+        raise dg.Failure(f"no trained model recorded for dataset_version {version} "
+                         f"({record_path(models_dir(paths), version)})")
+    return record
 
 
 def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str:
@@ -75,16 +77,14 @@ def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str
     store = timeseries.open(paths)
     try:
         result = ingest_day(market_source(config, start), config.source, config.assets, start, end, store,
-                            ReviewQueue(paths.root / "review.sqlite"))
+                            ReviewQueue(paths.layout.review_db))
     finally:
         store.close()
     return result.snapshot_marker
 
 
 def _feature_build_json(paths: PlatformPaths, version: str) -> Path:
-    from feature_platform.features.build import feature_build_path
-
-    return feature_build_path(paths.root / "features", version)
+    return paths.layout.feature_build(version)
 
 
 def _training_set_manifest(paths: PlatformPaths, version: str) -> Path:
@@ -118,6 +118,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
                                     as_of=parse_as_of(config.as_of))
     except (TrainingSetRefused, ValueError) as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(f"training set for {version} refused: {exc}", allow_retries=False) from None
+    signed = sign_if_configured(result.manifest_path)
     params = training_set_parameters(result.manifest)
     assert params is not None  # built just now as a training set
     return dg.MaterializeResult(metadata={
@@ -127,6 +128,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
         "feature_build_sha256": params.feature_build.sha256, "as_of": params.join.as_of or "all rows",
         "ttl_seconds": dg.MetadataValue.json({v.name: v.ttl_seconds for v in params.feature_views}),
         "manifest": dg.MetadataValue.path(str(result.manifest_path)),
+        **signed,
         "duration_s": round(time.perf_counter() - started, 3),
     }, data_version=dg.DataVersion(result.digest))
 
@@ -160,6 +162,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
                   timeseries: TimeSeriesResource) -> dg.MaterializeResult:
     """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
     and checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
+    from feature_platform.attest.attestation import (
+        SIGNING_KEY_ENV,
+        AttestationError,
+        load_private_key,
+        signing_key_from_env,
+    )
     from feature_platform.features.training_set import TrainingSetRefused
     from feature_platform.registry.tracking import log_training
     from feature_platform.training.data import TrainingRefused
@@ -167,6 +175,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
 
     version = context.partition_key
     started = time.perf_counter()
+    signing_key = signing_key_from_env()
+    if signing_key is not None:
+        try:
+            load_private_key(signing_key)  # a key that cannot sign fails now, before training, for good
+        except AttestationError as exc:
+            raise dg.Failure(f"{SIGNING_KEY_ENV}: {exc}", allow_retries=False) from None
     snapshot = _fetch_last_day(paths, timeseries) if config.run_coingecko_fetch else None
     build_json = _feature_build_json(paths, version)
     try:
@@ -184,13 +198,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
     except TrainingRefused as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(str(exc), allow_retries=False) from None
     logged = log_training(result.model_dir, data_root=paths.root,
-                          feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule)
+                          feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule,
+                          signing_key=signing_key)
     m = result.model_manifest
-    record = {"training_id": m.training_id, "model_dir": str(result.model_dir), "model_name": logged.model_name,
-              "model_version": str(logged.version), "run_id": logged.run_id, "model_key": m.model_key}
-    path = _record_path(paths, version)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2))
+    write_training_record(models_dir(paths), version, TrainingRecord(
+        training_id=m.training_id, model_dir=str(result.model_dir), model_name=logged.model_name,
+        model_version=str(logged.version), run_id=logged.run_id, model_key=m.model_key))
     return dg.MaterializeResult(metadata={
         "training_id": m.training_id, "model_version": str(logged.version), "mlflow_run_id": logged.run_id,
         "dataset_manifest_digest": m.dataset_manifest_digest, "onnx_sha256": m.onnx.sha256,
@@ -199,6 +212,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
         **floats(m.metrics),
         **_mlflow_metadata(paths, logged.run_id, logged.model_name, str(logged.version)),
         "model_dir": dg.MetadataValue.path(str(result.model_dir)), "coingecko_snapshot": snapshot or "skipped",
+        "signed": signing_key is not None,
         "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     })
 
@@ -211,7 +225,7 @@ def trained_on_verified_dataset(context: dg.AssetCheckExecutionContext, paths: P
     from feature_platform.training.artifacts import read_model_manifest
 
     record = read_record(paths, context.op_execution_context.partition_key)
-    manifest = read_model_manifest(Path(record["model_dir"]) / "model_manifest.json")
+    manifest = read_model_manifest(Path(record.model_dir) / "model_manifest.json")
     report = verify_training_input(Path(manifest.dataset_manifest_path))
     same = report.manifest_digest == manifest.dataset_manifest_digest
     return dg.AssetCheckResult(passed=report.ok and same, severity=dg.AssetCheckSeverity.ERROR, metadata={
@@ -230,7 +244,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
     from feature_platform.training.evaluate import evaluate_model
 
     record = read_record(paths, context.partition_key)
-    model_dir = Path(record["model_dir"])
+    model_dir = Path(record.model_dir)
     manifest = read_model_manifest(model_dir / "model_manifest.json")
     evaluation = evaluate_model(model_dir / "model.onnx", load_splits(Path(manifest.dataset_manifest_path)),
                                 schedule=config.schedule)
@@ -244,12 +258,10 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
                 description="Offline Sharpe at least the target, drawdown within policy (test split).")
 def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
                paths: PlatformPaths) -> dg.AssetCheckResult:
-    from feature_platform.registry.promotion import Guardrails
-
     version = context.op_execution_context.partition_key
     found = sorted(paths.reports(version).glob("model_evaluation_*.json"))
     metrics = read_json(found[-1])["metrics"] if found else {}
-    results = Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown).check(metrics)
+    results = config.guardrails().check(metrics)
     return dg.AssetCheckResult(passed=all(r.passed for r in results), severity=dg.AssetCheckSeverity.ERROR,
                                metadata={"expected": "; ".join(f"{r.name} {r.expected}" for r in results),
                                          "actual": "; ".join(f"{r.name} = {r.actual}" for r in results)})
@@ -260,7 +272,7 @@ def guardrails(context: dg.AssetCheckExecutionContext, config: PromotionConfig,
 def registered_model(context: dg.AssetExecutionContext, paths: PlatformPaths) -> dg.MaterializeResult:
     """The MLflow registry version of this training run: aliases and lineage tags as the registry holds them."""
     record = read_record(paths, context.partition_key)
-    return dg.MaterializeResult(metadata=registry_metadata(paths, record["model_name"], record["model_version"]))
+    return dg.MaterializeResult(metadata=registry_metadata(paths, record.model_name, record.model_version))
 
 
 def registry_metadata(paths: PlatformPaths, model_name: str, version: str) -> dict[str, Any]:
@@ -296,27 +308,30 @@ def promotion(context: dg.AssetExecutionContext, config: PromotionConfig,
     The checks run here, at promotion time, never cached: the dataset is re-verified, the registry's ONNX
     re-hashed, guardrails and open data-gap/anomaly blocks re-read.
     """
-    from feature_platform.registry.promotion import Guardrails, promote
+    from feature_platform.registry.promotion import promote
 
     record = read_record(paths, context.partition_key)
     if not config.auto_promote:
         return dg.MaterializeResult(metadata={"promoted": False, "reason": "auto_promote is off (fp promote)",
-                                              **registry_metadata(paths, record["model_name"],
-                                                                  record["model_version"])})
-    result = promote(record["model_name"], record["model_version"], data_root=paths.root,
+                                              **registry_metadata(paths, record.model_name,
+                                                                  record.model_version)})
+    result = promote(record.model_name, record.model_version, data_root=paths.root,
                      dataset_id=config.dataset_id,
-                     guardrails=Guardrails(min_sharpe=config.min_sharpe, max_drawdown=config.max_drawdown),
-                     review_db=paths.root / "review.sqlite")
+                     guardrails=config.guardrails(),
+                     review_db=paths.layout.review_db)
+    signatures = signature_metadata(result.decision.signatures)
     if not result.promoted:
-        raise dg.Failure(f"promotion of {record['model_name']} v{record['model_version']} refused: "
+        # a signature refusal is permanent: retrying cannot re-sign or un-change the bytes
+        raise dg.Failure(f"promotion of {record.model_name} v{record.model_version} refused: "
                          + "; ".join(result.decision.reasons),
-                         metadata={"reasons": dg.MetadataValue.json(result.decision.reasons)})
+                         metadata={"reasons": dg.MetadataValue.json(result.decision.reasons), **signatures},
+                         allow_retries=False if result.decision.signature_refused else None)
     # read back after the move: what the registry holds now, also as an observation of registered_model so
     # its page shows the aliases after promotion, not the ones it had when it was registered
-    after = registry_metadata(paths, record["model_name"], record["model_version"])
+    after = registry_metadata(paths, record.model_name, record.model_version)
     context.log_event(dg.AssetObservation(asset_key=registered_model.key, partition=context.partition_key,
                                           metadata={**after, "observed_by": "promotion"}))
-    return dg.MaterializeResult(metadata={"promoted": True, **after,
+    return dg.MaterializeResult(metadata={"promoted": True, **after, **signatures,
                                           "previous_production": str(result.previous_version or "none")})
 
 
@@ -337,7 +352,7 @@ def rollback_model(context: dg.OpExecutionContext, config: RollbackConfig, paths
     from feature_platform.registry.rollback import rollback
 
     result = rollback(config.model_key, config.to_version, data_root=paths.root,
-                      review_db=paths.root / "review.sqlite")
+                      review_db=paths.layout.review_db)
     if not result.ok:
         raise dg.Failure("rollback refused: " + "; ".join(result.reasons))
     context.log.info(f"production is version {config.to_version} again (was {result.previous_version})")

@@ -31,11 +31,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from feature_platform.contracts.manifest import validation_message
 from feature_platform.contracts.paths import id_problem
 from feature_platform.contracts.safe_read import InputError, read_json
+from feature_platform.quality import DEFAULT_BASELINE, LAST_PUBLISHED
 from feature_platform.quality.files import json_text, write_atomic
 from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, data_paths, profile_dataset
 
 BASELINE_DIR = Path(__file__).with_name("baselines")
-DEFAULT_BASELINE = "baseline_eval_v1"
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
 
 
@@ -99,6 +99,16 @@ def baseline_from_report(report_json_path: Path, *, require_passed: bool = True)
         raise BaselineError(validation_message(exc, f"{report_json_path} (profile)")) from None
     identity = profile.dataset
     return Baseline(name=f"{identity.dataset_id}@{identity.dataset_version}", created_from=identity, profile=profile)
+
+
+def choose_baseline(name: str, previous_report: Path | None) -> Baseline:
+    """``name`` (a committed baseline or a path), or for ``last_published`` the profile in the quality report of
+    the version published last; with none published yet, the committed default baseline."""
+    if name != LAST_PUBLISHED:
+        return load_baseline(name)
+    if previous_report is not None and previous_report.exists():
+        return baseline_from_report(previous_report)
+    return load_baseline(DEFAULT_BASELINE)
 
 
 def _read_json(path: Path) -> Any:

@@ -12,18 +12,30 @@ stream), sketches by register maximum, counts by sum.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_platform.quality.drift import counts_at_or_below
 from feature_platform.quality.sketch import HyperLogLog
 
 READ_BATCH_ROWS = 65_536
 SAMPLE_SEED = 0x5EED  # fixed, so the same file always gives the same sample and profile
 EDGE_DIGITS = 9  # interior edges are rounded before counting, so counts stay exact for the stored edges
+
+
+def bin_counts(values: np.ndarray, edges: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in the ``len(edges) + 1`` right-closed bins cut at sorted ``edges``."""
+    cuts = np.asarray(edges, dtype=np.float64)
+    index = np.searchsorted(cuts, values, side="left")
+    return np.bincount(index, minlength=cuts.size + 1).astype(np.int64)
+
+
+def counts_at_or_below(counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """How many values are ``<= edges[k]`` for each edge, from right-closed bin counts."""
+    return np.cumsum(np.asarray(counts, dtype=np.int64))[:-1]
 
 
 @dataclass

@@ -15,23 +15,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from feature_platform.quality.distributions import bin_counts, counts_at_or_below
+
 if TYPE_CHECKING:
     from feature_platform.quality.profile import FeatureProfile, ReferenceCounts
 
+__all__ = ["PSI_EPS", "FeatureDrift", "bin_counts", "counts_at_or_below", "feature_drift", "ks_from_cdfs", "psi"]
+
 PSI_EPS = 1e-6
 Floats = Sequence[float] | np.ndarray
-
-
-def bin_counts(values: np.ndarray, edges: Floats) -> np.ndarray:
-    """Counts of ``values`` in the ``len(edges) + 1`` right-closed bins cut at sorted ``edges``."""
-    cuts = np.asarray(edges, dtype=np.float64)
-    index = np.searchsorted(cuts, values, side="left")
-    return np.bincount(index, minlength=cuts.size + 1).astype(np.int64)
-
-
-def counts_at_or_below(counts: Sequence[int] | np.ndarray) -> np.ndarray:
-    """How many values are ``<= edges[k]`` for each edge, from right-closed bin counts."""
-    return np.cumsum(np.asarray(counts, dtype=np.int64))[:-1]
 
 
 def psi(expected_shares: Floats, actual_shares: Floats, eps: float = PSI_EPS) -> float:

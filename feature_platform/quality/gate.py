@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import DatasetManifest
 from feature_platform.datasets.executors import Executor
@@ -56,6 +57,10 @@ class MetricResult(BaseModel):
     threshold: float
     comparison: Literal["min", "max"]
     passed: bool = Field(serialization_alias="pass", validation_alias=AliasChoices("pass", "passed"))
+
+    def as_check(self) -> Check:
+        """The metric as a named check: the threshold is what was expected, the value what was measured."""
+        return Check(self.metric, self.passed, self.threshold, self.value, self.feature)
 
 
 class ToxicitySummary(BaseModel):

@@ -142,9 +142,6 @@ class FeatureProfile(_Model):
     bin_edges: list[float] = Field(default_factory=list, description="interior PSI bin edges (right-closed)")
     bin_counts: list[int] = Field(default_factory=list, description="values per PSI bin")
 
-    def bin_shares(self) -> list[float]:
-        return [c / self.valid for c in self.bin_counts] if self.valid else []
-
 
 class ReferenceCounts(_Model):
     """A candidate feature counted at a reference profile's edges (input to drift)."""

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from feature_platform.contracts.checks import Check, CheckList
+from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
+from feature_platform.contracts.safe_read import read_json
 from feature_platform.quality.baseline import Baseline
 from feature_platform.quality.drift import FeatureDrift
 from feature_platform.quality.files import json_text, write_atomic
 from feature_platform.quality.gate import GROUPS, MetricResult, QualityReport
 
-REPORT_JSON = "quality_report.json"
+REPORT_JSON = QUALITY_REPORT_NAME
 GAP_REPORT_MD = "coverage_gap_report.md"
 DRIFT_PLOT_PNG = "drift_top_features.png"
 PLOTTED_FEATURES = 4
@@ -26,6 +31,26 @@ COUNT_METRICS = frozenset({"row_count", "distinct_entities"})
 
 class ReportError(ValueError):
     """The report and the baseline given to write it do not belong together."""
+
+
+@dataclass
+class QualityVerdict(CheckList):
+    """The judged metrics of a written ``quality_report.json``, as checks (one per metric)."""
+
+    checks: list[Check] = field(default_factory=list)
+    metrics: list[MetricResult] = field(default_factory=list)
+
+    def failed_rows(self) -> list[dict[str, Any]]:
+        """The failed metrics as the report writes them (``pass``, not ``passed``)."""
+        return [m.model_dump(mode="json", by_alias=True) for m in self.metrics if not m.passed]
+
+
+def read_verdict(path: Path) -> QualityVerdict:
+    """The verdict part of a written quality report; a file that is not one raises ``InputError`` or
+    ``ValidationError`` naming it."""
+    rows = read_json(path)["metrics"]
+    metrics = [MetricResult.model_validate(row) for row in rows]
+    return QualityVerdict(checks=[m.as_check() for m in metrics], metrics=metrics)
 
 
 def write_quality_outputs(report: QualityReport, baseline: Baseline, out_dir: Path) -> dict[str, Path]:

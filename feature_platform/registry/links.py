@@ -54,3 +54,16 @@ def mlflow_links(data_root: Path, run_id: str, model_name: str | None = None,
         if version_dir:
             links["mlflow_model_version"] = Link("path", version_dir)
     return links
+
+
+def experiment_link(data_root: Path, experiment_name: str) -> Link | None:
+    """The experiment ``experiment_name`` (a model key's runs): its UI page on a tracking server, its artifact
+    directory for a file or SQLite store; None while it does not exist (its first run creates it)."""
+    uri = tracking_uri(data_root)
+    experiment = client(data_root).get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    if urlsplit(uri).scheme in ("http", "https"):
+        return Link("url", f"{uri.rstrip('/')}/#/experiments/{quote(str(experiment.experiment_id), safe='')}")
+    local = _local_path(experiment.artifact_location or "")
+    return Link("path", local) if local else None

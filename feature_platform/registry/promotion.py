@@ -4,6 +4,9 @@ Dagster's blocking checks hold only inside one run (docs/ARCHITECTURE.md §7), s
 dataset and the registry's model bytes itself, every time; a failure leaves every alias as it was
 and lists every failed reason, not just the first. Each move of ``production`` is journalled and
 serialised as ``registry.history`` describes, so a kill or a concurrent promotion loses no event.
+
+With ``FP_TRUST_POLICY`` set, the model and every dataset in its chain must also carry a signature by a key
+the policy trusts, over the bytes they have now (``registry.signatures``); an unreadable policy refuses too.
 """
 
 from __future__ import annotations
@@ -11,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.checks import Check, CheckList
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.features.training_set import verify_training_input
+from feature_platform.registry.guardrails import Guardrails
 from feature_platform.registry.history import ProductionEvent, ProductionJournal, journal_path
 from feature_platform.registry.tracking import (
     PRODUCTION,
@@ -35,65 +40,39 @@ if TYPE_CHECKING:
 HISTORY_TAG = "production_history"
 HISTORY_KEEP = 100  # newest events kept in the registered-model tag (tag values are size-limited)
 EVENT_TAGS = {"promote": "promoted_at", "rollback": "rolled_back_at"}
-DEFAULT_SHARPE_METRIC = "test_sharpe"
-DEFAULT_DRAWDOWN_METRIC = "test_max_drawdown"
+CHECK_KEYS = ("name", "passed", "expected", "actual")
 
 
-@dataclass(frozen=True)
-class Guardrails:
-    """Deployment policy: Sharpe at or above target, drawdown within policy, no open review block."""
-
-    min_sharpe: float = 0.0
-    max_drawdown: float = 0.5
-    require_unblocked: bool = True
-    sharpe_metric: str = DEFAULT_SHARPE_METRIC
-    drawdown_metric: str = DEFAULT_DRAWDOWN_METRIC
-
-    def check(self, metrics: dict[str, float]) -> list[CheckResult]:
-        """The metric policy on ``metrics``; a missing metric fails (fail closed)."""
-        sharpe, drawdown = metrics.get(self.sharpe_metric), metrics.get(self.drawdown_metric)
-        return [
-            CheckResult(f"guardrail[{self.sharpe_metric}]", sharpe is not None and sharpe >= self.min_sharpe,
-                        f">= {self.min_sharpe}", "missing" if sharpe is None else str(sharpe)),
-            CheckResult(f"guardrail[{self.drawdown_metric}]",
-                        drawdown is not None and drawdown <= self.max_drawdown,
-                        f"<= {self.max_drawdown}", "missing" if drawdown is None else str(drawdown)),
-        ]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    expected: str
-    actual: str
-
-    def reason(self) -> str:
-        return f"{self.name}: expected {self.expected}, actual {self.actual}"
+SIGNATURE_CHECK = "signature"
 
 
 @dataclass
-class PromotionDecision:
+class PromotionDecision(CheckList):
+    """The checks a model version passes (or not) before it may become production; values as text."""
+
     model_name: str
     version: str
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     manifest: ModelManifest | None = None
+    signatures: dict[str, dict[str, Any]] = field(default_factory=dict)  # label → verdict, when a policy is set
 
     @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks)
+    def signature_refused(self) -> bool:
+        """A signature or trust-policy check failed: permanent, retrying cannot change it."""
+        return any(not c.passed and c.name.startswith((SIGNATURE_CHECK, "trust_policy")) for c in self.checks)
 
     @property
     def reasons(self) -> list[str]:
-        return [c.reason() for c in self.checks if not c.passed]
+        return [c.reason() for c in self.failures]
 
-    def add(self, name: str, passed: bool, expected: Any, actual: Any) -> bool:
-        self.checks.append(CheckResult(name, bool(passed), str(expected), str(actual)))
-        return bool(passed)
+    def add(self, name: str, passed: bool, expected: Any, actual: Any, target: str | None = None,
+            detail: str = "") -> bool:
+        return super().add(name, passed, str(expected), str(actual), target, detail)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "version": self.version, "ok": self.ok,
-                "checks": [asdict(c) for c in self.checks], "reasons": self.reasons}
+                "checks": [c.to_json_dict(CHECK_KEYS) for c in self.checks], "reasons": self.reasons,
+                **({"signatures": self.signatures} if self.signatures else {})}
 
 
 @dataclass(frozen=True)
@@ -143,6 +122,31 @@ def integrity_checks(decision: PromotionDecision, version: VersionFiles, run_id:
     return manifest
 
 
+def signature_checks(decision: PromotionDecision, version: VersionFiles | None,
+                     manifest: ModelManifest | None) -> None:
+    """Under ``FP_TRUST_POLICY``: the model and its datasets signed by a trusted key, bytes unchanged since."""
+    from feature_platform.attest.attestation import AttestationError
+    from feature_platform.attest.policy import TRUST_POLICY_ENV, load_policy, policy_path_from_env
+    from feature_platform.registry.signatures import chain_verdicts
+
+    policy_path = policy_path_from_env()
+    if policy_path is None:
+        return
+    try:
+        policy = load_policy(policy_path)
+    except AttestationError as exc:
+        decision.add("trust_policy", False, f"a usable trust policy ({TRUST_POLICY_ENV})", exc)
+        return
+    if manifest is None:
+        decision.add(f"{SIGNATURE_CHECK}[model]", False, "signed by a trusted key", "not checked: no model manifest")
+        return
+    label = f"{decision.model_name} v{decision.version}"
+    for name, verdict in chain_verdicts(policy, version, manifest, label):
+        decision.signatures[name] = verdict.to_json_dict()
+        decision.add(f"{SIGNATURE_CHECK}[{name}]", verdict.ok, "signed by a trusted key, bytes unchanged",
+                     verdict.line())
+
+
 def guardrail_checks(decision: PromotionDecision, manifest: ModelManifest | None, guardrails: Guardrails,
                      review_db: Path | None) -> None:
     """Metric policy and open review blocks; a missing metric fails (fail closed)."""
@@ -179,6 +183,7 @@ def _evaluate(mc: MlflowClient, model_name: str, version: str, *, dataset_id: st
             manifest = None
         else:
             manifest = integrity_checks(decision, files, mv.run_id, dataset_id=dataset_id)
+            signature_checks(decision, files, manifest)
     if guardrails is not None:
         guardrail_checks(decision, manifest, guardrails, review_db)
     return decision

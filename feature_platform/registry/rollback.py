@@ -20,6 +20,7 @@ from feature_platform.registry.promotion import (
     integrity_checks,
     move_production,
     settle_pending,
+    signature_checks,
 )
 from feature_platform.registry.tracking import RegistryError, client, download_version
 from feature_platform.training.replay import ReplayReport, replay_reference
@@ -72,6 +73,7 @@ def rollback(
             decision.add("registry_artifacts", False, "downloadable", f"{type(exc).__name__}: {exc}")
         else:
             manifest = integrity_checks(decision, files, mv.run_id)
+            signature_checks(decision, files, manifest)
             onnx_checks = [c for c in decision.checks
                            if manifest is not None and c.name == f"artifact_sha256[{manifest.onnx.path}]"]
             if manifest is not None and not (onnx_checks and all(c.passed for c in onnx_checks)):

@@ -1,3 +1,4 @@
+# Over 400 lines: logging a model and checking the registered copy read the same MLflow layout.
 """Log a trained model directory to MLflow and register its ONNX model as ``<model_key>``.
 
 The ONNX file is logged with ``mlflow.onnx.log_model`` (an MLflow model: ``MLmodel``, signature,
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.model_manifest import (
     MODEL_MANIFEST_NAME,
     TRAINING_MANIFEST_NAME,
@@ -36,7 +38,6 @@ from feature_platform.contracts.model_manifest import (
     load_training_manifest,
 )
 from feature_platform.contracts.safe_read import read_input_bytes
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.files import write_atomic
 
 if TYPE_CHECKING:
@@ -46,7 +47,6 @@ TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ONNX_NAME = "model.onnx"
 REFERENCE_NAME = "reference_predictions.parquet"
 EVALUATION_NAME = "evaluation.json"
-FEATURE_BUILD_NAME = "feature_build.json"
 TRAINING_ARTIFACT_DIR = "training"  # run artifacts: manifests, evaluation, reference batch, feature build
 MLFLOW_MODEL_NAME = "model"  # the logged MLflow model (ONNX flavor, never a pickle): the registered source
 STAGING = "staging"
@@ -105,6 +105,8 @@ def artifact_root(data_root: Path) -> str | None:
 def client(data_root: Path) -> MlflowClient:
     """A client bound to this data root's store; no process-global MLflow state is touched."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # with a tracking server, MLflow prints "View run ... at: <url>" on stdout, which belongs to the CLI's result
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from mlflow import MlflowClient
 
     uri = tracking_uri(data_root)
@@ -356,14 +358,19 @@ def mlflow_model_onnx(mlflow_model_dir: Path) -> Path:
 
 def log_training(
     model_dir: Path, *, data_root: Path, feature_build_path: Path | None = None, schedule: str = "adhoc",
+    signing_key: Path | None = None,
 ) -> LoggedModel:
     """Log one training (params, metrics, tags, artifacts, dataset input), register it, alias ``staging``.
 
     The run id is written back into ``model_manifest.json`` before the artifacts are logged, so the
-    registry's copy names its run.
+    registry's copy names its run. With ``signing_key``, the model directory is signed after that (its
+    attestation, ``attestation.intoto.jsonl``, is logged with the training files).
     """
     from mlflow.entities import Metric, Param, RunStatus
 
+    from feature_platform.attest.attestation import load_private_key, model_artifact, sign
+
+    key = load_private_key(signing_key) if signing_key is not None else None  # a bad key fails before any run
     model_dir = Path(model_dir)
     manifest = read_model_manifest(model_dir)
     training_bytes = read_input_bytes(model_dir / TRAINING_MANIFEST_NAME)
@@ -385,8 +392,9 @@ def log_training(
                      metrics=[Metric(k, float(v), now, 0) for k, v in sorted(manifest.metrics.items())])
         _log_dataset_input(mc, run_id, manifest)
         set_mlflow_run_id(model_dir, run_id)
-        for name in RUN_FILES:
-            mc.log_artifact(run_id, str(model_dir / name), artifact_path=TRAINING_ARTIFACT_DIR)
+        signed = [sign(model_artifact(model_dir), key)] if key is not None else []
+        for path in [*(model_dir / name for name in RUN_FILES), *signed]:
+            mc.log_artifact(run_id, str(path), artifact_path=TRAINING_ARTIFACT_DIR)
         if feature_build_path is not None:
             mc.log_artifact(run_id, str(feature_build_path), artifact_path=TRAINING_ARTIFACT_DIR)
         source, model_id = _log_onnx_model(mc, run_id, model_dir, manifest)

@@ -1,3 +1,4 @@
+# Over 400 lines: publish, its recovery at every kill point and the remote verify are one protocol.
 """Atomic per-version publish of a verified dataset to an object store, recorded in the catalog.
 
 Layout under the store::
@@ -37,15 +38,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
-from feature_platform.contracts.canonical import sha256_hex
+from feature_platform.contracts.canonical import sha256_file, sha256_hex
+from feature_platform.contracts.checks import Check
 from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, ManifestError, parse_manifest
 from feature_platform.contracts.paths import require_safe_id, resolve_inside
 from feature_platform.contracts.safe_read import InputError, loads_json, loads_yaml, read_input_bytes
-from feature_platform.datasets.verify import sha256_file, verify_dataset
+from feature_platform.datasets.verify import verify_dataset
 from feature_platform.storage.catalog import Catalog, CatalogEntry, CatalogError, summary_json, utc_iso_now
 from feature_platform.storage.object_keys import (
     ObjectNotFoundError,
@@ -88,11 +90,6 @@ def _publish_error(message: str, cause: BaseException) -> DatasetPublishError:
     return (DatasetPublishUnavailable if _transient(cause) else DatasetPublishError)(message)
 
 
-class RemoteCheck(NamedTuple):
-    name: str
-    passed: bool
-    expected: str
-    actual: str
 
 
 @dataclass(frozen=True)
@@ -393,18 +390,18 @@ def _upload(store: ObjectStore, prefix: str, item: _Upload) -> None:
         store.put_file(item.path, key)
 
 
-def _destination_checks(store: ObjectStore, prefix: str, uploads: list[_Upload]) -> list[RemoteCheck]:
-    checks: list[RemoteCheck] = []
+def _destination_checks(store: ObjectStore, prefix: str, uploads: list[_Upload]) -> list[Check]:
+    checks: list[Check] = []
     for item in uploads:
         key = join_key(prefix, item.key)
         size = store.size(key)
-        checks.append(RemoteCheck(f"object_size[{item.key}]", size == item.size, str(item.size), str(size)))
+        checks.append(Check(f"object_size[{item.key}]", size == item.size, str(item.size), str(size)))
         sha = store.sha256(key)
-        checks.append(RemoteCheck(f"object_sha256[{item.key}]", sha == item.sha256, item.sha256, sha))
+        checks.append(Check(f"object_sha256[{item.key}]", sha == item.sha256, item.sha256, sha))
     expected = sorted(join_key(prefix, u.key) for u in uploads)
     listed = store.list(prefix + "/")
     diff = "" if listed == expected else f": differs in {sorted(set(listed) ^ set(expected))}"
-    checks.append(RemoteCheck("no_extra_objects", listed == expected, f"{len(expected)} objects",
+    checks.append(Check("no_extra_objects", listed == expected, f"{len(expected)} objects",
                               f"{len(listed)} objects{diff}"))
     return checks
 
@@ -541,9 +538,9 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest) -> list[RemoteCheck]:
+def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest) -> list[Check]:
     """Re-hash the published copy under ``prefix`` against ``manifest``; fail-closed on any error."""
-    checks: list[RemoteCheck] = []
+    checks: list[Check] = []
     digest = manifest.digest()
     try:
         try:
@@ -554,7 +551,7 @@ def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest)
             actual = "missing"
         except (ValueError, ManifestError) as exc:
             actual = f"unreadable: {_one_line(exc)}"
-        checks.append(RemoteCheck("manifest_digest", actual == digest, digest, actual))
+        checks.append(Check("manifest_digest", actual == digest, digest, actual))
         try:
             key = join_key(prefix, PUBLISH_MANIFEST_NAME)
             record = loads_yaml(store.get_bytes(key), store.url(key))
@@ -563,19 +560,19 @@ def verify_published(store: ObjectStore, prefix: str, manifest: DatasetManifest)
             recorded = "missing"
         except InputError as exc:
             recorded = f"unreadable: {_one_line(exc)}"
-        checks.append(RemoteCheck(f"{PUBLISH_MANIFEST_NAME}[manifest_digest]", recorded == digest, digest, recorded))
+        checks.append(Check(f"{PUBLISH_MANIFEST_NAME}[manifest_digest]", recorded == digest, digest, recorded))
         for f in manifest.files:
             key = join_key(prefix, f.path)
             if not store.exists(key):
-                checks.append(RemoteCheck(f"file_exists[{f.path}]", False, "an object", "missing"))
+                checks.append(Check(f"file_exists[{f.path}]", False, "an object", "missing"))
                 continue
-            checks.append(RemoteCheck(f"file_exists[{f.path}]", True, "an object", "an object"))
+            checks.append(Check(f"file_exists[{f.path}]", True, "an object", "an object"))
             size = store.size(key)
-            checks.append(RemoteCheck(f"file_size[{f.path}]", size == f.bytes, str(f.bytes), str(size)))
+            checks.append(Check(f"file_size[{f.path}]", size == f.bytes, str(f.bytes), str(size)))
             sha = store.sha256(key)
-            checks.append(RemoteCheck(f"file_sha256[{f.path}]", sha == f.sha256, f.sha256, sha))
+            checks.append(Check(f"file_sha256[{f.path}]", sha == f.sha256, f.sha256, sha))
     except Exception as exc:  # noqa: BLE001 - fail closed, like verify_dataset
-        checks.append(RemoteCheck("verify_completed", False, "no error", _one_line(exc)))
+        checks.append(Check("verify_completed", False, "no error", _one_line(exc)))
     return checks
 
 

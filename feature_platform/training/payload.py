@@ -15,7 +15,12 @@ from feature_platform.contracts.manifest import SafeId, validation_message
 
 
 class PayloadError(ValueError):
-    """A training payload that does not match ``TrainingPayload``; the message is one line."""
+    """A training payload that does not match ``TrainingPayload``; the message is one line, ``field`` the field."""
+
+    def __init__(self, message: str, field: str | None = None, expected: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.expected = expected
 
 
 class TrainingPayload(BaseModel):
@@ -38,11 +43,15 @@ PAYLOAD_KEYS = frozenset(TrainingPayload.model_fields)
 def parse_training_payload(raw: Any, source: str = "payload") -> TrainingPayload:
     """``raw`` (a decoded JSON value) as a ``TrainingPayload``, or ``PayloadError`` naming the field."""
     if not isinstance(raw, dict):
-        raise PayloadError(f"{source}: expected a JSON object, got {type(raw).__name__}")
+        raise PayloadError(f"{source}: expected a JSON object, got {type(raw).__name__}", "(root)",
+                           "a JSON object")
     unknown = sorted(set(raw) - PAYLOAD_KEYS)
     if unknown:
-        raise PayloadError(f"{source}: unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}")
+        raise PayloadError(f"{source}: unknown payload field(s) {unknown}; expected some of {sorted(PAYLOAD_KEYS)}",
+                           unknown[0], f"some of {sorted(PAYLOAD_KEYS)}")
     try:
         return TrainingPayload.model_validate(raw)
     except ValidationError as exc:
-        raise PayloadError(validation_message(exc, source)) from None
+        first = exc.errors()[0]
+        raise PayloadError(validation_message(exc, source), ".".join(str(p) for p in first["loc"]) or "(root)",
+                           str(first["msg"])) from None

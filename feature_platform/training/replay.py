@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.paths import resolve_inside
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.training.artifacts import read_model_manifest
 from feature_platform.training.onnx_export import onnx_predict_proba
 

@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest, TrainingManifest
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.training.artifacts import read_model_manifest, read_training_manifest
 from feature_platform.training.data import TrainingRefused
 from feature_platform.training.train import TrainingResult, train_model

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from feature_platform.contracts.canonical import sha256_file
 from feature_platform.contracts.feature_contract import contract_path
 from feature_platform.contracts.model_manifest import (
     MODEL_MANIFEST_NAME,
@@ -36,7 +37,6 @@ from feature_platform.contracts.model_manifest import (
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.verify import sha256_file
 from feature_platform.storage.publish import publish_dir, staging_dir
 from feature_platform.training.artifacts import (
     EQUITY_NAME,

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from feature_platform.contracts.data_root import DataRoot
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -24,7 +26,7 @@ def warehouse_path() -> Path:
     explicit = os.environ.get(WAREHOUSE_ENV)
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("FP_DATA_ROOT") or "data") / "warehouse" / "warehouse.duckdb"
+    return DataRoot.from_env(resolve=False).warehouse_db
 
 
 def _existing(path: Path | None) -> Path:

@@ -1,3 +1,4 @@
+# Over 400 lines: one introspection API (tables, statistics, joins, dry runs) over shared DuckDB helpers.
 """Warehouse introspection: tables, schemas with ML-role hints, column statistics, joins, dry runs.
 
 The replaced system asked BigQuery for these; here DuckDB answers them, and every aggregate is pushed
@@ -16,6 +17,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line, quote_identifier
+from feature_platform.warehouse.render import finite_or_none
 
 if TYPE_CHECKING:
     import duckdb
@@ -35,6 +37,14 @@ JOIN_KEY_PATTERNS: tuple[str, ...] = (r"^id$", r"_id$", r"_key$", r"_code$", r"^
 HIGH_VALUE_JOIN_COLS: tuple[str, ...] = ("user_id", "customer_id", "product_id", "item_id", "order_id", "sku")
 
 HIGH_CONFIDENCE, MEDIUM_CONFIDENCE = 0.8, 0.5
+
+
+class UnknownTableError(WarehouseError):
+    """The named table is not in the schema."""
+
+
+class UnknownColumnError(WarehouseError):
+    """The named column is not in the table."""
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
             "FLOAT", "DOUBLE", "REAL")
@@ -149,6 +159,11 @@ def table_schema(conn: duckdb.DuckDBPyConnection, table: str, schema: str = RAW_
     ]
 
 
+def joinable_tables(conn: duckdb.DuckDBPyConnection, tables: Sequence[str], schema: str = RAW_SCHEMA) -> list[str]:
+    """The tables to look for joins between: the named ones, or every table when none is named."""
+    return list(tables) if tables else table_names(conn, schema)
+
+
 def suggest_columns(
     conn: duckdb.DuckDBPyConnection, tables: Sequence[str], schema: str = RAW_SCHEMA
 ) -> dict[str, list[str]]:
@@ -189,7 +204,7 @@ def column_stats(
     wanted = list(columns) if columns else list(known)
     for column in wanted:
         if column not in known:
-            raise WarehouseError(f"table {schema}.{name} has no column {column!r}; columns: {', '.join(known)}")
+            raise UnknownColumnError(f"table {schema}.{name} has no column {column!r}; columns: {', '.join(known)}")
     selects = ["count(*)"]
     for column in wanted:
         selects.extend(_stat_exprs(_quote(column), known[column].upper()))
@@ -203,7 +218,7 @@ def column_stats(
         stats.append(ColumnStats(
             name=column, type=known[column], count=count, nulls=total - count, cardinality=int(distinct),
             uniqueness=int(distinct) / count if count else 0.0, min=lo, max=hi,
-            mean=_finite(mean), stddev=_finite(stddev), range_days=_finite(days),
+            mean=finite_or_none(mean), stddev=finite_or_none(stddev), range_days=finite_or_none(days),
         ))
     return stats
 
@@ -215,7 +230,7 @@ def sample_values(
     name = _require_table(conn, schema, table)
     known = [c for c, _, _ in _columns(conn, schema, name)]
     if column not in known:
-        raise WarehouseError(f"table {schema}.{name} has no column {column!r}; columns: {', '.join(known)}")
+        raise UnknownColumnError(f"table {schema}.{name} has no column {column!r}; columns: {', '.join(known)}")
     col = _quote(column)
     rows = conn.execute(
         f"SELECT {col}, count(*) AS n FROM {_ref(schema, name)} WHERE {col} IS NOT NULL "
@@ -236,6 +251,9 @@ def detect_joins(
     ``confidence = structure × (0.2 + 0.8 × containment)``, so names alone never reach ``medium``
     (0.5) and a pair whose values do not overlap stays ``low``. Each pair is kept in its better direction.
     """
+    if len(tables) == 1:
+        raise WarehouseError(f"joins: field tables: expected at least two tables (or none for all tables); got "
+                             f"{len(tables)}")
     names = [_require_table(conn, schema, t) for t in dict.fromkeys(tables)]
     cols = {t: [(c, ty.upper()) for c, ty, _ in _columns(conn, schema, t)] for t in names}
     best: dict[frozenset[tuple[str, str]], JoinSuggestion] = {}
@@ -308,7 +326,7 @@ def _require_table(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> 
     names = table_names(conn, schema)
     short = table.split(".")[-1] if table.startswith(f"{schema}.") else table
     if short not in names:
-        raise WarehouseError(
+        raise UnknownTableError(
             f"unknown table {table!r} in schema {schema}; available: {', '.join(names) or '(none)'}"
         )
     return short
@@ -451,13 +469,6 @@ def _table_rows(conn: duckdb.DuckDBPyConnection, qualified: str) -> int | None:
         [schema, table, database],
     ).fetchone()
     return int(row[0]) if row else None
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,6 +8,14 @@ from datetime import date, datetime
 from typing import Any
 
 
+def finite_or_none(value: Any) -> float | None:
+    """A SQL aggregate as a float, with NULL, NaN and infinities as None (JSON has no place for them)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def cell(value: Any) -> str:
     """One value as short text: floats to 4 significant digits (one decimal from 1000), ISO timestamps, ``-``."""
     if value is None:

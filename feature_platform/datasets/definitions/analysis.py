@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError
-from feature_platform.warehouse.render import aligned_table
+from feature_platform.warehouse.render import aligned_table, finite_or_none
 
 if TYPE_CHECKING:
     import duckdb
@@ -182,8 +182,8 @@ def analyze_definition(
     defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection, *, as_of: date | None = None
 ) -> Analysis:
     """Counts, date range, split sizes and quality issues of the rows ``defn`` selects (as of ``as_of``)."""
-    from feature_platform.datasets.definitions.model import require_valid
     from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.datasets.definitions.validation import require_valid
     from feature_platform.warehouse.connection import quote_identifier as _q
 
     require_valid(defn, conn)
@@ -223,9 +223,9 @@ def analyze_definition(
         definition=defn.name, source_file=str(defn.source_file) if defn.source_file else None,
         definition_sha256=defn.digest(), as_of=as_of, rows=int(rows), users=int(users),
         products=int(products) if product else None, first_timestamp=first, last_timestamp=last,
-        range_days=range_days, median_per_user=_float(median_user), mean_per_user=_float(mean_user),
-        median_per_product=_float(median_product), cold_start_user_share=_float(cold_users),
-        cold_start_product_share=_float(cold_products), density=density, split=split,
+        range_days=range_days, median_per_user=finite_or_none(median_user), mean_per_user=finite_or_none(mean_user),
+        median_per_product=finite_or_none(median_product), cold_start_user_share=finite_or_none(cold_users),
+        cold_start_product_share=finite_or_none(cold_products), density=density, split=split,
     )
     return Analysis(**{**analysis.__dict__, "issues": quality_issues(analysis)})
 
@@ -274,8 +274,8 @@ def preview_definition(
     defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection, limit: int = 20, *, as_of: date | None = None
 ) -> Preview:
     """The first ``limit`` rows (in a stable order) with each column's role, type and source."""
-    from feature_platform.datasets.definitions.model import require_valid
     from feature_platform.datasets.definitions.sql import register_udfs, render_query
+    from feature_platform.datasets.definitions.validation import require_valid
 
     if limit < 1:
         raise AnalysisError(f"preview: expected a positive limit; got {limit}")
@@ -291,16 +291,22 @@ def preview_definition(
     return Preview(defn.name, columns, rows)
 
 
+def require_compare_count(names: Sequence[str]) -> None:
+    """Two to five distinct names; checked before any file or the warehouse is read."""
+    if not COMPARE_MIN <= len(names) <= COMPARE_MAX:
+        raise AnalysisError(f"compare: field names: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; "
+                            f"got {len(names)}")
+    duplicates = sorted({n for n in names if list(names).count(n) > 1})
+    if duplicates:
+        raise AnalysisError(f"compare: field names: expected distinct definitions; got {', '.join(duplicates)} "
+                            f"more than once")
+
+
 def compare_definitions(
     defns: Sequence[DatasetDefinition], conn: duckdb.DuckDBPyConnection, *, as_of: date | None = None
 ) -> Comparison:
     """Two to five definitions side by side (the replaced system's limit: wider tables stop being readable)."""
-    if not COMPARE_MIN <= len(defns) <= COMPARE_MAX:
-        raise AnalysisError(f"compare: expected {COMPARE_MIN} to {COMPARE_MAX} definitions; got {len(defns)}")
-    names = [d.name for d in defns]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise AnalysisError(f"compare: expected distinct definitions; got {', '.join(duplicates)} more than once")
+    require_compare_count([d.name for d in defns])
     return Comparison([analyze_definition(d, conn, as_of=as_of) for d in defns])
 
 
@@ -338,13 +344,6 @@ def _fetch_one(conn: duckdb.DuckDBPyConnection, sql: str, defn: DatasetDefinitio
                               f"{one_line(exc).split(' LINE ')[0]}") from None
     assert row is not None
     return tuple(row)
-
-
-def _float(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _num(value: float) -> str:

@@ -1,3 +1,4 @@
+# Over 400 lines: the definition model, its strict loader and its file lifecycle are one contract.
 """Dataset definitions: reviewed YAML files that say which warehouse rows become a spec v1 dataset.
 
 The typed model checks everything that needs no warehouse (ids, roles, joins forming a tree, filters that
@@ -11,7 +12,7 @@ import os
 import re
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
@@ -19,11 +20,6 @@ from feature_platform.contracts.canonical import digest
 from feature_platform.contracts.paths import SAFE_ID_PATTERN
 from feature_platform.contracts.provenance import PROJECT_ROOT
 from feature_platform.contracts.safe_read import InputError, read_yaml
-
-if TYPE_CHECKING:
-    import duckdb
-
-    from feature_platform.warehouse.introspect import JoinSuggestion
 
 DEFINITIONS_ENV = "FP_DEFINITIONS_DIR"
 # Every table, column and alias name: a plain ASCII identifier. The SQL quotes names through sqlglot's AST
@@ -38,6 +34,18 @@ SPLIT_NAMES = ("train", "eval")
 
 class DefinitionError(ValueError):
     """A definition that cannot be loaded, validated or built; the message is one line."""
+
+
+class UnknownDefinitionError(DefinitionError):
+    """No definition has the asked-for name."""
+
+
+class NameTakenError(DefinitionError):
+    """A new definition's name (or its file) is already used; nothing was written."""
+
+
+class ActiveDefinitionError(DefinitionError):
+    """An active definition cannot be changed or deleted (built datasets cite its content); clone it instead."""
 
 
 def definitions_dir() -> Path:
@@ -205,6 +213,17 @@ def parse_definition(raw: Any, path: Path | None = None) -> DatasetDefinition:
     return defn
 
 
+def check_json_types(raw: Any, where: str = "request body") -> None:
+    """A definition that arrived as JSON (an API body), checked in pydantic's strict JSON mode first: a string
+    is not a number, a number is not a string or a boolean (YAML files keep the model's own coercions)."""
+    import json
+
+    try:
+        DatasetDefinition.model_validate_json(json.dumps(raw), strict=True)
+    except ValidationError as exc:
+        raise DefinitionError(_pydantic_line(exc, where)) from None
+
+
 def load_definitions(directory: Path | str | None = None) -> list[DatasetDefinition]:
     """Every ``*.yaml``/``*.yml`` in ``directory``, sorted by name; the first bad file raises."""
     directory = Path(directory) if directory is not None else definitions_dir()
@@ -228,7 +247,38 @@ def find_definition(name: str, directory: Path | str | None = None) -> DatasetDe
             return d
     known = ", ".join(d.name for d in defns) or "none"
     where = directory if directory is not None else definitions_dir()
-    raise DefinitionError(f"{where}: no definition named {name!r} (known: {known})")
+    raise UnknownDefinitionError(f"{where}: no definition named {name!r} (known: {known})")
+
+
+def split_text(defn: DatasetDefinition) -> str:
+    """The split in a few words, as listings show it."""
+    s = defn.split
+    if s.strategy == "time":
+        return f"time: last {s.eval_days} days eval"
+    return f"random: {s.eval_fraction:g} eval by {defn.split_key}"
+
+
+def definition_summary(defn: DatasetDefinition) -> dict[str, Any]:
+    """What a listing shows of one definition (no warehouse needed)."""
+    file = defn.source_file.name if defn.source_file else None
+    return {"file": file, "name": defn.name, "status": defn.status, "description": defn.description,
+            "tables": [t.name for t in defn.tables], "columns": len(defn.columns), "split": split_text(defn),
+            "sha256": defn.digest()}
+
+
+def list_entries(directory: Path | str | None = None) -> list[dict[str, Any]]:
+    """One summary per ``*.yaml``/``*.yml`` file in ``directory`` (by file name); a file that does not load is
+    listed with ``status: invalid`` and its one-line error instead of stopping the listing."""
+    directory = Path(directory) if directory is not None else definitions_dir()
+    if not directory.is_dir():
+        raise DefinitionError(f"{directory}: definitions directory does not exist")
+    entries: list[dict[str, Any]] = []
+    for path in sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        try:
+            entries.append(definition_summary(load_definition(path)))
+        except DefinitionError as exc:
+            entries.append({"file": path.name, "name": None, "status": "invalid", "error": str(exc)})
+    return entries
 
 
 def _pydantic_line(exc: ValidationError, where: str) -> str:
@@ -365,116 +415,3 @@ def static_problems(defn: DatasetDefinition) -> list[str]:
             out.append(f"{w}: field split.key: expected one of the output columns ({', '.join(outputs)}); "
                        f"got {s.key!r}")
     return out
-
-
-# Warehouse types each role accepts (DuckDB type names, prefix match).
-_ROLE_TYPES: dict[str, tuple[str, ...]] = {
-    "user_id": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR"),
-    "product_id": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR"),
-    "timestamp": ("TIMESTAMP", "DATE"),
-    "revenue": ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL"),
-    "label": ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "FLOAT", "DOUBLE", "DECIMAL"),
-    "feature": ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER",
-                "FLOAT", "DOUBLE", "DECIMAL", "REAL", "VARCHAR", "DATE", "TIMESTAMP"),
-}
-_KEY_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "VARCHAR")
-
-
-def _type_ok(duck_type: str, allowed: tuple[str, ...]) -> bool:
-    t = duck_type.upper()
-    return any(t == a or t.startswith(a + "(") or t.startswith(a + " ") for a in allowed)
-
-
-def table_columns(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
-    """Column → DuckDB type for every listed table; unknown tables raise DefinitionError naming the field."""
-    from feature_platform.warehouse.connection import WarehouseError, one_line
-    from feature_platform.warehouse.introspect import table_names, table_schema
-
-    out: dict[str, dict[str, str]] = {}
-    for i, t in enumerate(defn.tables):
-        path = defn.parquet_path(t)
-        if path is not None:
-            if not path.is_file():
-                raise DefinitionError(f"{defn.where}: field tables[{i}].path: expected an existing Parquet file; "
-                                      f"got {t.path!r} ({path} does not exist)")
-            try:
-                rows = conn.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()
-            except Exception as exc:  # noqa: BLE001 - duckdb raises many error types for a bad file
-                raise DefinitionError(f"{defn.where}: field tables[{i}].path: expected a readable Parquet file; "
-                                      f"got {t.path!r}: {one_line(exc)}") from None
-            out[t.name] = {str(r[0]): str(r[1]) for r in rows}
-            continue
-        try:
-            out[t.name] = {c.name: c.type for c in table_schema(conn, t.name)}
-        except WarehouseError:
-            known = ", ".join(table_names(conn)) or "none"
-            raise DefinitionError(f"{defn.where}: field tables[{i}].name: expected a table in raw_data ({known}); "
-                                  f"got {t.name!r}") from None
-    return out
-
-
-def join_suggestions(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[JoinSuggestion]:
-    """Detected foreign-key joins between the definition's warehouse tables that it does not declare yet."""
-    from feature_platform.warehouse.introspect import detect_joins
-
-    tables = [t.name for t in defn.tables if t.path is None]
-    if len(tables) < 2:
-        return []
-    declared = {frozenset({(j.left_table, j.left_column), (j.right_table, j.right_column)}) for j in defn.joins}
-    return [s for s in detect_joins(conn, tables)
-            if frozenset({(s.left_table, s.left_column), (s.right_table, s.right_column)}) not in declared]
-
-
-def validate_against(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> list[str]:
-    """Problems against the warehouse (tables, columns, role types, the query itself); [] when valid."""
-    w = defn.where
-    try:
-        schemas = table_columns(defn, conn)
-    except DefinitionError as exc:
-        return [str(exc)]
-    out: list[str] = []
-
-    def known(table: str) -> str:
-        return ", ".join(schemas[table])
-
-    for i, j in enumerate(defn.joins):
-        for side in ("left", "right"):
-            table, column = getattr(j, f"{side}_table"), getattr(j, f"{side}_column")
-            if column not in schemas[table]:
-                out.append(f"{w}: field joins[{i}].{side}_column: expected a column of {table} ({known(table)}); "
-                           f"got {column!r}")
-    for i, c in enumerate(defn.columns):
-        columns = schemas[c.table]
-        if c.column not in columns:
-            out.append(f"{w}: field columns[{i}].column: expected a column of {c.table} ({known(c.table)}); "
-                       f"got {c.column!r}")
-            continue
-        duck_type = columns[c.column]
-        if not _type_ok(duck_type, _ROLE_TYPES[c.role]):
-            out.append(f"{w}: field columns[{i}].role: role {c.role} expects a column of type "
-                       f"{' | '.join(_ROLE_TYPES[c.role])}; got {c.role!r} on {c.table}.{c.column} ({duck_type})")
-        elif defn.split.strategy == "random" and c.output_name == defn.split_key and not _type_ok(duck_type,
-                                                                                                 _KEY_TYPES):
-            out.append(f"{w}: field split.key: expected an integer or text column (hashed as its text); got "
-                       f"{c.output_name!r} ({duck_type})")
-    if out:
-        return out
-    from feature_platform.datasets.definitions.sql import register_udfs, render_query
-    from feature_platform.warehouse.connection import one_line
-
-    try:
-        query = render_query(defn, dialect="duckdb")
-    except DefinitionError as exc:
-        return [str(exc)]
-    try:
-        register_udfs(conn)
-        conn.execute(f"EXPLAIN {query}")
-    except Exception as exc:  # noqa: BLE001 - any planner error is a problem of the definition
-        out.append(f"{w}: field (query): expected a query DuckDB can plan; got {one_line(exc)}")
-    return out
-
-
-def require_valid(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> None:
-    problems = validate_against(defn, conn)
-    if problems:
-        raise DefinitionError(problems[0])

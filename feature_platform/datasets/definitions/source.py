@@ -37,7 +37,6 @@ from feature_platform.datasets.definitions.model import (
     DatasetDefinition,
     DefinitionError,
     find_definition,
-    require_valid,
 )
 from feature_platform.datasets.definitions.sql import (
     BUCKETS,
@@ -47,6 +46,7 @@ from feature_platform.datasets.definitions.sql import (
     register_udfs,
     render_query,
 )
+from feature_platform.datasets.definitions.validation import require_valid
 
 if TYPE_CHECKING:
     import duckdb
@@ -180,7 +180,7 @@ class DefinitionSource:
 
 def table_fingerprints(defn: DatasetDefinition, conn: duckdb.DuckDBPyConnection) -> dict[str, JsonValue]:
     """Parquet tables: sha256 of the file; warehouse tables: row count and the sum of DuckDB's row hashes."""
-    from feature_platform.datasets.verify import sha256_file
+    from feature_platform.contracts.canonical import sha256_file
     from feature_platform.warehouse.connection import RAW_SCHEMA, quote_identifier
 
     out: dict[str, JsonValue] = {}

@@ -1,3 +1,4 @@
+# Over 400 lines: one rendering of a definition for three dialects; the AST rules belong together.
 """One logical query per definition, rendered for DuckDB (run here), BigQuery and PostgreSQL with sqlglot.
 
 The query is written once, in BigQuery's dialect (the system it replaces ran there, so BigQuery's
