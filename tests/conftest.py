@@ -147,3 +147,20 @@ def ray_local() -> Iterator[str | None]:
     yield str(address) if address else None
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A head and two worker nodes on loopback for the whole session (see tests/ray_cluster.py); yields the address.
+    Tests connect with ``ray.init(address=...)`` or pass it as ``ray_address``; a Ray already initialised in this
+    process (``ray_local``) is shut down first, because one driver talks to one cluster."""
+    import ray
+
+    from tests.ray_cluster import multi_node_cluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    with multi_node_cluster() as address:
+        yield address
+        if ray.is_initialized():
+            ray.shutdown()
