@@ -141,7 +141,7 @@ def test_one_shard_writes_the_bytes_the_single_process_build_always_wrote(
         assert "partition" not in result.manifest.source.parameters  # an unsharded record is unchanged
 
 
-@pytest.mark.parametrize(("shards", "as_of"), [(2, None), (5, None), (5, CREATED + timedelta(hours=1)), (64, None)])
+@pytest.mark.parametrize(("shards", "as_of"), [(2, None), (5, None), (5, CREATED + timedelta(hours=1)), (16, None)])
 def test_sharded_rows_are_the_single_node_rows_cell_for_cell(built: tuple[Path, Path], hostile: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch, shards: int,
                                                              as_of: datetime | None) -> None:
@@ -170,21 +170,18 @@ def test_sharded_rows_are_the_single_node_rows_cell_for_cell(built: tuple[Path, 
     assert sum(s.rows for s in data.splits.values()) == sharded.manifest.row_count
 
 
-def test_process_executor_and_worker_count_do_not_change_the_bytes(built: tuple[Path, Path], hostile: Path,
+def test_the_process_executor_does_not_change_the_bytes(built: tuple[Path, Path], hostile: Path,
                                                                    tmp_path: Path) -> None:
     inline = build_training_set(built[0], hostile, tmp_path / "inline", shards=3)
     process = build_training_set(built[0], hostile, tmp_path / "process", shards=3, executor="process", workers=2)
-    one = build_training_set(built[0], hostile, tmp_path / "process1", shards=3, executor="process", workers=1)
-    sha = [f.sha256 for f in inline.manifest.files]
-    assert [f.sha256 for f in process.manifest.files] == sha == [f.sha256 for f in one.manifest.files]
+    assert [f.sha256 for f in process.manifest.files] == [f.sha256 for f in inline.manifest.files]
 
 
 def test_shards_through_an_object_store_land_checked_and_leave_no_scratch(built: tuple[Path, Path], hostile: Path,
                                                                            tmp_path: Path) -> None:
     store_root = tmp_path / "store"
     local = build_training_set(built[0], hostile, tmp_path / "local", shards=4)
-    stored = build_training_set(built[0], hostile, tmp_path / "via-store", shards=4, executor="process",
-                                store=str(store_root))
+    stored = build_training_set(built[0], hostile, tmp_path / "via-store", shards=4, store=str(store_root))
     assert [f.sha256 for f in stored.manifest.files] == [f.sha256 for f in local.manifest.files]
     store = LocalObjectStore(store_root)
     prefix = store_prefix(stored.manifest_path)
@@ -257,7 +254,7 @@ def test_on_a_multi_node_ray_cluster_with_s3_the_bytes_are_the_inline_bytes(
         ray.shutdown()
     assert len(nodes) == 3
     assert [f.sha256 for f in on_ray.manifest.files] == [f.sha256 for f in inline.manifest.files]
-    _assert_identical(on_ray, inline)
+    _assert_identical(on_ray, build_training_set(built[0], hostile, tmp_path / "single"))
     prefix = f"fp/{store_prefix(on_ray.manifest_path)}"
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", []))
     assert keys == sorted([f"{prefix}/{f.path}" for f in on_ray.manifest.files] + [f"{prefix}/manifest.json"])
