@@ -27,6 +27,7 @@ from feature_platform.orchestration.resources import (
     NotifierResource,
     ObjectStoreResource,
     PlatformPaths,
+    RayResource,
     RetrySettings,
 )
 from feature_platform.orchestration.schedules import nightly_refresh
@@ -54,6 +55,7 @@ def resources() -> dict[str, object]:
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
         "timeseries": TimeSeriesResource(),
+        "ray": RayResource(),
     }
 
 
