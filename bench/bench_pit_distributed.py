@@ -89,9 +89,9 @@ class Inputs:
     rows: int
 
 
-def _setup(root: Path, rows: int) -> Inputs:
+def _setup(root: Path, rows: int, entities: int) -> Inputs:
     """The dataset, its feature file and feature build record (see the module docstring)."""
-    ds = build_dataset(SyntheticMarketSource(rows, 0, entities=2000), root / "datasets", "bench_ds",
+    ds = build_dataset(SyntheticMarketSource(rows, 0, entities=entities), root / "datasets", "bench_ds",
                        dataset_version="b1")
     contract = load_feature_contract()
     order = list(contract.feature_order)
@@ -215,6 +215,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000000,10000000", help="label = feature rows per size, small first")
     parser.add_argument("--shard-rows", type=int, default=250_000, help="label rows per shard (the same for all)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--entities", type=int, default=50_000,
+                        help="entities (lognormal popularity): with few, the largest of many shards is far above the "
+                             "mean; 50,000 keeps the largest shard within ~10%% of the mean at 40 shards")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = []
@@ -223,7 +226,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="fp-bench-dpit-") as tmp:
             root = Path(tmp)
             log(f"{rows:,} x {rows:,}: setup (untimed)")
-            inputs = _setup(root, rows)
+            inputs = _setup(root, rows, args.entities)
             log(f"{rows:,}: single node")
             single_s, single_rss, single_dir = _single_node(inputs, root / "single")
             log(f"{rows:,}: distributed, {shards} shards on {args.workers} processes")
@@ -238,12 +241,16 @@ def main() -> int:
             same = _identical(sharded.path, single_dir)
             log(f"{rows:,}: per-worker throughput")
             map_rate, join_rate = _throughput(inputs, root, shards)
-            results.append((rows, shards, single_s, single_rss, dist_s, worker_rss, same, map_rate, join_rate))
-    print(f"distributed PIT training set, shard size {args.shard_rows:,} label rows, {args.workers} process workers,"
-          f" driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
-    for rows, shards, single_s, single_rss, dist_s, worker_rss, same, map_rate, join_rate in results:
-        print(f"  {rows:>11,} x {rows:<11,} shards {shards:>3}  single {single_s:7.1f} s {single_rss / 2**20:7,.0f} MiB"
-              f"  | distributed {dist_s:7.1f} s, peak RSS per worker {worker_rss / 2**20:6,.0f} MiB"
+            largest = max(f.rows for f in sharded.manifest.files)
+            results.append((rows, shards, single_s, single_rss, dist_s, worker_rss, same, map_rate, join_rate,
+                            largest))
+    print(f"distributed PIT training set, shard size {args.shard_rows:,} label rows, {args.entities:,} entities, "
+          f"{args.workers} process workers, driver peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    for rows, shards, single_s, single_rss, dist_s, worker_rss, same, map_rate, join_rate, largest in results:
+        print(f"  {rows:>11,} x {rows:<11,} shards {shards:>3} (largest {largest:,} rows)  single {single_s:7.1f} s "
+              f"{single_rss / 2**20:7,.0f} MiB  | distributed {dist_s:7.1f} s, peak RSS per worker "
+              f"{worker_rss / 2**20:6,.0f} MiB"
               f"  | identical: {same}  | per worker: map {map_rate:,.0f} rows/s, shard join {join_rate:,.0f} rows/s")
     small, large = results[0], results[-1]
     ratio = large[5] / small[5]

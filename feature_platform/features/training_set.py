@@ -11,6 +11,12 @@ data itself (``audit_leakage``), not from the code's promise.
 late correction reproduces the same rows and the same data-file sha256. Label rows no visible feature
 row matches are left out and counted (``unmatched_label_rows``); training never sees an invented value.
 
+Sharded (``shards`` > 1): label and feature rows are hash-partitioned by entity (``features.shards``), each
+shard is joined by the same join on its own task (inline, process or Ray) and written as its own data file;
+stable-sorted by (timestamp, entity), the shards hold exactly the unsharded set's rows. Without an object
+store the workers write into the staged directory (one machine, or a disk they share with the driver);
+with one, everything they read and write goes through it.
+
 The manifest's ``source`` records the dataset digest, the ``feature_build.json`` sha256, every joined
 view with its TTL and the join parameters; the lineage walk follows them back to the source.
 """
@@ -49,7 +55,7 @@ from feature_platform.contracts.manifest import (
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import git_hash, parse_utc_timestamp, utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.build import DATA_FILE, DEFAULT_MAX_BYTES, BuildError, BuildResult
+from feature_platform.datasets.build import DATA_FILE, DEFAULT_MAX_BYTES, BuildError, BuildResult, _write_durably
 from feature_platform.datasets.executors import EXECUTORS, run_tasks
 from feature_platform.datasets.parquet_writer import write_parquet, writer_options
 from feature_platform.datasets.splits import SplitSpec
@@ -460,8 +466,6 @@ def build_training_set(
         if params.get("partition") is None:
             params.pop("partition", None)  # an unsharded set's record is what it always was
         manifest = _manifest(contract, schema, set_id, dataset.dataset_version, params, spec, results)
-        from feature_platform.datasets.build import _write_durably
-
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
         built = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
                                known_sha256={r.file_name: r.sha256 for r in results})
