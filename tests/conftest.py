@@ -135,32 +135,44 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def ray_local() -> Iterator[str | None]:
-    """One local Ray instance (2 CPUs, no dashboard) for the whole session; run_tasks(executor="ray") reuses it."""
+@pytest.fixture
+def ray_local(_ray_session: None) -> str | None:
+    """A local Ray instance (2 CPUs, no dashboard) this process is connected to; run_tasks(executor="ray") reuses
+    it. Started on first use and again after a ``ray_cluster`` test disconnected it (one driver, one cluster)."""
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not ray.is_initialized():
+        # address="local": a new instance even while the session's ray_cluster (a local cluster) is up
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     address = ray.get_runtime_context().gcs_address
-    yield str(address) if address else None
-    if started:
-        ray.shutdown()
+    return str(address) if address else None
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A head and two worker nodes on loopback for the whole session (see tests/ray_cluster.py); yields the address.
-    Tests connect with ``ray.init(address=...)`` or pass it as ``ray_address``; a Ray already initialised in this
-    process (``ray_local``) is shut down first, because one driver talks to one cluster."""
+def _ray_session() -> Iterator[None]:
+    """Whatever Ray connection the session's tests left open is closed at its end."""
+    yield
     import ray
-
-    from tests.ray_cluster import multi_node_cluster
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _ray_cluster_address(_ray_session: None) -> Iterator[str]:
+    from tests.ray_cluster import multi_node_cluster
+
     with multi_node_cluster() as address:
         yield address
-        if ray.is_initialized():
-            ray.shutdown()
+
+
+@pytest.fixture
+def ray_cluster(_ray_cluster_address: str) -> str:
+    """A head and two worker nodes on loopback for the whole session (see tests/ray_cluster.py); yields the address.
+    Tests connect with ``ray.init(address=...)`` or pass it as ``ray_address``; a Ray this process is connected to
+    (``ray_local``) is disconnected first, because one driver talks to one cluster."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    return _ray_cluster_address
