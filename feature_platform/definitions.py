@@ -31,6 +31,7 @@ from feature_platform.orchestration.resources import (
     NotifierResource,
     ObjectStoreResource,
     PlatformPaths,
+    RayResource,
     RetrySettings,
     deployment,
 )
@@ -71,6 +72,7 @@ def resources(deployment_name: str | None = None) -> dict[str, object]:
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
         "timeseries": TimeSeriesResource(),
+        "ray": RayResource(),
     }
 
 

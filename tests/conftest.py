@@ -136,31 +136,35 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_local() -> Iterator[str | None]:
-    """One local Ray instance (2 CPUs, no dashboard) for the whole session; run_tasks(executor="ray") reuses it."""
-    import ray
-
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    address = ray.get_runtime_context().gcs_address
-    yield str(address) if address else None
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A head and two worker nodes on loopback for the whole session (see tests/ray_cluster.py); yields the address.
-    Tests connect with ``ray.init(address=...)`` or pass it as ``ray_address``; a Ray already initialised in this
-    process (``ray_local``) is shut down first, because one driver talks to one cluster."""
+def _ray_cluster_address() -> Iterator[str]:
+    """The session's one Ray: a head and two worker nodes (tests/ray_cluster.py), started on first use. Every Ray
+    test runs on it (one driver talks to one cluster, and a second local instance beside it breaks both)."""
     import ray
 
     from tests.ray_cluster import multi_node_cluster
 
-    if ray.is_initialized():
-        ray.shutdown()
     with multi_node_cluster() as address:
         yield address
         if ray.is_initialized():
             ray.shutdown()
+
+
+@pytest.fixture
+def ray_local(_ray_cluster_address: str) -> str:
+    """This process connected to the session's cluster; ``run_tasks(executor="ray")`` reuses the connection."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=_ray_cluster_address, log_to_driver=False, configure_logging=False)
+    return _ray_cluster_address
+
+
+@pytest.fixture
+def ray_cluster(_ray_cluster_address: str) -> str:
+    """The session's cluster address, with this process disconnected: the test connects (``ray.init(address=...)``)
+    or passes it on as ``ray_address`` / ``RAY_ADDRESS`` itself."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    return _ray_cluster_address

@@ -204,7 +204,7 @@ def test_chain_reassembles_from_the_events_alone(chain: dict[str, Any], root: Pa
 
     # ... and each version is the digest on disk that the platform's own lineage checks
     manifest = load_manifest(paths.dataset_dir(VERSION) / MANIFEST_NAME)
-    model_dir = Path(read_record(paths, VERSION)["model_dir"])
+    model_dir = Path(read_record(paths, VERSION).model_dir)
     model = load_model_manifest(model_dir / "model_manifest.json")
     build = feature_build_path(root / "features", VERSION)
     versions = {job: upstream_key[2] for job, upstream_key in {

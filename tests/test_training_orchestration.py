@@ -195,3 +195,30 @@ def test_training_set_and_trained_model_refuse_alone_when_inputs_no_longer_verif
     assert sorted((root / "models").glob("train-*")) == models_before
 
     assert alone("training_set_only").success  # inputs restored: the gate opens again
+
+
+def test_on_a_ray_address_the_training_set_shards_and_the_fit_run_on_the_cluster(
+        trained: RunSummary, root: Path, paths: PlatformPaths, instance: dg.DagsterInstance, ray_cluster: str) -> None:
+    """With the ray resource pointing at a cluster: training_set joins its shards there and trained_model fits on
+    the training queue; the model is the one a local fit of that training set gives."""
+    from feature_platform.features.training_set import current_training_set, training_sets_dir
+    from feature_platform.orchestration.resources import RayResource
+    from feature_platform.training.train import train_model
+
+    on_ray = offline_defs(root, paths, training_set_only, trained_model_only, ray=RayResource(address=ray_cluster))
+    built = on_ray.resolve_job_def("training_set_only").execute_in_process(
+        instance=instance, partition_key="m1",
+        run_config={**QUIET, "ops": {"training_set": {"config": {"shards": 2}}}})
+    assert built.success
+    set_meta = built.asset_materializations_for_node("training_set")[0].metadata
+    assert set_meta["files"].value == 2 and set_meta["executor"].value == "ray"
+    fit = on_ray.resolve_job_def("trained_model_only").execute_in_process(
+        instance=instance, partition_key="m1",
+        run_config={**QUIET, "ops": {"trained_model": {"config": {"run_coingecko_fetch": False, "seed": 4,
+                                                                    "hyperparam_profile": "fast"}}}})
+    assert fit.success
+    meta = fit.asset_materializations_for_node("trained_model")[0].metadata
+    assert meta["fit_node"].value != "local"
+    manifest, _ = current_training_set(training_sets_dir(paths.root), paths.dataset_id("m1"))
+    local = train_model(manifest, root / "local-fit", training_id="t-local", profile="fast", seed=4)
+    assert meta["onnx_sha256"].value == local.model_manifest.onnx.sha256

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, wait
 from contextvars import ContextVar
 from typing import Any, Literal, TypeVar, cast, get_args
@@ -59,7 +59,8 @@ def default_workers() -> int:
 
 def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = "process", workers: int | None = None,
               ray_address: str | None = None, progress: Callable[[int, int], None] | None = None,
-              on_result: Callable[[int, R], R] | None = None) -> list[R]:
+              on_result: Callable[[int, R], R] | None = None,
+              resources: Mapping[str, float] | None = None) -> list[R]:
     """``[fn(t) for t in tasks]`` on the chosen executor; the first failure raises TaskError.
 
     ``on_result(i, result)`` runs in the caller's process as each result arrives (in completion order)
@@ -68,7 +69,8 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = 
 
     ``workers`` defaults to the usable CPUs. For ``ray``: an already-initialised Ray in this process is
     reused as is; otherwise connect to ``ray_address`` or ``$RAY_ADDRESS``, else start a local instance
-    with ``num_cpus=workers``; only a connection or instance started here is shut down.
+    with ``num_cpus=workers``; only a connection or instance started here is shut down. ``resources`` are
+    the Ray custom resources each task requests (a queue such as ``{"training": 1}``); only Ray schedules by them.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; valid: {', '.join(EXECUTORS)}")
@@ -83,7 +85,7 @@ def run_tasks(fn: Callable[[T], R], tasks: Sequence[T], *, executor: Executor = 
     n_workers = workers or default_workers()
     if executor == "process":
         return _run_processes(fn, tasks, min(n_workers, len(tasks)), progress, keep)
-    return _run_ray(fn, tasks, n_workers, ray_address, progress, keep)
+    return _run_ray(fn, tasks, n_workers, ray_address, progress, keep, dict(resources or {}))
 
 
 def _keep(index: int, result: R) -> R:
@@ -174,7 +176,8 @@ def task_session(executor: Executor, workers: int | None = None, ray_address: st
 
 
 def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | None,
-             progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R]) -> list[R]:
+             progress: Callable[[int, int], None] | None, keep: Callable[[int, R], R],
+             resources: dict[str, float]) -> list[R]:
     import ray
 
     started = False
@@ -186,7 +189,8 @@ def _run_ray(fn: Callable[[T], R], tasks: list[T], workers: int, address: str | 
             ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        remote: Any = ray.remote(max_retries=0)(_call)
+        remote: Any = ray.remote(max_retries=0, resources=resources)(_call) if resources \
+            else ray.remote(max_retries=0)(_call)
         pending = [remote.remote(fn, task) for task in tasks]
         # Only `pending` and `index` hold refs: a fetched result leaves Ray's object store once handled.
         index = {ref: i for i, ref in enumerate(pending)}

@@ -12,18 +12,28 @@ data itself (``audit_leakage``), not from the code's promise.
 late correction reproduces the same rows and the same data-file sha256. Label rows no visible feature
 row matches are left out and counted (``unmatched_label_rows``); training never sees an invented value.
 
+Sharded (``shards`` > 1): label and feature rows are hash-partitioned by entity (``features.shards``), each
+shard is joined by the same join on its own task (inline, process or Ray) and written as its own data file;
+stable-sorted by (timestamp, entity), the shards hold exactly the unsharded set's rows. Without an object
+store the workers write into the staged directory (one machine, or a disk they share with the driver);
+with one, everything they read and write goes through it.
+
 The manifest's ``source`` records the dataset digest, the ``feature_build.json`` sha256, every joined
 view with its TTL and the join parameters; the lineage walk follows them back to the source.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,11 +42,24 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 from feature_platform.contracts.canonical import digest, sha256_file
 from feature_platform.contracts.data_root import FEATURE_BUILD_NAME, DataRoot
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
-from feature_platform.contracts.manifest import MANIFEST_NAME, DatasetManifest, RngSeeds, Splits, load_manifest
+from feature_platform.contracts.manifest import (
+    MANIFEST_NAME,
+    SPEC_VERSION,
+    Column,
+    DataFile,
+    DatasetManifest,
+    Limits,
+    RngSeeds,
+    Source,
+    Splits,
+    load_manifest,
+)
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
-from feature_platform.contracts.provenance import parse_utc_timestamp, utc_timestamp
+from feature_platform.contracts.provenance import git_hash, parse_utc_timestamp, utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.build import BuildResult, build_dataset
+from feature_platform.datasets.build import DATA_FILE, DEFAULT_MAX_BYTES, BuildError, BuildResult, _write_durably
+from feature_platform.datasets.executors import EXECUTORS, run_tasks
+from feature_platform.datasets.parquet_writer import write_parquet, writer_options
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.features.build import (
@@ -47,6 +70,20 @@ from feature_platform.features.build import (
     read_feature_build,
 )
 from feature_platform.features.pit import point_in_time_join
+from feature_platform.features.shards import (
+    PARTITION_RULE,
+    PartitionInput,
+    Scratch,
+    StoreSpec,
+    open_store,
+    partition,
+    read_pieces,
+    require_shards,
+    scratch_space,
+    uniform_batches,
+)
+from feature_platform.storage.object_keys import join_key
+from feature_platform.storage.publish import publish_dir, staging_dir
 
 SOURCE_KIND = "training_set"
 FEATURE_EVENT_TS = "feature_event_timestamp"
@@ -97,6 +134,14 @@ class JoinParameters(_Frozen):
     as_of: str | None
 
 
+class Partition(_Frozen):
+    """How a sharded training set split its rows into data files (one file per shard)."""
+
+    rule: str
+    key: str
+    shards: int
+
+
 class TrainingSetParameters(_Frozen):
     """``source.parameters`` of a training set manifest: what it was joined from, and how."""
 
@@ -106,6 +151,7 @@ class TrainingSetParameters(_Frozen):
     join: JoinParameters
     label_rows: int
     unmatched_label_rows: int
+    partition: Partition | None = None  # absent for an unsharded set
 
 
 def training_set_parameters(manifest: DatasetManifest) -> TrainingSetParameters | None:
@@ -204,6 +250,111 @@ def join_features(labels: pa.Table, features: pa.Table, *, entity: str, timestam
                               feature_names=[*feature_names, FEATURE_EVENT_TS, FEATURE_CREATED_TS])
 
 
+def joined_rows(labels: pa.Table, features: pa.Table, schema: pa.Schema, *, entity: str, timestamp: str,
+                created: str | None, ttl: timedelta | None, feature_names: list[str],
+                as_of: datetime | None) -> pa.Table:
+    """The matched rows of ``join_features``, in ``schema`` (label rows no visible feature row matches are left
+    out). The one join a training set runs, whether on one machine or per shard."""
+    joined = join_features(labels, features, entity=entity, timestamp=timestamp, created=created, ttl=ttl,
+                           feature_names=feature_names, as_of=as_of)
+    event = joined.column(FEATURE_EVENT_TS)
+    matched = joined if event.null_count == 0 else joined.filter(pc.is_valid(event))
+    return matched.select(schema.names).cast(schema)
+
+
+@dataclass(frozen=True)
+class _ShardJob:
+    """Join shard ``shard`` of ``shards`` and write its data file; picklable for processes and Ray."""
+
+    shard: int
+    shards: int
+    scratch: Scratch
+    label_keys: tuple[str, ...]
+    feature_keys: tuple[str, ...]
+    label_schema: pa.Schema
+    feature_schema: pa.Schema
+    schema: pa.Schema
+    entity: str
+    timestamp: str
+    created: str | None
+    ttl_seconds: int | None
+    feature_names: tuple[str, ...]
+    as_of: datetime | None
+    split_fractions: dict[str, float]
+    split_salt: str
+    file_name: str
+    out_dir: str | None  # the staged dataset directory (no object store)
+    out_store: StoreSpec | None = None
+    out_key: str | None = None
+
+
+@dataclass(frozen=True)
+class _ShardResult:
+    file_name: str
+    bytes: int
+    rows: int
+    sha256: str
+    split_rows: list[int]
+    label_rows: int
+    out_key: str | None
+
+
+def shard_file_name(shard: int, shards: int) -> str:
+    """The data file of shard ``shard``: ``data.parquet`` for an unsharded set (its bytes as ever)."""
+    return DATA_FILE if shards == 1 else f"part-{shard:05d}-of-{shards:05d}.parquet"
+
+
+def _join_shard(job: _ShardJob) -> _ShardResult:
+    """One shard: read only its pieces, run the join, write (and hash) its data file."""
+    labels = read_pieces(job.scratch, job.label_keys, job.label_schema.names, lambda: job.label_schema)
+    features = read_pieces(job.scratch, job.feature_keys, job.feature_schema.names, lambda: job.feature_schema)
+    ttl = None if job.ttl_seconds is None else timedelta(seconds=job.ttl_seconds)
+    table = joined_rows(labels, features, job.schema, entity=job.entity, timestamp=job.timestamp,
+                        created=job.created, ttl=ttl, feature_names=list(job.feature_names), as_of=job.as_of)
+    label_rows = labels.num_rows
+    del labels, features
+    # one shard keeps the table's own batches, so an unsharded set has the bytes it always had
+    batches = table.to_batches(max_chunksize=BATCH_ROWS) if job.shards == 1 else uniform_batches(table, BATCH_ROWS)
+    spec = SplitSpec(dict(job.split_fractions), job.split_salt)
+    split_rows = np.zeros(len(spec.names), dtype=np.int64)
+
+    def count(batch: pa.RecordBatch) -> None:
+        split_rows[:] += spec.count(batch.column(job.entity))
+
+    with contextlib.ExitStack() as stack:
+        if job.out_store is None:
+            assert job.out_dir is not None
+            path = Path(job.out_dir) / job.file_name
+        else:
+            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fp-shard-out-"))) / job.file_name
+        written = write_parquet(path, job.schema, batches, count)
+        if job.out_store is not None:
+            assert job.out_key is not None
+            open_store(job.out_store).put_file(path, job.out_key)
+    return _ShardResult(job.file_name, written.bytes, written.rows, written.sha256,
+                        [int(n) for n in split_rows], label_rows, job.out_key)
+
+
+def _land(staged: Path, store: StoreSpec | None, result: _ShardResult) -> _ShardResult:
+    """Driver side, as each shard's result arrives: a shard in the object store is fetched into the staged
+    directory and its sha256 checked against the worker's before anything else happens."""
+    if store is None or result.out_key is None:
+        return result
+    local = staged / result.file_name
+    open_store(store).download_file(result.out_key, local)
+    actual = sha256_file(local)
+    if actual != result.sha256:
+        raise TrainingSetRefused(f"{result.out_key}: the object store holds sha256 {actual}, the worker wrote "
+                                 f"{result.sha256}")
+    return result
+
+
+def store_prefix(manifest_path: Path) -> str:
+    """The object store prefix of a training set: ``training_sets/<dataset_id>/<inputs key>/<set id>``."""
+    directory = Path(manifest_path).parent
+    return join_key("training_sets", directory.parent.parent.name, directory.parent.name, directory.name)
+
+
 def build_training_set(
     dataset_manifest_path: Path,
     feature_build_path: Path,
@@ -211,14 +362,30 @@ def build_training_set(
     *,
     as_of: datetime | None = None,
     contract: FeatureContract | None = None,
+    shards: int = 1,
+    executor: str = "inline",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    store: StoreSpec | None = None,
 ) -> BuildResult:
     """Verify the dataset and the feature build, join, and build the training set dataset (module docstring).
 
     Training sets are immutable: ``out_dir/<dataset_id>/<inputs key>/<dataset_id>-training/``, the key a digest
-    of the dataset digest, the feature build sha256 and ``as_of``. Building the same inputs again reuses the
-    existing set when it still verifies (a model trained on it keeps its training set); ``current.json`` in
-    ``out_dir/<dataset_id>/`` points at the latest one built (``current_training_set``).
+    of the dataset digest, the feature build sha256 and ``as_of`` (and the shard count when above 1). Building
+    the same inputs again reuses the existing set when it still verifies (a model trained on it keeps its
+    training set); ``current.json`` in ``out_dir/<dataset_id>/`` points at the latest one built
+    (``current_training_set``).
+
+    ``shards`` > 1 hash-partitions label and feature rows by entity (``features.shards``) and joins each shard
+    on its own task (``executor``: inline, process or ray), one data file per shard. Sorted by (timestamp,
+    entity) with a stable sort, the shards' rows are cell for cell the unsharded set's rows sorted the same
+    way: rows that tie on both share an entity, hence a shard, where they keep the dataset's order. With
+    ``store``, inputs and pieces move through that object store and workers put their data files there;
+    the driver fetches each one, checks its sha256, and uploads the manifest beside them.
     """
+    shards = require_shards(shards)
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor {executor!r}: expected one of {', '.join(EXECUTORS)}")
     contract = contract or load_feature_contract()
     if contract.label is None:
         raise TrainingSetRefused("the feature contract declares no label column")
@@ -237,11 +404,16 @@ def build_training_set(
         raise TrainingSetRefused(f"feature view {view.name}: joins on {view.join_keys} at {view.timestamp_field} "
                                  f"with {len(view.features)} features; the contract needs [{entity!r}] at {ts!r} "
                                  f"with {order}")
+    created = view.created_timestamp_column
+    if as_of is not None and created is None:
+        raise TrainingSetRefused("as_of needs feature rows with a created timestamp; the view records none")
 
-    key = digest({"dataset": dataset.digest(), "feature_build": build_sha,
-                  "as_of": None if as_of is None else utc_timestamp(as_of)})[:16]
+    inputs: dict[str, JsonValue] = {"dataset": dataset.digest(), "feature_build": build_sha,
+                                    "as_of": None if as_of is None else utc_timestamp(as_of)}
+    key = digest({**inputs, "shards": shards} if shards > 1 else inputs)[:16]
     target_root = Path(out_dir) / dataset.dataset_id / key
-    existing = target_root / training_set_id(dataset.dataset_id) / MANIFEST_NAME
+    set_id = training_set_id(dataset.dataset_id)
+    existing = target_root / set_id / MANIFEST_NAME
     if existing.is_file():
         reused = verify_training_input(existing, contract=contract)
         if reused.ok:
@@ -249,41 +421,126 @@ def build_training_set(
             _point_current(Path(out_dir), dataset.dataset_id, existing, manifest.digest())
             return BuildResult(existing.parent, manifest, manifest.digest(), reused, 0.0)
 
+    started = time.perf_counter()
     dataset_dir = Path(dataset_manifest_path).parent
-    labels = pa.concat_tables([pq.read_table(resolve_inside(dataset_dir, f.path), columns=[entity, ts, label])
-                               for f in dataset.files])
-    created = view.created_timestamp_column
-    features = pq.read_table(resolve_inside(out_root, view.path),
-                             columns=[entity, ts, *order, *([created] if created else [])])
-    ttl = None if view.ttl_seconds is None else timedelta(seconds=view.ttl_seconds)
-    joined = join_features(labels, features, entity=entity, timestamp=ts, created=created, ttl=ttl,
-                           feature_names=order, as_of=as_of)
-    event = joined.column(FEATURE_EVENT_TS)
-    matched = joined if event.null_count == 0 else joined.filter(pc.is_valid(event))
-    if matched.num_rows == 0:
-        raise TrainingSetRefused(f"no label row of {dataset.dataset_id} has a feature row"
-                                 + (f" visible as of {utc_timestamp(as_of)}" if as_of else ""))
+    label_files = [resolve_inside(dataset_dir, f.path) for f in dataset.files]
+    feature_file = resolve_inside(out_root, view.path)
+    label_cols = (entity, ts, label)
+    feature_cols = (entity, ts, *order, *([created] if created else []))
+    label_schema = _columns_schema(label_files[0], label_cols)
+    feature_schema = _columns_schema(feature_file, feature_cols)
     schema = pa.schema([*contract.arrow_schema(), *PROVENANCE_FIELDS])
-    table = matched.select(schema.names).cast(schema)
-
-    params = TrainingSetParameters(
-        dataset=DatasetRef(dataset_id=dataset.dataset_id, dataset_version=dataset.dataset_version,
-                           manifest_digest=dataset.digest(), manifest_path=str(Path(dataset_manifest_path).resolve())),
-        feature_build=JoinedBuild(path=str(Path(feature_build_path).resolve()), sha256=build_sha,
-                                  feast_repo_sha=build.feast_repo_sha, feature_service=build.feature_service),
-        feature_views=[JoinedView(**view.model_dump(), sha256=build.output(view.path).sha256)],
-        join=JoinParameters(semantics=JOIN_SEMANTICS, join_keys=[entity], label_timestamp=ts,
-                            feature_timestamp=view.timestamp_field, created_timestamp=created,
-                            ttl_seconds=view.ttl_seconds, as_of=None if as_of is None else utc_timestamp(as_of)),
-        label_rows=labels.num_rows, unmatched_label_rows=labels.num_rows - matched.num_rows,
-    ).model_dump(mode="json")
+    target = target_root / set_id
     spec = SplitSpec(dict(dataset.splits.fractions), dataset.splits.salt)
-    # force only replaces a set that exists but no longer verifies (the reuse above took every good one)
-    result = build_dataset(_JoinedSource(table, params), target_root, training_set_id(dataset.dataset_id),
-                           dataset_version=dataset.dataset_version, splits=spec, force=True, contract=contract,
-                           extra_fields=PROVENANCE_FIELDS)
-    _point_current(Path(out_dir), dataset.dataset_id, result.manifest_path, result.digest)
-    return result
+    out_prefix = store_prefix(target / MANIFEST_NAME)
+    with staging_dir(target) as staged, scratch_space(target_root, store, "training-set") as scratch:
+        label_keys, feature_keys = _shard_inputs(scratch, label_files, feature_file, label_cols, feature_cols,
+                                                 entity, shards, executor, workers, ray_address)
+        jobs = [_ShardJob(shard=s, shards=shards, scratch=scratch if shards > 1 or store else _DIRECT,
+                          label_keys=tuple(label_keys[s]), feature_keys=tuple(feature_keys[s]),
+                          label_schema=label_schema, feature_schema=feature_schema, schema=schema, entity=entity,
+                          timestamp=ts, created=created, ttl_seconds=view.ttl_seconds, feature_names=tuple(order),
+                          as_of=as_of, split_fractions=dict(spec.fractions), split_salt=spec.salt,
+                          file_name=shard_file_name(s, shards), out_dir=None if store else str(staged),
+                          out_store=store, out_key=join_key(out_prefix, shard_file_name(s, shards)) if store else None)
+                for s in range(shards)]
+        results = run_tasks(_join_shard, jobs, executor=executor,  # type: ignore[arg-type]
+                            workers=workers, ray_address=ray_address,
+                            on_result=lambda _, result: _land(staged, store, result))
+        label_rows = sum(r.label_rows for r in results)
+        rows = sum(r.rows for r in results)
+        if rows == 0:
+            raise TrainingSetRefused(f"no label row of {dataset.dataset_id} has a feature row"
+                                     + (f" visible as of {utc_timestamp(as_of)}" if as_of else ""))
+        params = TrainingSetParameters(
+            dataset=DatasetRef(dataset_id=dataset.dataset_id, dataset_version=dataset.dataset_version,
+                               manifest_digest=dataset.digest(),
+                               manifest_path=str(Path(dataset_manifest_path).resolve())),
+            feature_build=JoinedBuild(path=str(Path(feature_build_path).resolve()), sha256=build_sha,
+                                      feast_repo_sha=build.feast_repo_sha, feature_service=build.feature_service),
+            feature_views=[JoinedView(**view.model_dump(), sha256=build.output(view.path).sha256)],
+            join=JoinParameters(semantics=JOIN_SEMANTICS, join_keys=[entity], label_timestamp=ts,
+                                feature_timestamp=view.timestamp_field, created_timestamp=created,
+                                ttl_seconds=view.ttl_seconds, as_of=None if as_of is None else utc_timestamp(as_of)),
+            label_rows=label_rows, unmatched_label_rows=label_rows - rows,
+            partition=None if shards == 1 else Partition(rule=PARTITION_RULE, key=entity, shards=shards),
+        ).model_dump(mode="json", exclude_none=False)
+        if params.get("partition") is None:
+            params.pop("partition", None)  # an unsharded set's record is what it always was
+        manifest = _manifest(contract, schema, set_id, dataset.dataset_version, params, spec, results)
+        _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
+        built = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
+                               known_sha256={r.file_name: r.sha256 for r in results})
+        if not built.ok:
+            failed = "; ".join(c.line() for c in built.failures)
+            raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", built)
+        # force only replaces a set that exists but no longer verifies (the reuse above took every good one)
+        publish_dir(staged, target, replace=True)
+    if store is not None:
+        open_store(store).put_file(target / MANIFEST_NAME, join_key(out_prefix, MANIFEST_NAME))
+    _point_current(Path(out_dir), dataset.dataset_id, target / MANIFEST_NAME, manifest.digest())
+    return BuildResult(target, manifest, manifest.digest(), built, time.perf_counter() - started)
+
+
+# Unsharded and without an object store, the join reads the input files where they are.
+_DIRECT = Scratch("/")
+
+
+def _columns_schema(path: Path, columns: tuple[str, ...]) -> pa.Schema:
+    try:
+        schema = pq.read_schema(path)
+        return pa.schema([schema.field(c) for c in columns])
+    except (OSError, KeyError, pa.ArrowInvalid) as exc:
+        raise TrainingSetRefused(f"{path}: cannot read columns {list(columns)}: {exc}") from None
+
+
+def _shard_inputs(scratch: Scratch, label_files: list[Path], feature_file: Path, label_cols: tuple[str, ...],
+                  feature_cols: tuple[str, ...], entity: str, shards: int, executor: str, workers: int | None,
+                  ray_address: str | None) -> tuple[list[list[str]], list[list[str]]]:
+    """Per shard, the keys its join reads: the input files themselves when unsharded, else its pieces."""
+    labels: list[str] = [str(p) for p in label_files]
+    features: list[str] = [str(feature_file)]
+    if scratch.store is not None:  # no shared disk: the inputs go to the store once, workers fetch them
+        store = open_store(scratch.store)
+        labels = [f"input/labels-{i:05d}.parquet" for i in range(len(label_files))]
+        features = ["input/features-00000.parquet"]
+        for local, rel in zip([*label_files, feature_file], [*labels, *features], strict=True):
+            store.put_file(local, join_key(scratch.root, rel))
+    if shards == 1:
+        return [labels], [features]
+    pieces = partition(scratch, [
+        PartitionInput("labels", tuple(labels), label_cols, tuple(label_files)),
+        PartitionInput("features", tuple(features), feature_cols, (feature_file,)),
+    ], entity, shards, executor=executor, workers=workers, ray_address=ray_address)  # type: ignore[arg-type]
+    return pieces["labels"], pieces["features"]
+
+
+def _manifest(contract: FeatureContract, schema: pa.Schema, set_id: str, version: str,
+              params: dict[str, JsonValue], spec: SplitSpec, results: list[_ShardResult]) -> DatasetManifest:
+    """The spec v1 manifest over the shards' data files, with the configuration ``build_dataset`` records."""
+    source = Source(kind=SOURCE_KIND, parameters=params, source_hash=digest(params))
+    rows = np.sum([r.split_rows for r in results], axis=0)
+    split_info = Splits(algorithm="entity_hash", key=contract.entity.name, salt=spec.salt,
+                        fractions=dict(spec.fractions),
+                        rows={n: int(c) for n, c in zip(spec.names, rows, strict=True)})
+    limits = Limits(max_bytes=DEFAULT_MAX_BYTES)
+    config = {
+        "source": {"kind": source.kind, "parameters": source.parameters},
+        "splits": {"algorithm": split_info.algorithm, "key": split_info.key, "salt": spec.salt,
+                   "fractions": split_info.fractions},
+        "limits": limits.model_dump(),
+        "writer": writer_options(schema),
+        "feature_contract_sha256": contract.digest(),
+    }
+    return DatasetManifest(
+        spec_version=SPEC_VERSION, dataset_id=set_id, dataset_version=version,
+        created_at=utc_timestamp(utc_now()), git_hash=git_hash(), config_hash=digest(config), source=source,
+        files=[DataFile(path=r.file_name, format="parquet", bytes=r.bytes, rows=r.rows, sha256=r.sha256)
+               for r in results],
+        columns=[Column(name=f.name, type=str(f.type), nullable=f.nullable) for f in schema],
+        feature_order=list(contract.feature_order), entity_column=contract.entity.name,
+        timestamp_column=contract.timestamp.name, label_column=contract.label.name if contract.label else None,
+        row_count=sum(r.rows for r in results), splits=split_info, rng_seeds=None, limits=limits)
 
 
 CURRENT_NAME = "current.json"

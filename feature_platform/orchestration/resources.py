@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from feature_platform.contracts.data_root import DATA_ROOT_ENV, DEFAULT_DATA_ROOT, DEFAULT_DATASET_NAME, DataRoot
 from feature_platform.observability.links import DAGSTER_URL_ENV, http_base_url
 from feature_platform.observability.notify import NotifyConfig
+from feature_platform.storage.s3_store import S3StoreConfig
 
 if TYPE_CHECKING:
     from feature_platform.observability.notify import Notifier
@@ -172,6 +173,19 @@ class MetricsResource(dg.ConfigurableResource):
     textfile_dir: str | None = Field(default_factory=lambda: os.environ.get("FP_METRICS_TEXTFILE_DIR"))
     pushgateway_url: str | None = Field(default_factory=lambda: os.environ.get("FP_PUSHGATEWAY_URL"))
     job: str = "feature_platform_refresh"
+
+
+class RayResource(dg.ConfigurableResource):
+    """The Ray cluster heavy steps run on (``$RAY_ADDRESS``; unset: this machine). Training fits request the
+    ``training_resource`` (the training queue). Workers share no disk with the run: with ``FP_OBJECT_STORE=s3``
+    their inputs and outputs move through that bucket (``FP_S3_BUCKET``, ``AWS_ENDPOINT_URL_S3``, ...)."""
+
+    address: str | None = Field(default_factory=lambda: os.environ.get("RAY_ADDRESS") or None)
+    training_resource: str = "training"
+
+    def store(self) -> S3StoreConfig | None:
+        """The S3 bucket cluster workers exchange data through, or None without one."""
+        return S3StoreConfig.from_env() if os.environ.get("FP_OBJECT_STORE") == "s3" else None
 
 
 class RetrySettings(dg.ConfigurableResource):

@@ -20,7 +20,7 @@ from feature_platform.orchestration.feature_assets import feature_build
 from feature_platform.orchestration.market_assets import MarketConfig, TimeSeriesResource
 from feature_platform.orchestration.metadata import checks_metadata, floats, sign_if_configured, signature_metadata
 from feature_platform.orchestration.partitions import dataset_versions
-from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.resources import PlatformPaths, RayResource
 from feature_platform.orchestration.story import link_metadata, platform_asset
 from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE, Guardrails
 from feature_platform.training.record import TrainingRecord, read_training_record, record_path, write_training_record
@@ -36,11 +36,20 @@ class TrainingConfig(dg.Config):
     seed: int = Field(0, ge=0)
     schedule: Literal["adhoc", "backfill"] = "adhoc"
     run_coingecko_fetch: bool = Field(True, description="backfill the last UTC day of market data first")
+    fit_on: Literal["auto", "local", "ray"] = Field(
+        "auto", description="where the fit runs; auto: on the Ray cluster's training queue when the ray resource "
+                            "has an address ($RAY_ADDRESS), else here. The model bytes do not change")
 
 
 class TrainingSetConfig(dg.Config):
     as_of: str | None = Field(None, description="UTC time like 2026-01-31T00:00:00Z: feature rows created later are "
                                                 "invisible, so a rebuild reproduces the same bytes (default: all rows)")
+    shards: int = Field(1, ge=1, le=4096, description="hash-partition label and feature rows by entity into this "
+                                                      "many shards, each joined on its own task, one file each")
+    executor: Literal["auto", "inline", "process", "ray"] = Field(
+        "auto", description="where shards are joined; auto: ray when the ray resource has an address, else "
+                            "process (inline for one shard). The rows do not change")
+    workers: int | None = Field(None, gt=0, description="parallel workers (default: CPU count)")
 
 
 class PromotionConfig(dg.Config):
@@ -98,10 +107,11 @@ def _training_set_manifest(paths: PlatformPaths, version: str) -> Path:
                 deps=[published_dataset, feature_build], kinds={"feast", "duckdb", "parquet"},
                 modules=["feature_platform.features.training_set"])
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
-                 paths: PlatformPaths) -> dg.MaterializeResult:
+                 paths: PlatformPaths, ray: RayResource) -> dg.MaterializeResult:
     """The dataset's label rows joined point-in-time with the feature build's offline features (as of each
     label's timestamp, within the view's TTL, optionally "as known at" ``as_of``): a spec v1 dataset of its
     own, the only data training reads. Refuses when the dataset or the feature build no longer verifies."""
+    from feature_platform.datasets.executors import TaskError, choose_executor
     from feature_platform.features.training_set import (
         TrainingSetRefused,
         build_training_set,
@@ -113,9 +123,19 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
     version = context.partition_key
     started = time.perf_counter()
     try:
+        executor, address = choose_executor(None if config.executor == "auto" else config.executor, ray.address)
+        if config.executor == "auto" and executor != "ray" and config.shards == 1:
+            executor = "inline"  # one shard on this machine: no process to start
         result = build_training_set(paths.dataset_dir(version) / "manifest.json",
                                     _feature_build_json(paths, version), training_sets_dir(paths.root),
-                                    as_of=parse_as_of(config.as_of))
+                                    as_of=parse_as_of(config.as_of), shards=config.shards, executor=executor,
+                                    workers=config.workers, ray_address=address,
+                                    store=ray.store() if executor == "ray" else None)
+    except TaskError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, (TrainingSetRefused, ValueError)):
+            raise dg.Failure(f"training set for {version} refused: {cause}", allow_retries=False) from None
+        raise
     except (TrainingSetRefused, ValueError) as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(f"training set for {version} refused: {exc}", allow_retries=False) from None
     signed = sign_if_configured(result.manifest_path)
@@ -129,6 +149,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
         "ttl_seconds": dg.MetadataValue.json({v.name: v.ttl_seconds for v in params.feature_views}),
         "manifest": dg.MetadataValue.path(str(result.manifest_path)),
         **signed,
+        "files": len(result.manifest.files), "executor": executor,
         "duration_s": round(time.perf_counter() - started, 3),
     }, data_version=dg.DataVersion(result.digest))
 
@@ -159,7 +180,7 @@ def no_feature_leakage(context: dg.AssetCheckExecutionContext, paths: PlatformPa
                 modules=["feature_platform.training.train", "feature_platform.training.data",
                          "feature_platform.registry.tracking"])
 def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, paths: PlatformPaths,
-                  timeseries: TimeSeriesResource) -> dg.MaterializeResult:
+                  timeseries: TimeSeriesResource, ray: RayResource) -> dg.MaterializeResult:
     """Trains the regime classifier on the verified training set's train split (refuses otherwise), exports
     and checks ONNX, writes the model and training manifests, logs the MLflow run and registers a version."""
     from feature_platform.attest.attestation import (
@@ -171,9 +192,15 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
     from feature_platform.features.training_set import TrainingSetRefused
     from feature_platform.registry.tracking import log_training
     from feature_platform.training.data import TrainingRefused
+    from feature_platform.training.remote import RemoteFit, RemoteTrainingError
     from feature_platform.training.train import new_training_id, train_model
 
     version = context.partition_key
+    if config.fit_on == "ray" and not ray.address:
+        raise dg.Failure("fit_on 'ray' needs a Ray address (RAY_ADDRESS or the ray resource's address)",
+                         allow_retries=False)
+    remote = RemoteFit(address=ray.address, store=ray.store(), resource=ray.training_resource) \
+        if ray.address and config.fit_on != "local" else None
     started = time.perf_counter()
     signing_key = signing_key_from_env()
     if signing_key is not None:
@@ -193,9 +220,9 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
             training_id=new_training_id(), hyperparameters=config.hyperparams or None,
             profile=config.hyperparam_profile, seed=config.seed, schedule=config.schedule,
             feature_build_path=build_json if build_json.exists() else None,
-            feature_repo_ref=config.feature_repo_ref, market_snapshot=snapshot,
+            feature_repo_ref=config.feature_repo_ref, market_snapshot=snapshot, remote=remote,
         )
-    except TrainingRefused as exc:  # permanent: fail now with the one-line reason
+    except (TrainingRefused, RemoteTrainingError) as exc:  # permanent: fail now with the one-line reason
         raise dg.Failure(str(exc), allow_retries=False) from None
     logged = log_training(result.model_dir, data_root=paths.root,
                           feature_build_path=build_json if build_json.exists() else None, schedule=config.schedule,
@@ -213,6 +240,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainingConfig, pat
         **_mlflow_metadata(paths, logged.run_id, logged.model_name, str(logged.version)),
         "model_dir": dg.MetadataValue.path(str(result.model_dir)), "coingecko_snapshot": snapshot or "skipped",
         "signed": signing_key is not None,
+        "fit_node": result.fit_node,
         "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
     })
 

@@ -19,6 +19,7 @@ from feature_platform.contracts.feature_contract import FEATURE_ORDER, FeatureCo
 from feature_platform.contracts.manifest import DatasetManifest, Splits, load_manifest
 from feature_platform.contracts.paths import resolve_inside
 from feature_platform.datasets.splits import SplitSpec
+from feature_platform.datasets.verify import verify_dataset
 from feature_platform.features.training_set import verify_training_input
 
 # Nullable features (the cross-asset betas, missing while an asset has under a day of history) are
@@ -79,14 +80,20 @@ def load_splits(
     *,
     expected_digest: str | None = None,
     contract: FeatureContract | None = None,
+    upstream: bool = True,
 ) -> TrainingData:
     """Verify the dataset, then read it per split; raises ``TrainingRefused`` if anything fails.
 
     ``expected_digest`` locks the dataset identity (reruns): a manifest with another digest is refused.
+    ``upstream=False`` verifies the training set's own bytes only, for a copy on a worker that cannot see
+    the dataset and feature build it was joined from (the caller verified those just before).
     """
     contract = contract or load_feature_contract()
-    report = verify_training_input(dataset_manifest_path, base_dir, expected_digest=expected_digest,
-                                   contract=contract)
+    if upstream:
+        report = verify_training_input(dataset_manifest_path, base_dir, expected_digest=expected_digest,
+                                       contract=contract)
+    else:
+        report = verify_dataset(dataset_manifest_path, base_dir, expected_digest=expected_digest, contract=contract)
     if not report.ok:
         reasons = [f"{c.name}{f'[{c.target}]' if c.target else ''}: expected {c.expected!r}, got {c.actual!r}"
                    for c in report.failures]

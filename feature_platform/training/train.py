@@ -49,6 +49,7 @@ from feature_platform.training.data import TrainingData, TrainingRefused, load_s
 from feature_platform.training.evaluate import Evaluation, Schedule, evaluate_model
 from feature_platform.training.onnx_export import DEFAULT_TOLERANCE, export_onnx, onnx_predict_proba, parity
 from feature_platform.training.profiles import ALGORITHM, build_estimator, profile_sha256, resolve_hyperparameters
+from feature_platform.training.remote import RemoteFit, fit_on_ray
 
 REFERENCE_ROWS = 256
 LIBRARIES = ("numpy", "pyarrow", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")
@@ -66,6 +67,7 @@ class TrainingResult:
     training_manifest: TrainingManifest
     evaluation: Evaluation
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase; not part of any manifest
+    fit_node: str = "local"  # the Ray node that ran the fit, or "local"
 
     @property
     def onnx_path(self) -> Path:
@@ -110,8 +112,13 @@ def train_model(
     base_dir: Path | None = None,
     expected_dataset_digest: str | None = None,
     parity_tolerance: float = DEFAULT_TOLERANCE,
+    remote: RemoteFit | None = None,
 ) -> TrainingResult:
     """Verify the dataset, train on its train split, export + check ONNX, evaluate, write the model dir.
+
+    ``remote`` runs the fit (``fit_estimator``) as a Ray task on the cluster's training queue
+    (``training.remote``); everything else, ONNX export included, stays here, so the model bytes are a
+    local fit's.
 
     Raises ``TrainingRefused`` (dataset fails verification), ``HyperparameterError``, ``OnnxParityError``
     or ``TrainingExistsError``; in every case no model directory is left behind.
@@ -139,8 +146,12 @@ def train_model(
         raise TrainingRefused([f"train split has {train.rows} rows and {len(np.unique(train.y))} classes; need 2+"])
 
     t = time.perf_counter()
-    model = build_estimator(params, seed)
-    model.fit(train.X, train.y)
+    fit_node = "local"
+    if remote is None:
+        model = fit_estimator(train.X, train.y, params, seed)
+    else:
+        fitted = fit_on_ray(Path(dataset_manifest_path), data.manifest_digest, train.X, train.y, params, seed, remote)
+        model, fit_node = fitted.model, fitted.node_id
     classes = [int(c) for c in model.classes_]
     timings["fit"] = time.perf_counter() - t
 
@@ -197,7 +208,14 @@ def train_model(
         (staged / TRAINING_MANIFEST_NAME).write_text(dump_training_manifest(training), encoding="utf-8")
         publish_dir(staged, target, replace=False)
     timings["total"] = time.perf_counter() - started
-    return TrainingResult(target, manifest, training, evaluation, timings)
+    return TrainingResult(target, manifest, training, evaluation, timings, fit_node)
+
+
+def fit_estimator(X: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int) -> Any:
+    """The fit: the profile's estimator, seeded, on (X, y). The same inputs give the same model on any machine."""
+    model = build_estimator(params, seed)
+    model.fit(X, y)
+    return model
 
 
 def _feature_build_ref(path: Path | None) -> FeatureBuildRef | None:
