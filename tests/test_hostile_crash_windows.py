@@ -43,8 +43,8 @@ from feature_platform.storage.dataset_publish import (
     versions_prefix,
 )
 from feature_platform.storage.object_store import LocalObjectStore
-from tests import test_registry as registry_fixtures
-from tests.test_registry import artifact_path, production_version
+from tests.registry import test_registry as registry_fixtures
+from tests.registry.test_registry import artifact_path, production_version
 
 # The registry module's fixtures (one tracking store per module, logged model versions), reused by name.
 _default_tracking = registry_fixtures._default_tracking
