@@ -109,6 +109,8 @@ bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows), the demo refresh
 	$(BIN)/python bench/bench_definitions.py
 	$(BIN)/python bench/bench_training_set.py
 	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_sharding.py
+	$(BIN)/python bench/bench_pit_distributed.py
 
 schema: $(STAMP)  ## regenerate the committed JSON Schema from the manifest models
 	$(BIN)/fp contracts schema --write

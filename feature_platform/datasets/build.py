@@ -10,7 +10,6 @@ and K, so they are the same for any executor and worker count.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -48,8 +47,6 @@ from feature_platform.datasets.splits import SplitSpec
 from feature_platform.storage.publish import publish_dir, staging_dir
 
 if TYPE_CHECKING:
-    from feature_platform.storage.catalog import Catalog
-    from feature_platform.storage.dataset_publish import PublishedVersion
     from feature_platform.storage.object_store import ObjectStore
 
 DATA_FILE = data_file_name(0, 1)
@@ -194,7 +191,7 @@ def build_dataset(
     target = Path(out_dir) / dataset_id
     if (target.exists() or target.is_symlink()) and not force:
         raise DatasetExistsError(f"{target} already exists; pass --force to replace it (nothing was changed)")
-    _require_contract_schema(source.schema, contract, extra_fields)
+    require_contract_schema(source.schema, contract, extra_fields)
 
     entity = contract.entity.name
 
@@ -204,7 +201,7 @@ def build_dataset(
                            splitter=splitter)
                  for k in range(files)]
         results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
-        manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
+        manifest = assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
                                       max_bytes, files)
         _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
         report = verify_parquet_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
@@ -217,85 +214,7 @@ def build_dataset(
                        seconds=time.perf_counter() - started)
 
 
-@dataclass(frozen=True)
-class StoreBuildResult:
-    published: PublishedVersion
-    manifest: DatasetManifest
-    digest: str
-    seconds: float
-
-
-def build_dataset_to_store(
-    source: TableSource,
-    store: StoreFactory,
-    catalog: Catalog,
-    dataset_id: str,
-    *,
-    dataset_version: str | None = None,
-    splits: SplitSpec | None = None,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    contract: FeatureContract | None = None,
-    files: int = 1,
-    executor: Executor = "inline",
-    workers: int | None = None,
-    ray_address: str | None = None,
-    name: str | None = None,
-) -> StoreBuildResult:
-    """Build straight into the object store, for a cluster without a shared disk.
-
-    Each file task writes its file in its own scratch space and uploads it under a fresh upload
-    prefix of the version (``dataset_publish``'s layout), returning key, sha256, rows and bytes. The
-    driver re-hashes each object as it lands and refuses a mismatch, assembles the manifest, and
-    publishes the prefix as ``dataset_publish`` does: destination checks, then ``current.json`` and
-    the catalog switched under the catalog lock. On any failure the upload prefix is deleted and
-    nothing is published. The data files' bytes are those of ``build_dataset`` with the same source
-    and ``files``.
-    """
-    from feature_platform.storage.dataset_publish import DatasetPublishError, new_upload_prefix, publish_uploaded
-
-    started = time.perf_counter()
-    require_files(files)
-    require_safe_id(dataset_id, "dataset_id")
-    created = utc_now()
-    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
-    contract = contract or load_feature_contract()
-    splits = splits or SplitSpec()
-    _require_contract_schema(source.schema, contract)
-    driver_store = store()
-    prefix = new_upload_prefix(driver_store, catalog, name or dataset_id, version)
-    names = [data_file_name(k, files) for k in range(files)]
-    tasks = [ShardTask(source=source, entity=contract.entity.name, shard=k, files=files, path=names[k],
-                       splits=splits, splitter=None, store=store, key=f"{prefix}/{names[k]}")
-             for k in range(files)]
-
-    def landed(index: int, result: ShardResult) -> ShardResult:
-        assert result.key is not None
-        size, sha = driver_store.size(result.key), driver_store.sha256(result.key)
-        if (size, sha) != (result.bytes, result.sha256):
-            raise BuildError(f"{driver_store.url(result.key)}: uploaded object differs from what the worker wrote: "
-                             f"expected sha256 {result.sha256} ({result.bytes} bytes), got {sha} ({size} bytes)")
-        return result
-
-    try:
-        results = run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
-                            on_result=landed)
-        manifest = _assemble_manifest(source, contract, dataset_id, version, created, splits, None, results,
-                                      max_bytes, files)
-    except BaseException:
-        # Best effort: a prefix left behind (a late upload, an unreachable store) is an abandoned attempt that
-        # dataset_publish.sweep_abandoned_uploads removes; the build's own error is the one to report.
-        with contextlib.suppress(Exception):
-            driver_store.delete_prefix(prefix + "/")
-        raise
-    try:
-        published = publish_uploaded(driver_store, catalog, manifest, prefix, name=name)
-    except DatasetPublishError as exc:
-        raise BuildError(str(exc)) from exc
-    return StoreBuildResult(published=published, manifest=manifest, digest=manifest.digest(),
-                            seconds=time.perf_counter() - started)
-
-
-def _assemble_manifest(source: TableSource, contract: FeatureContract, dataset_id: str, version: str,
+def assemble_manifest(source: TableSource, contract: FeatureContract, dataset_id: str, version: str,
                        created: datetime, splits: SplitSpec, splitter: Splitter | None, results: list[ShardResult],
                        max_bytes: int, files: int) -> DatasetManifest:
     """The driver's part: the manifest from what the file tasks returned (files in shard order)."""
@@ -366,7 +285,7 @@ def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | Non
                      on_result=landed)
 
 
-def _require_contract_schema(schema: pa.Schema, contract: FeatureContract,
+def require_contract_schema(schema: pa.Schema, contract: FeatureContract,
                              extra_fields: tuple[pa.Field, ...] = ()) -> None:
     expected = pa.schema([*contract.arrow_schema(), *extra_fields])
     if not schema.equals(expected):

@@ -66,10 +66,10 @@ def run_refresh(
     """Materialize the refresh graph for ``version`` in process, then metrics, alert and archive."""
     from feature_platform.orchestration.sensors import after_refresh
 
-    if defs is None:
-        from feature_platform.definitions import defs as default_defs
+    if defs is None:  # built now, not the module-level ``defs``: resources follow today's environment (FP_DATA_ROOT)
+        from feature_platform.definitions import build_defs
 
-        defs = default_defs
+        defs = build_defs()
     added = ensure_partition(instance, version)
     job = defs.resolve_job_def("refresh_job")
     with _run_input(job, version, instance):
@@ -126,10 +126,10 @@ def format_summary(outcome: RefreshOutcome, paths: PlatformPaths) -> str:
 def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, defs: dg.Definitions | None,
              run_config: Mapping[str, Any] | None, tags: Mapping[str, str] | None = None) -> RunSummary:
     """One partition of a job, in process, never raising on failure: the summary says what happened."""
-    if defs is None:
-        from feature_platform.definitions import defs as default_defs
+    if defs is None:  # built now, not the module-level ``defs``: resources follow today's environment (FP_DATA_ROOT)
+        from feature_platform.definitions import build_defs
 
-        defs = default_defs
+        defs = build_defs()
     job = defs.resolve_job_def(job_name)
     with _run_input(job, partition, instance):
         result = job.execute_in_process(

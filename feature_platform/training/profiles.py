@@ -8,9 +8,12 @@ file) so they ship with the package; their canonical-JSON digest goes into the t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.contracts.canonical import digest
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ALGORITHM = "sklearn.HistGradientBoostingClassifier"
 DEFAULT_PROFILE = "default"
@@ -73,3 +76,10 @@ def build_estimator(hyperparameters: dict[str, Any], seed: int) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(**hyperparameters, early_stopping=False, random_state=seed)
+
+
+def fit_estimator(X: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int) -> Any:
+    """The fit: the profile's estimator, seeded, on (X, y). The same inputs give the same model on any machine."""
+    model = build_estimator(params, seed)
+    model.fit(X, y)
+    return model

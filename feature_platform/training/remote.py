@@ -99,7 +99,7 @@ def fetch_training_set(store: StoreSpec, prefix: str, into: Path) -> Path:
 def fit_task(task: FitTask) -> FitResult:
     """On the worker: the train split (from the store, verified against the digest, or as sent), then the fit."""
     from feature_platform.training.data import load_splits
-    from feature_platform.training.train import fit_estimator
+    from feature_platform.training.profiles import fit_estimator
 
     X, y = task.X, task.y
     if task.store is not None:

@@ -48,7 +48,7 @@ from feature_platform.training.artifacts import (
 from feature_platform.training.data import TrainingData, TrainingRefused, load_splits
 from feature_platform.training.evaluate import Evaluation, Schedule, evaluate_model
 from feature_platform.training.onnx_export import DEFAULT_TOLERANCE, export_onnx, onnx_predict_proba, parity
-from feature_platform.training.profiles import ALGORITHM, build_estimator, profile_sha256, resolve_hyperparameters
+from feature_platform.training.profiles import ALGORITHM, fit_estimator, profile_sha256, resolve_hyperparameters
 from feature_platform.training.remote import RemoteFit, fit_on_ray
 
 REFERENCE_ROWS = 256
@@ -209,13 +209,6 @@ def train_model(
         publish_dir(staged, target, replace=False)
     timings["total"] = time.perf_counter() - started
     return TrainingResult(target, manifest, training, evaluation, timings, fit_node)
-
-
-def fit_estimator(X: np.ndarray, y: np.ndarray, params: dict[str, Any], seed: int) -> Any:
-    """The fit: the profile's estimator, seeded, on (X, y). The same inputs give the same model on any machine."""
-    model = build_estimator(params, seed)
-    model.fit(X, y)
-    return model
 
 
 def _feature_build_ref(path: Path | None) -> FeatureBuildRef | None:

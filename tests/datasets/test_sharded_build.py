@@ -17,13 +17,7 @@ import pytest
 
 from feature_platform.contracts.manifest import load_manifest
 from feature_platform.contracts.provenance import SourceDateEpochError, source_date_epoch
-from feature_platform.datasets.build import (
-    BuildError,
-    BuildResult,
-    StoreBuildResult,
-    build_dataset,
-    build_dataset_to_store,
-)
+from feature_platform.datasets.build import BuildError, BuildResult, build_dataset
 from feature_platform.datasets.definitions.farmhash import fingerprint64
 from feature_platform.datasets.sharding import data_file_name, require_files, shard_codes
 from feature_platform.datasets.verify import verify_dataset
@@ -31,6 +25,7 @@ from feature_platform.storage.catalog import Catalog
 from feature_platform.storage.dataset_publish import current_pointer, pointer_key, verify_published
 from feature_platform.storage.local_store import LocalObjectStore
 from feature_platform.storage.s3_store import S3ObjectStore
+from feature_platform.storage.store_build import StoreBuildResult, build_dataset_to_store
 from tests.conftest import CliResult, small_source
 from tests.s3_server import S3StoreFactory, s3_bucket_fixture, s3_server_fixture  # noqa: F401
 

@@ -1,0 +1,110 @@
+"""Build a dataset straight into the object store, for a cluster without a shared disk: the file tasks of
+``datasets.build`` upload their files, and the prefix is published the way ``dataset_publish`` publishes."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+
+from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
+from feature_platform.contracts.manifest import DatasetManifest
+from feature_platform.contracts.paths import require_safe_id
+from feature_platform.contracts.provenance import utc_now
+from feature_platform.datasets.build import (
+    DEFAULT_MAX_BYTES,
+    BuildError,
+    ShardResult,
+    ShardTask,
+    StoreFactory,
+    assemble_manifest,
+    require_contract_schema,
+    write_shard,
+)
+from feature_platform.datasets.executors import Executor, run_tasks
+from feature_platform.datasets.sharding import data_file_name, require_files
+from feature_platform.datasets.source import TableSource
+from feature_platform.datasets.splits import SplitSpec
+from feature_platform.storage.catalog import Catalog
+from feature_platform.storage.dataset_publish import (
+    DatasetPublishError,
+    PublishedVersion,
+    new_upload_prefix,
+    publish_uploaded,
+)
+
+
+@dataclass(frozen=True)
+class StoreBuildResult:
+    published: PublishedVersion
+    manifest: DatasetManifest
+    digest: str
+    seconds: float
+
+
+def build_dataset_to_store(
+    source: TableSource,
+    store: StoreFactory,
+    catalog: Catalog,
+    dataset_id: str,
+    *,
+    dataset_version: str | None = None,
+    splits: SplitSpec | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    contract: FeatureContract | None = None,
+    files: int = 1,
+    executor: Executor = "inline",
+    workers: int | None = None,
+    ray_address: str | None = None,
+    name: str | None = None,
+) -> StoreBuildResult:
+    """Build straight into the object store, for a cluster without a shared disk.
+
+    Each file task writes its file in its own scratch space and uploads it under a fresh upload
+    prefix of the version (``dataset_publish``'s layout), returning key, sha256, rows and bytes. The
+    driver re-hashes each object as it lands and refuses a mismatch, assembles the manifest, and
+    publishes the prefix as ``dataset_publish`` does: destination checks, then ``current.json`` and
+    the catalog switched under the catalog lock. On any failure the upload prefix is deleted and
+    nothing is published. The data files' bytes are those of ``build_dataset`` with the same source
+    and ``files``.
+    """
+    started = time.perf_counter()
+    require_files(files)
+    require_safe_id(dataset_id, "dataset_id")
+    created = utc_now()
+    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
+    contract = contract or load_feature_contract()
+    splits = splits or SplitSpec()
+    require_contract_schema(source.schema, contract)
+    driver_store = store()
+    prefix = new_upload_prefix(driver_store, catalog, name or dataset_id, version)
+    names = [data_file_name(k, files) for k in range(files)]
+    tasks = [ShardTask(source=source, entity=contract.entity.name, shard=k, files=files, path=names[k],
+                       splits=splits, splitter=None, store=store, key=f"{prefix}/{names[k]}")
+             for k in range(files)]
+
+    def landed(index: int, result: ShardResult) -> ShardResult:
+        assert result.key is not None
+        size, sha = driver_store.size(result.key), driver_store.sha256(result.key)
+        if (size, sha) != (result.bytes, result.sha256):
+            raise BuildError(f"{driver_store.url(result.key)}: uploaded object differs from what the worker wrote: "
+                             f"expected sha256 {result.sha256} ({result.bytes} bytes), got {sha} ({size} bytes)")
+        return result
+
+    try:
+        results = run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
+                            on_result=landed)
+        manifest = assemble_manifest(source, contract, dataset_id, version, created, splits, None, results,
+                                      max_bytes, files)
+    except BaseException:
+        # Best effort: a prefix left behind (a late upload, an unreachable store) is an abandoned attempt that
+        # dataset_publish.sweep_abandoned_uploads removes; the build's own error is the one to report.
+        with contextlib.suppress(Exception):
+            driver_store.delete_prefix(prefix + "/")
+        raise
+    try:
+        published = publish_uploaded(driver_store, catalog, manifest, prefix, name=name)
+    except DatasetPublishError as exc:
+        raise BuildError(str(exc)) from exc
+    return StoreBuildResult(published=published, manifest=manifest, digest=manifest.digest(),
+                            seconds=time.perf_counter() - started)
