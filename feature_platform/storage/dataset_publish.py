@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -194,19 +194,11 @@ def publish_dataset_version(
     try:
         for item in uploads:
             _upload(store, prefix, item)
-        failed = [c for c in _destination_checks(store, prefix, uploads) if not c.passed]
-        if failed:
-            c = failed[0]
-            raise DatasetPublishError(f"destination re-verify failed: {c.name}: expected {c.expected}, "
-                                      f"actual {c.actual}" + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""))
+        _require_destination(store, prefix, uploads)
         entry, previous = _switch_and_record(store, catalog, ds_id, manifest, prefix, location, published_at,
                                              quality_summary)
-    except BaseException as exc:
-        cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
-        log.warning("publish of %s rolled back: %s", what, _one_line(exc))
-        if isinstance(exc, Exception):
-            raise _publish_error(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}", exc) from exc
-        raise
+    except BaseException as exc:  # noqa: BLE001 - _roll_back cleans up and re-raises
+        _roll_back(store, prefix, what, exc)
     log.info("published %s (%s) at %s", what, digest, location)
     return PublishedVersion(ds_id, version, digest, prefix, location, published_at,
                             previous.get("dataset_version") if previous else None, entry, created=True)
@@ -363,22 +355,33 @@ def publish_uploaded(store: ObjectStore, catalog: Catalog, manifest: DatasetMani
                                  store)
         for item in meta:
             _upload(store, prefix, item)
-        failed = [c for c in _destination_checks(store, prefix, data + meta) if not c.passed]
-        if failed:
-            c = failed[0]
-            raise DatasetPublishError(f"destination re-verify failed: {c.name}: expected {c.expected}, "
-                                      f"actual {c.actual}" + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""))
+        _require_destination(store, prefix, data + meta)
         entry, previous = _switch_and_record(store, catalog, ds_id, manifest, prefix, location, published_at,
                                              quality_summary)
-    except BaseException as exc:
-        cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
-        log.warning("publish of %s rolled back: %s", what, _one_line(exc))
-        if isinstance(exc, Exception):
-            raise _publish_error(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}", exc) from exc
-        raise
+    except BaseException as exc:  # noqa: BLE001 - _roll_back cleans up and re-raises
+        _roll_back(store, prefix, what, exc)
     log.info("published %s (%s) at %s", what, manifest.digest(), location)
     return PublishedVersion(ds_id, version, manifest.digest(), prefix, location, published_at,
                             previous.get("dataset_version") if previous else None, entry, created=True)
+
+
+def _require_destination(store: ObjectStore, prefix: str, expected: list[_Upload]) -> None:
+    """Every expected object under ``prefix`` has its size and sha256, and nothing else is there."""
+    failed = [c for c in _destination_checks(store, prefix, expected) if not c.passed]
+    if failed:
+        c = failed[0]
+        raise DatasetPublishError(f"destination re-verify failed: {c.name}: expected {c.expected}, "
+                                  f"actual {c.actual}" + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""))
+
+
+def _roll_back(store: ObjectStore, prefix: str, what: str, exc: BaseException) -> NoReturn:
+    """A publish failed before or while switching: delete the candidate (unless the pointer could not be restored,
+    when it is what ``current.json`` may name) and re-raise as a one-line publish error."""
+    cleanup = "" if isinstance(exc, _PointerNotRestored) else _delete_candidate(store, prefix)
+    log.warning("publish of %s rolled back: %s", what, _one_line(exc))
+    if isinstance(exc, Exception):
+        raise _publish_error(f"{what}: publish rolled back: {_one_line(exc)}{cleanup}", exc) from exc
+    raise exc
 
 
 def _upload(store: ObjectStore, prefix: str, item: _Upload) -> None:
