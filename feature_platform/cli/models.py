@@ -196,6 +196,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    from feature_platform.contracts.checks import check_lines
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.training.data import TrainingRefused
     from feature_platform.training.rerun import rerun_training
@@ -217,8 +218,8 @@ def _rerun(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json_dict())
     else:
-        print(f"dataset sha256 same: {report.dataset_digest_same}; metrics identical: {report.metrics_identical}; "
-              f"ONNX bytes identical: {report.onnx_bytes_identical}")
+        print(f"rerun {args.training_id}: {'reproduced' if report.reproduced else 'NOT reproduced'}")
+        print("\n".join(check_lines(report.checks)))
         for difference in report.differences:
             print(f"  differs: {difference}")
     return EXIT_OK if report.reproduced else EXIT_FAILED

@@ -403,7 +403,8 @@ def rerun_model(context: dg.OpExecutionContext, config: RerunConfig, paths: Plat
     report = rerun_training(manifest, models_dir(paths) / "reruns")
     context.log.info(json.dumps(report.to_json_dict()))
     if not report.reproduced:
-        raise dg.Failure("rerun did not reproduce: " + "; ".join(report.differences))
+        raise dg.Failure("rerun did not reproduce: " + "; ".join(report.differences),
+                         metadata=checks_metadata(report.checks))
 
 
 @dg.job(description="retrain from training_manifest.yaml with every reference locked and report reproducibility")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.checks import Check, jsonable
 from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, ModelManifest, TrainingManifest
 from feature_platform.training.artifacts import read_model_manifest, read_training_manifest
 from feature_platform.training.data import TrainingRefused
@@ -33,11 +34,22 @@ class RerunReport:
     def reproduced(self) -> bool:
         return self.dataset_digest_same and self.metrics_identical
 
+    @property
+    def checks(self) -> list[Check]:
+        """The comparison as check rows (original expected, rerun actual); ONNX bytes are reported, not required."""
+        o, r = self.original, self.rerun
+        return [Check("dataset_manifest_digest", self.dataset_digest_same, o.dataset_manifest_digest,
+                      r.dataset_manifest_digest),
+                Check("metrics", self.metrics_identical, jsonable(dict(o.metrics)), jsonable(dict(r.metrics))),
+                Check("onnx_sha256", self.onnx_bytes_identical, o.onnx.sha256, r.onnx.sha256,
+                      detail="reported only: identical bytes also need the same library versions")]
+
     def to_json_dict(self) -> dict[str, object]:
         return {"dataset_digest_same": self.dataset_digest_same, "metrics_identical": self.metrics_identical,
                 "onnx_bytes_identical": self.onnx_bytes_identical, "reproduced": self.reproduced,
                 "original_model_id": self.original.model_id, "rerun_model_id": self.rerun.model_id,
-                "differences": self.differences, "rerun_dir": None if self.rerun_dir is None else str(self.rerun_dir)}
+                "differences": self.differences, "rerun_dir": None if self.rerun_dir is None else str(self.rerun_dir),
+                "checks": [c.to_json_dict() for c in self.checks]}
 
 
 def rerun_training(training_manifest_path: Path, out_dir: Path, *, training_id: str | None = None) -> RerunReport:

@@ -224,6 +224,11 @@ def test_rerun_reproduces(trained: TrainingResult, tmp_path: Path) -> None:
     assert report.rerun.training_id.startswith("t1-rerun-") and report.rerun_dir is not None
     assert report.rerun.hyperparameters == report.original.hyperparameters
     assert report.rerun.market_snapshot == report.original.market_snapshot
+    # the same comparison as the shared check rows: expected is the original, actual the rerun
+    assert [(c.name, c.passed) for c in report.checks] == [("dataset_manifest_digest", True), ("metrics", True),
+                                                            ("onnx_sha256", True)]
+    assert report.checks[2].expected == report.checks[2].actual == report.original.onnx.sha256
+    assert report.to_json_dict()["checks"][0]["expected"] == report.original.dataset_manifest_digest
 
 
 def test_rerun_refuses_another_dataset_digest(trained: TrainingResult, tmp_path: Path) -> None:
