@@ -108,7 +108,8 @@ bench: $(STAMP)  ## benchmarks: dataset build/verify (5M rows), the demo refresh
 	$(BIN)/python bench/bench_tensor.py
 	$(BIN)/python bench/bench_definitions.py
 	$(BIN)/python bench/bench_training_set.py
-	$(BIN)/python bench/bench_api.py
+	$(BIN)/python bench/bench_api.py --sample-warehouse --get dataset=/api/datasets/purchases_90d/ \
+	  --get query=/api/datasets/purchases_90d/query/
 	$(BIN)/python bench/bench_sharding.py
 	$(BIN)/python bench/bench_pit_distributed.py
 
