@@ -1,4 +1,4 @@
-"""Tensor dataset manifest, spec v1 ``format: "zarr"`` (docs/ARCHITECTURE.md §3, issue #8).
+"""Tensor dataset manifest, spec v1 ``format: "zarr"`` (docs/ARCHITECTURE.md §3).
 
 The same contract as the parquet manifest (identity = sha256 of canonical JSON, the manifest is
 the authority), but integrity is per chunk file: every chunk/shard file and every ``zarr.json``

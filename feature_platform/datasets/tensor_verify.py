@@ -1,4 +1,4 @@
-"""Fail-closed verification of a Zarr tensor dataset (docs/ARCHITECTURE.md §3, §7; issue #8).
+"""Fail-closed verification of a Zarr tensor dataset (docs/ARCHITECTURE.md §3, §7).
 
 The manifest's file list is the authority, never the store listing: zarr reads a missing chunk
 back as the fill value without error, so every listed chunk is stat'ed and re-hashed, the Merkle
