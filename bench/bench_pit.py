@@ -6,8 +6,8 @@ feature rows over 20,000 keys, with ~10% ties on the event timestamp broken by a
 features and a 1-day TTL. Every peer's result is compared cell for cell with the project's (mismatches are
 counted and printed, not raised: docs/ARCHITECTURE.md §7 fixes the join semantics; the file store drops rows
 and picks wrong ties, and a plain ASOF JOIN has no tie-break). Project and Feast both start from the parquet
-files on disk. Feast runs in a child process so its memory use (about 16 GB at 1M rows) cannot take the benchmark down; ``--feast-rows`` runs it on
-a prefix of the entity rows instead. Target: project >= 5x faster than Feast's file offline store.
+files on disk. Feast runs in a child process so its memory use (about 16 GB at 1M rows) cannot take the
+benchmark down; ``--feast-rows`` runs it on a prefix of the entity rows instead. Target: project >= 5x faster than Feast's file offline store.
 
 Usage: ``.venv/bin/python bench/bench_pit.py [--rows 1000000] [--feast-rows N] [--skip-feast]``.
 """
