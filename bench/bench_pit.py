@@ -7,7 +7,8 @@ features and a 1-day TTL. Every peer's result is compared cell for cell with the
 counted and printed, not raised: docs/ARCHITECTURE.md §7 fixes the join semantics; the file store drops rows
 and picks wrong ties, and a plain ASOF JOIN has no tie-break). Project and Feast both start from the parquet
 files on disk. Feast runs in a child process so its memory use (about 16 GB at 1M rows) cannot take the
-benchmark down; ``--feast-rows`` runs it on a prefix of the entity rows instead. Target: project >= 5x faster than Feast's file offline store.
+benchmark down; ``--feast-rows`` runs it on a prefix of the entity rows instead. Target: project >= 5x
+faster than Feast's file offline store.
 
 Usage: ``.venv/bin/python bench/bench_pit.py [--rows 1000000] [--feast-rows N] [--skip-feast]``.
 """
