@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -203,12 +203,7 @@ def build_dataset(
         results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
         manifest = assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
                                       max_bytes, files)
-        _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
-        report = verify_parquet_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
-                                        known_sha256={r.name: r.sha256 for r in results})
-        if not report.ok:
-            failed = "; ".join(c.line() for c in report.failures)
-            raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)
+        report = seal(staged, target, manifest, contract, {r.name: r.sha256 for r in results})
         publish_dir(staged, target, replace=force)
     return BuildResult(path=target, manifest=manifest, digest=manifest.digest(), report=report,
                        seconds=time.perf_counter() - started)
@@ -235,13 +230,7 @@ def assemble_manifest(source: TableSource, contract: FeatureContract, dataset_id
         split_config = {"algorithm": split_info.algorithm, "key": entity, "salt": splits.salt,
                         "fractions": split_info.fractions}
     limits = Limits(max_bytes=max_bytes)
-    config = {
-        "source": {"kind": source_info.kind, "parameters": source_info.parameters},
-        "splits": split_config,
-        "limits": limits.model_dump(),
-        "writer": writer_options(source.schema),
-        "feature_contract_sha256": contract.digest(),
-    }
+    config = build_config(source_info, split_config, limits, source.schema, contract)
     if files > 1:  # absent for one file, so an unsharded build keeps its config_hash
         config["sharding"] = {"files": files, "key": entity, "derivation": DERIVATION}
     manifest = DatasetManifest(
@@ -265,6 +254,32 @@ def assemble_manifest(source: TableSource, contract: FeatureContract, dataset_id
         limits=limits,
     )
     return manifest
+
+
+def build_config(source: Source, split_config: dict[str, Any], limits: Limits, schema: pa.Schema,
+                 contract: FeatureContract) -> dict[str, Any]:
+    """What a build's ``config_hash`` covers: the source, the split rule, the limits, the writer settings and the
+    feature contract. Every spec v1 parquet build (datasets, training sets) records it the same way."""
+    return {
+        "source": {"kind": source.kind, "parameters": source.parameters},
+        "splits": split_config,
+        "limits": limits.model_dump(),
+        "writer": writer_options(schema),
+        "feature_contract_sha256": contract.digest(),
+    }
+
+
+def seal(staged: Path, target: Path, manifest: DatasetManifest, contract: FeatureContract,
+         known_sha256: dict[str, str]) -> VerifyReport:
+    """Write ``manifest.json`` into the staged directory durably and verify the whole staged dataset (the data
+    files' digests are the ones computed while writing); a failure raises and nothing is published."""
+    _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
+    report = verify_parquet_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
+                                    known_sha256=known_sha256)
+    if not report.ok:
+        failed = "; ".join(c.line() for c in report.failures)
+        raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", report)
+    return report
 
 
 def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | None, ray_address: str | None,

@@ -57,9 +57,15 @@ from feature_platform.contracts.manifest import (
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import git_hash, parse_utc_timestamp, utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_json
-from feature_platform.datasets.build import DATA_FILE, DEFAULT_MAX_BYTES, BuildError, BuildResult, _write_durably
+from feature_platform.datasets.build import (
+    DATA_FILE,
+    DEFAULT_MAX_BYTES,
+    BuildResult,
+    build_config,
+    seal,
+)
 from feature_platform.datasets.executors import EXECUTORS, run_tasks
-from feature_platform.datasets.parquet_writer import write_parquet, writer_options
+from feature_platform.datasets.parquet_writer import write_parquet
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.features.build import (
@@ -468,12 +474,7 @@ def build_training_set(
         if params.get("partition") is None:
             params.pop("partition", None)  # an unsharded set's record is what it always was
         manifest = _manifest(contract, schema, set_id, dataset.dataset_version, params, spec, results)
-        _write_durably(staged / MANIFEST_NAME, manifest.dumps().encode("utf-8"))
-        built = verify_dataset(staged / MANIFEST_NAME, staged.parent, contract=contract,
-                               known_sha256={r.file_name: r.sha256 for r in results})
-        if not built.ok:
-            failed = "; ".join(c.line() for c in built.failures)
-            raise BuildError(f"{target}: built dataset failed verification, nothing published: {failed}", built)
+        built = seal(staged, target, manifest, contract, {r.file_name: r.sha256 for r in results})
         # force only replaces a set that exists but no longer verifies (the reuse above took every good one)
         publish_dir(staged, target, replace=True)
     if store is not None:
@@ -524,14 +525,8 @@ def _manifest(contract: FeatureContract, schema: pa.Schema, set_id: str, version
                         fractions=dict(spec.fractions),
                         rows={n: int(c) for n, c in zip(spec.names, rows, strict=True)})
     limits = Limits(max_bytes=DEFAULT_MAX_BYTES)
-    config = {
-        "source": {"kind": source.kind, "parameters": source.parameters},
-        "splits": {"algorithm": split_info.algorithm, "key": split_info.key, "salt": spec.salt,
-                   "fractions": split_info.fractions},
-        "limits": limits.model_dump(),
-        "writer": writer_options(schema),
-        "feature_contract_sha256": contract.digest(),
-    }
+    config = build_config(source, {"algorithm": split_info.algorithm, "key": split_info.key, "salt": spec.salt,
+                                   "fractions": split_info.fractions}, limits, schema, contract)
     return DatasetManifest(
         spec_version=SPEC_VERSION, dataset_id=set_id, dataset_version=version,
         created_at=utc_timestamp(utc_now()), git_hash=git_hash(), config_hash=digest(config), source=source,
