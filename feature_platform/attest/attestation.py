@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from feature_platform.contracts.canonical import sha256_file, sha256_hex
 from feature_platform.contracts.manifest import ATTESTATION_NAME, MANIFEST_NAME, ManifestError, load_manifest
+from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
@@ -218,7 +219,7 @@ def model_artifact(model_dir: Path) -> Artifact:
 
 
 def _model_predicate(files: Mapping[str, Path]) -> dict[str, Any]:
-    path = files.get("model_manifest.json")
+    path = files.get(MODEL_MANIFEST_NAME)
     if path is None:
         return {}
     try:

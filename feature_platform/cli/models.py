@@ -197,6 +197,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _rerun(args: argparse.Namespace) -> int:
     from feature_platform.contracts.checks import check_lines
+    from feature_platform.contracts.model_manifest import TRAINING_MANIFEST_NAME
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.training.data import TrainingRefused
     from feature_platform.training.rerun import rerun_training
@@ -206,7 +207,7 @@ def _rerun(args: argparse.Namespace) -> int:
     except UnsafePathError as exc:
         raise UsageError(str(exc)) from None
     root = data_root()
-    manifest = layout().models / args.training_id / "training_manifest.yaml"
+    manifest = layout().models / args.training_id / TRAINING_MANIFEST_NAME
     if not manifest.exists():
         raise CheckFailed(f"{manifest}: no such training; expected a training id under {root / 'models'}")
     try:

@@ -177,10 +177,10 @@ def _training_set(paths: PlatformPaths, partition: str, meta: Metadata) -> Resol
 def _model(model_dir: Path, paths: PlatformPaths) -> tuple[LineageDataset, LineageDataset]:
     """(the model, the training set it was trained on)."""
     from feature_platform.contracts.manifest import load_manifest
-    from feature_platform.contracts.model_manifest import load_model_manifest
+    from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, load_model_manifest
     from feature_platform.registry.openlineage import model_dataset, model_input
 
-    manifest = load_model_manifest(model_dir / "model_manifest.json")
+    manifest = load_model_manifest(model_dir / MODEL_MANIFEST_NAME)
     try:
         training_set = load_manifest(Path(manifest.dataset_manifest_path))
     except _UNRESOLVABLE:

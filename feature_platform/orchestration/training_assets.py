@@ -13,6 +13,8 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.contracts.model_manifest import MODEL_MANIFEST_NAME, TRAINING_MANIFEST_NAME
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.orchestration.assets import published_dataset
 from feature_platform.orchestration.checks import DATASET_CHECK_DESCRIPTIONS, integrity_checks
@@ -126,7 +128,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig,
         executor, address = choose_executor(None if config.executor == "auto" else config.executor, ray.address)
         if config.executor == "auto" and executor != "ray" and config.shards == 1:
             executor = "inline"  # one shard on this machine: no process to start
-        result = build_training_set(paths.dataset_dir(version) / "manifest.json",
+        result = build_training_set(paths.dataset_dir(version) / MANIFEST_NAME,
                                     _feature_build_json(paths, version), training_sets_dir(paths.root),
                                     as_of=parse_as_of(config.as_of), shards=config.shards, executor=executor,
                                     workers=config.workers, ray_address=address,
@@ -253,7 +255,7 @@ def trained_on_verified_dataset(context: dg.AssetCheckExecutionContext, paths: P
     from feature_platform.training.artifacts import read_model_manifest
 
     record = read_record(paths, context.op_execution_context.partition_key)
-    manifest = read_model_manifest(Path(record.model_dir) / "model_manifest.json")
+    manifest = read_model_manifest(Path(record.model_dir) / MODEL_MANIFEST_NAME)
     report = verify_training_input(Path(manifest.dataset_manifest_path))
     same = report.manifest_digest == manifest.dataset_manifest_digest
     return dg.AssetCheckResult(passed=report.ok and same, severity=dg.AssetCheckSeverity.ERROR, metadata={
@@ -273,7 +275,7 @@ def model_evaluation(context: dg.AssetExecutionContext, config: TrainingConfig,
 
     record = read_record(paths, context.partition_key)
     model_dir = Path(record.model_dir)
-    manifest = read_model_manifest(model_dir / "model_manifest.json")
+    manifest = read_model_manifest(model_dir / MODEL_MANIFEST_NAME)
     evaluation = evaluate_model(model_dir / "model.onnx", load_splits(Path(manifest.dataset_manifest_path)),
                                 schedule=config.schedule)
     out = write_atomic(paths.reports(context.partition_key) / f"model_evaluation_{config.schedule}.json",
@@ -399,7 +401,7 @@ class RerunConfig(dg.Config):
 def rerun_model(context: dg.OpExecutionContext, config: RerunConfig, paths: PlatformPaths) -> None:
     from feature_platform.training.rerun import rerun_training
 
-    manifest = models_dir(paths) / config.training_id / "training_manifest.yaml"
+    manifest = models_dir(paths) / config.training_id / TRAINING_MANIFEST_NAME
     report = rerun_training(manifest, models_dir(paths) / "reruns")
     context.log.info(json.dumps(report.to_json_dict()))
     if not report.reproduced:
