@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from fastapi import Request
 
+from feature_platform.contracts.data_root import DATA_ROOT_ENV, DEFAULT_DATA_ROOT
+
 if TYPE_CHECKING:
     import dagster as dg
 
@@ -37,7 +39,7 @@ class ApiSettings:
 
         environ = os.environ if env is None else env
         values: dict[str, object] = {
-            "data_root": Path(environ.get("FP_DATA_ROOT") or "data").resolve(),
+            "data_root": Path(environ.get(DATA_ROOT_ENV) or DEFAULT_DATA_ROOT).resolve(),
             "dagster_home": Path(environ["DAGSTER_HOME"]) if environ.get("DAGSTER_HOME") else None,
             "mlflow_tracking_uri": environ.get("MLFLOW_TRACKING_URI") or None,
             "dagster_url": dagster_base_url(environ),
