@@ -29,9 +29,12 @@ def require_files(files: object) -> int:
     return files
 
 
-def data_file_name(index: int, files: int) -> str:
-    """``data.parquet`` for an unsharded dataset (today's layout), else ``data-00003-of-00008.parquet``."""
-    return "data.parquet" if files == 1 else f"data-{index:05d}-of-{files:05d}.parquet"
+def data_file_name(index: int, files: int, stem: str = "data") -> str:
+    """``data.parquet`` for an unsharded dataset (today's layout), else ``<stem>-00003-of-00008.parquet``.
+
+    The one data file is ``data.parquet`` whatever ``stem``: only the files of a sharded set take it.
+    """
+    return "data.parquet" if files == 1 else f"{stem}-{index:05d}-of-{files:05d}.parquet"
 
 
 @lru_cache(maxsize=1 << 16)

@@ -58,7 +58,6 @@ from feature_platform.contracts.paths import UnsafePathError, resolve_inside
 from feature_platform.contracts.provenance import git_hash, parse_utc_timestamp, utc_now, utc_timestamp
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.datasets.build import (
-    DATA_FILE,
     DEFAULT_MAX_BYTES,
     BuildResult,
     build_config,
@@ -66,6 +65,7 @@ from feature_platform.datasets.build import (
 )
 from feature_platform.datasets.executors import EXECUTORS, run_tasks
 from feature_platform.datasets.parquet_writer import write_parquet
+from feature_platform.datasets.sharding import data_file_name
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.datasets.verify import VerifyReport, verify_dataset
 from feature_platform.features.build import (
@@ -100,6 +100,7 @@ JOIN_SEMANTICS = ("as-of: latest feature row with event_timestamp <= label times
                   "label timestamp - event_timestamp <= ttl (inclusive); ties to the newest created timestamp, "
                   "then the later row; rows created after as_of invisible")
 BATCH_ROWS = 131_072
+SHARD_STEM = "part"
 
 
 class TrainingSetRefused(RuntimeError):
@@ -306,8 +307,9 @@ class _ShardResult:
 
 
 def shard_file_name(shard: int, shards: int) -> str:
-    """The data file of shard ``shard``: ``data.parquet`` for an unsharded set (its bytes as ever)."""
-    return DATA_FILE if shards == 1 else f"part-{shard:05d}-of-{shards:05d}.parquet"
+    """The data file of shard ``shard``: ``data.parquet`` for an unsharded set (its bytes as ever), else
+    ``part-00003-of-00008.parquet`` (the names sharded training sets have always had)."""
+    return data_file_name(shard, shards, SHARD_STEM)
 
 
 def _join_shard(job: _ShardJob) -> _ShardResult:
