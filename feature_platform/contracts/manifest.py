@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from feature_platform.contracts.canonical import canonical_json, digest
-from feature_platform.contracts.paths import SAFE_ID_PATTERN
+from feature_platform.contracts.paths import SAFE_ID_PATTERN, UnsafePathError, resolve_inside
 from feature_platform.contracts.safe_read import InputError, read_json
 
 SPEC_VERSION: Final = "1"
@@ -242,6 +242,20 @@ def load_manifest(path: Path | str) -> DatasetManifest:
     except InputError as exc:
         raise ManifestError(str(exc)) from None
     return parse_manifest(raw, str(path))
+
+
+def data_file_paths(manifest_path: Path | str, manifest: DatasetManifest) -> list[Path]:
+    """The manifest's data files, in its order, each resolved inside the manifest's directory (symlinks
+    followed); ``ManifestError`` (one line naming the manifest and the file) for a path that leaves it."""
+    dataset_dir = Path(manifest_path).parent
+    found: list[Path] = []
+    for index, entry in enumerate(manifest.files):
+        try:
+            found.append(resolve_inside(dataset_dir, entry.path))
+        except UnsafePathError as exc:
+            raise ManifestError(f"{manifest_path}: field files.{index}.path: {exc} "
+                                f"(expected a file inside {dataset_dir})") from None
+    return found
 
 
 def json_schema() -> dict[str, Any]:

@@ -15,16 +15,17 @@ import io
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from feature_platform.contracts.canonical import sha256_file
+from feature_platform.contracts.canonical import digest, sha256_file
 from feature_platform.contracts.data_root import FEATURE_BUILD_NAME, feature_build_path
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.paths import require_safe_id
@@ -41,6 +42,7 @@ MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
 # When a feature row became known to the platform (Feast's created timestamp): the dataset's created_at.
 # A training set built "as of" a time sees only rows created by then (features/training_set.py).
 CREATED_COLUMN = "created"
+_SHA256 = r"^[0-9a-f]{64}$"
 
 
 class FeatureBuildError(RuntimeError):
@@ -101,7 +103,9 @@ class FeatureBuild(BaseModel):
     project: str
     feature_contract_sha256: str
     feature_service: str
-    dataset_sha256: str
+    dataset_sha256: str = Field(description="sha256 of the dataset's data file; of several, dataset_digest of theirs")
+    dataset_file_sha256s: list[Annotated[str, Field(pattern=_SHA256)]] = Field(
+        default_factory=list, description="sha256 of each data file, in manifest order (absent before sharding)")
     market_sha256: str | None
     materialized_at: str
     materialization_start: str
@@ -109,6 +113,16 @@ class FeatureBuild(BaseModel):
     row_counts: dict[str, int]
     outputs: list[OutputFile]
     feature_views: list[FeatureViewRef] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _dataset_files_agree(self) -> FeatureBuild:
+        if self.dataset_file_sha256s and dataset_digest(self.dataset_file_sha256s) != self.dataset_sha256:
+            raise ValueError("dataset_sha256 must be the dataset_digest of dataset_file_sha256s")
+        return self
+
+    def dataset_files(self) -> list[str]:
+        """sha256 of each data file the features were built from, in manifest order."""
+        return list(self.dataset_file_sha256s) or [self.dataset_sha256]
 
     def output(self, path: str) -> OutputFile:
         found = [o for o in self.outputs if o.path == path]
@@ -122,6 +136,12 @@ class FeatureBuild(BaseModel):
             raise FeatureBuildError(f"feature build records no feature view {name!r} (built before views were "
                                     "recorded? rebuild the features)")
         return found[0]
+
+
+def dataset_digest(file_sha256s: Sequence[str]) -> str:
+    """One sha256 for a dataset's data files: the file's own for one file (as before sharding), else the
+    sha256 of the canonical JSON list of the files' sha256s in manifest order."""
+    return file_sha256s[0] if len(file_sha256s) == 1 else digest(list(file_sha256s))
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -190,9 +210,42 @@ def check_drift(
     return contract_drift(contract, fields, view_name=f"feast:{DATASET_VIEW}")
 
 
+def _typed(field: pa.Field) -> str:
+    return f"{field.type}{'' if field.nullable else ' not null'}"
+
+
+def _dataset_rows(files: Sequence[Path], columns: list[str], entity: str, timestamp: str) -> pa.Table:
+    """``columns`` of every data file, in (timestamp, entity) order, stably.
+
+    A sharded dataset keeps all rows of an entity in one file, each file in the rows' original order; so
+    rows that tie on (timestamp, entity) share a file and keep their order, and the sorted table is the
+    same, row for row, for any number of files. Rows already in that order (the builder's) stay put.
+    """
+    tables: list[pa.Table] = []
+    for path in files:
+        try:
+            schema = pq.read_schema(path)
+            absent = [c for c in columns if c not in schema.names]
+            if absent:
+                raise FeatureBuildError(f"{path}: dataset lacks columns {absent}")
+            table = pq.read_table(path, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise FeatureBuildError(f"{path}: not a readable parquet data file: {exc}") from None
+        if tables and not table.schema.equals(tables[0].schema):
+            first = tables[0].schema
+            differ = [n for n in columns if not table.schema.field(n).equals(first.field(n))]
+            raise FeatureBuildError(f"{path}: columns {differ} are {[_typed(table.schema.field(n)) for n in differ]}, "
+                                    f"{files[0]} has {[_typed(first.field(n)) for n in differ]}")
+        tables.append(table)
+    if not tables:
+        raise FeatureBuildError("no dataset data files to build features from")
+    rows = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    return rows.sort_by([(timestamp, "ascending"), (entity, "ascending")]).combine_chunks()
+
+
 def build_features(
     repo_path: Path,
-    dataset_parquet: Path,
+    dataset_parquet: Path | Sequence[Path],
     dataset_version: str,
     out_dir: Path,
     market_parquet: Path | None,
@@ -204,6 +257,9 @@ def build_features(
 ) -> FeatureBuild:
     """Build, materialize and record the features of one dataset version (see module docstring).
 
+    ``dataset_parquet`` is the dataset's data file, or all its data files in manifest order
+    (``contracts.manifest.data_file_paths``); the offline features hold their rows in (timestamp, entity)
+    order, so a dataset gives the same features, byte for byte, however many files it was written as.
     Writes ``out_dir/offline/<version>/{dataset_features,market_ohlcv}.parquet`` and
     ``feature_build.json`` beside them, and ``out_dir/feast/<version>/{registry,online_store}.db``;
     then publishes the build to ``out_dir/latest/`` (:func:`publish_latest`).
@@ -229,13 +285,12 @@ def build_features(
     if not report.ok:
         raise FeatureDriftError(report)
 
+    data_files = [Path(dataset_parquet)] if isinstance(dataset_parquet, (str, Path)) else \
+        [Path(p) for p in dataset_parquet]
     columns = [contract.entity.name, contract.timestamp.name, *contract.feature_order]
-    dataset = pq.read_table(dataset_parquet)
-    absent = [c for c in columns if c not in dataset.column_names]
-    if absent:
-        raise FeatureBuildError(f"{dataset_parquet}: dataset lacks columns {absent}")
+    dataset = _dataset_rows(data_files, columns, contract.entity.name, contract.timestamp.name)
     created = (created_at or utc_now()).astimezone(UTC)
-    features = dataset.select(columns).append_column(
+    features = dataset.append_column(
         pa.field(CREATED_COLUMN, pa.timestamp("us", tz="UTC"), nullable=False),
         pa.array([created] * dataset.num_rows, pa.timestamp("us", tz="UTC")))
     offline.mkdir(parents=True, exist_ok=True)
@@ -263,7 +318,8 @@ def build_features(
     store.apply(objects)
     valid = [t for t in starts if t is not None]
     if not valid:
-        raise FeatureBuildError(f"{dataset_parquet}: no rows with an event timestamp")
+        where = data_files[0] if len(data_files) == 1 else data_files[0].parent
+        raise FeatureBuildError(f"{where}: no rows with an event timestamp")
     start: datetime = min(valid)
     end: datetime = max(t for t in ends if t is not None) + timedelta(seconds=1)
     materialized_at = utc_now()
@@ -275,6 +331,7 @@ def build_features(
         row_counts[f"online:{MARKET_VIEW}"] = len(pc.unique(market.column("asset").drop_null()))
 
     outputs = [p for p in (dataset_out, market_out, online, registry) if p is not None]
+    file_sha256s = [sha256_file(p) for p in data_files]
     build = FeatureBuild(
         dataset_version=dataset_version,
         feast_repo_sha=revision.commit,
@@ -285,7 +342,8 @@ def build_features(
         project=config.project,
         feature_contract_sha256=contract.digest(),
         feature_service=defs.TRAINING_SERVICE,
-        dataset_sha256=sha256_file(Path(dataset_parquet)),
+        dataset_sha256=dataset_digest(file_sha256s),
+        dataset_file_sha256s=file_sha256s,
         market_sha256=sha256_file(Path(market_parquet)) if market_parquet is not None else None,
         materialized_at=utc_timestamp(materialized_at),
         materialization_start=utc_timestamp(start),

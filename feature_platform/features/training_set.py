@@ -52,6 +52,7 @@ from feature_platform.contracts.manifest import (
     RngSeeds,
     Source,
     Splits,
+    data_file_paths,
     load_manifest,
 )
 from feature_platform.contracts.paths import UnsafePathError, resolve_inside
@@ -196,8 +197,8 @@ def verified_feature_build(path: Path, dataset: DatasetManifest) -> tuple[Featur
     if build.dataset_version != dataset.dataset_version:
         raise TrainingSetRefused(f"{path}: built for dataset_version {build.dataset_version!r}, "
                                  f"not {dataset.dataset_version!r}")
-    if [f.sha256 for f in dataset.files] != [build.dataset_sha256]:
-        raise TrainingSetRefused(f"{path}: built from dataset bytes {build.dataset_sha256}, the dataset's file is "
+    if [f.sha256 for f in dataset.files] != build.dataset_files():
+        raise TrainingSetRefused(f"{path}: built from dataset files {build.dataset_files()}, the dataset's files are "
                                  f"{[f.sha256 for f in dataset.files]}")
     try:
         view = build.view(DATASET_VIEW)
@@ -430,8 +431,7 @@ def build_training_set(
             return BuildResult(existing.parent, manifest, manifest.digest(), reused, 0.0)
 
     started = time.perf_counter()
-    dataset_dir = Path(dataset_manifest_path).parent
-    label_files = [resolve_inside(dataset_dir, f.path) for f in dataset.files]
+    label_files = data_file_paths(dataset_manifest_path, dataset)
     feature_file = resolve_inside(out_root, view.path)
     label_cols = (entity, ts, label)
     feature_cols = (entity, ts, *order, *([created] if created else []))

@@ -37,7 +37,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
     import pyarrow.parquet as pq
 
     from feature_platform.contracts.data_root import feature_build_path
-    from feature_platform.contracts.manifest import MANIFEST_NAME, load_manifest
+    from feature_platform.contracts.manifest import MANIFEST_NAME, data_file_paths, load_manifest
     from feature_platform.contracts.provenance import parse_utc_timestamp
     from feature_platform.features.build import build_features
     from feature_platform.features.layout import features_dir, latest_paths
@@ -57,7 +57,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
     manifest_path = paths.dataset_dir(version) / MANIFEST_NAME
     dataset_manifest = load_manifest(manifest_path)
     out_dir = features_dir(paths.root)
-    build = build_features(FEATURE_REPO, paths.dataset_dir(version) / "data.parquet", version,
+    build = build_features(FEATURE_REPO, data_file_paths(manifest_path, dataset_manifest), version,
                            out_dir, market_path, git_ref=config.feature_repo_ref,
                            allow_dirty=config.allow_dirty,
                            created_at=parse_utc_timestamp(dataset_manifest.created_at, "created_at"))

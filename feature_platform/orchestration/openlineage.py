@@ -161,7 +161,7 @@ def _feature_build(paths: PlatformPaths, partition: str, meta: Metadata) -> Reso
     from feature_platform.contracts.manifest import MANIFEST_NAME
 
     manifest = _manifest(paths.dataset_dir(build.dataset_version) / MANIFEST_NAME, dataset.version)
-    built_from_it = any(f.sha256 == build.dataset_sha256 for f in manifest.files)
+    built_from_it = [f.sha256 for f in manifest.files] == build.dataset_files()
     return Resolved(inputs=[dataset] if built_from_it else [], outputs=[output])
 
 
