@@ -219,7 +219,8 @@ def _dataset_rows(files: Sequence[Path], columns: list[str], entity: str, timest
 
     A sharded dataset keeps all rows of an entity in one file, each file in the rows' original order; so
     rows that tie on (timestamp, entity) share a file and keep their order, and the sorted table is the
-    same, row for row, for any number of files. Rows already in that order (the builder's) stay put.
+    same, row for row, for any number of files. Rows already in that order (the synthetic builder's) stay
+    put, so their features keep the bytes they had when one file was read as it was.
     """
     tables: list[pa.Table] = []
     for path in files:
@@ -230,7 +231,8 @@ def _dataset_rows(files: Sequence[Path], columns: list[str], entity: str, timest
                 raise FeatureBuildError(f"{path}: dataset lacks columns {absent}")
             table = pq.read_table(path, columns=columns)
         except (OSError, pa.ArrowException) as exc:
-            raise FeatureBuildError(f"{path}: not a readable parquet data file: {exc}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FeatureBuildError(f"{path}: not a readable parquet data file: {reason}") from None
         if tables and not table.schema.equals(tables[0].schema):
             first = tables[0].schema
             differ = [n for n in columns if not table.schema.field(n).equals(first.field(n))]
