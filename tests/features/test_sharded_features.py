@@ -198,3 +198,29 @@ def test_build_features_refuses_mismatched_or_unreadable_files(sharded: BuildRes
     with pytest.raises(FeatureBuildError, match=rf"^{lacking}: dataset lacks columns \['macd'\]"):
         build_features(repo, [files[0], lacking], "v1", tmp_path / "out", None)
     assert not (tmp_path / "out" / "offline").exists()  # nothing written by a refused build
+
+
+def test_a_feature_build_whose_dataset_digest_disagrees_is_refused(
+        builds: tuple[Path, FeatureBuild, Path, FeatureBuild], tmp_path: Path) -> None:
+    _, _, many, _ = builds
+    raw = json.loads(feature_build_path(many, "v1").read_text())
+    forged = tmp_path / "feature_build.json"
+    for field, value in (("dataset_sha256", "0" * 64), ("dataset_file_sha256s", raw["dataset_file_sha256s"][:2]),
+                         ("dataset_file_sha256s", ["A" * 64] * 3), ("dataset_file_sha256s", "not a list")):
+        forged.write_text(json.dumps({**raw, field: value}))
+        with pytest.raises(FeatureBuildError) as caught:
+            read_feature_build(forged)
+        assert str(caught.value).startswith(f"{forged}: not a readable feature build") and "\n" not in str(caught.value)
+    # A build recorded before datasets were sharded (no per-file list) still reads: its one file is dataset_sha256.
+    legacy = {k: v for k, v in raw.items() if k != "dataset_file_sha256s"}
+    legacy["dataset_sha256"] = raw["dataset_file_sha256s"][0]
+    forged.write_text(json.dumps(legacy))
+    assert read_feature_build(forged).dataset_files() == [raw["dataset_file_sha256s"][0]]
+
+
+def test_one_naming_rule_for_dataset_and_training_set_files() -> None:
+    from feature_platform.features.training_set import shard_file_name
+
+    assert data_file_name(0, 1) == shard_file_name(0, 1) == "data.parquet"
+    assert data_file_name(2, 3) == "data-00002-of-00003.parquet"
+    assert shard_file_name(2, 3) == data_file_name(2, 3, "part") == "part-00002-of-00003.parquet"
