@@ -296,11 +296,11 @@ def test_failure_sensor_alerts_and_requests_the_archive(drifted: RefreshOutcome,
                    if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE")
     resources = dict(defs.resources or {})
     before = len(_outbox(root))
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(  # entered: the notifier builds its declared paths dependency
         sensor_name="refresh_failed", dagster_event=failure, dagster_instance=instance, dagster_run=dagster_run,
         resources={k: resources[k] for k in ("paths", "metrics", "notifier")},
-    ).for_run_failure()
-    request = refresh_failed(context)
+    ).for_run_failure() as context:
+        request = refresh_failed(context)
     assert isinstance(request, dg.RunRequest)
     assert request.job_name == "archive_job" and request.partition_key == "v-drift"
     assert request.tags["fp/refresh_run_id"] == dagster_run.run_id
