@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TypeVar
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -47,6 +48,8 @@ from feature_platform.orchestration.training_assets import (
     training_job,
 )
 
+T = TypeVar("T")
+
 
 def secret_from_env(field: str) -> dg.EnvVar | None:
     """A notifier credential whose variable is set, as ``dg.EnvVar``: Dagster resolves it when a run starts and
@@ -55,25 +58,54 @@ def secret_from_env(field: str) -> dg.EnvVar | None:
     return dg.EnvVar(var) if os.environ.get(var, "").strip() else None
 
 
-def resources(deployment_name: str | None = None) -> dict[str, object]:
+def resources(deployment_name: str | None = None, *, paths: PlatformPaths | None = None,
+              s3: S3Resource | None = None) -> dict[str, object]:
     """The resources of a deployment (default: ``$FP_DEPLOYMENT``, see ``deployment``): the one place that
-    chooses between the laptop and S3; other environment variables (FP_*, AWS_*) configure each resource."""
+    chooses between the laptop and S3; other environment variables (FP_*, AWS_*) configure each resource.
+
+    Resources that need the data root or the S3 client declare them (``dg.ResourceDependency``) and are bound here
+    to the one ``paths`` and ``s3`` given (default: from the environment), the same instances the result holds
+    under those keys."""
     name = deployment_name or deployment()
     if name not in DEPLOYMENTS:
         raise ValueError(f"deployment: expected one of {', '.join(DEPLOYMENTS)}; got {name!r}")
-    s3 = S3Resource()
+    paths = paths or PlatformPaths()
+    s3 = s3 or S3Resource()
     return {
-        "paths": PlatformPaths(),
+        "paths": paths,
         "s3": s3,
-        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3),
-        "catalog": CatalogResource(),
+        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3, paths=paths),
+        "catalog": CatalogResource(paths=paths),
         "notifier": NotifierResource(slack_webhook_url=secret_from_env("slack_webhook_url"),
-                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key")),
+                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key"), paths=paths),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
-        "timeseries": TimeSeriesResource(),
+        "timeseries": TimeSeriesResource(paths=paths),
         "ray": RayResource(),
     }
+
+
+def unbound_dependencies(configured: Mapping[str, object]) -> list[str]:
+    """Each resource whose declared dependency named like another resource key (``paths``, ``s3``) is missing or a
+    different instance than the one under that key: Dagster would build it from its own copy and, say, publish
+    under another data root than the assets write to."""
+    wrong = []
+    for key, resource in configured.items():
+        if not isinstance(resource, dg.ConfigurableResource):
+            continue
+        for dependency in type(resource).model_fields.keys() & configured.keys():
+            bound = getattr(resource, dependency)
+            if (bound is None or dependency in resource.nested_resources) and bound is not configured[dependency]:
+                wrong.append(f"resource {key!r}: its {dependency!r} is not this code location's {dependency!r} "
+                             f"resource; construct it with {dependency}=<that instance>")
+    return wrong
+
+
+def _override(overrides: Mapping[str, object], key: str, kind: type[T]) -> T | None:
+    value = overrides.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"build_defs({key}=...): expected a {kind.__name__}; got {type(value).__name__}")
+    return value
 
 
 def configured_kinds(resources: Mapping[str, object]) -> dict[str, str]:
@@ -88,8 +120,12 @@ def configured_kinds(resources: Mapping[str, object]) -> dict[str, str]:
 
 
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
-    """The code location, with some resources replaced or jobs added (tests, other deployments)."""
-    configured = {**resources(), **overrides}
+    """The code location, with some resources replaced or jobs added (tests, other deployments). A replaced
+    ``paths`` or ``s3`` reaches every resource that depends on it; a replaced dependent must be built with them."""
+    configured = {**resources(paths=_override(overrides, "paths", PlatformPaths),
+                               s3=_override(overrides, "s3", S3Resource)), **overrides}
+    if wrong := unbound_dependencies(configured):
+        raise ValueError(wrong[0])
     kinds = configured_kinds(configured)
     assets = [*ALL_ASSETS, market_data_raw, market_data, feature_build, *TRAINING_ASSETS, *TENSOR_ASSETS,
               *DEFINITION_ASSETS]

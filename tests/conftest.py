@@ -106,9 +106,9 @@ def offline_defs(root: Path, paths: Any, *extra_jobs: Any, **overrides: Any) -> 
 
     resources: dict[str, Any] = {
         "paths": paths,
-        "timeseries": TimeSeriesResource(url=None),
+        "timeseries": TimeSeriesResource(url=None, paths=paths),
         "notifier": NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                     pagerduty_routing_key=None),
+                                     pagerduty_routing_key=None, paths=paths),
         "metrics": MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None),
     }
     return build_defs(*extra_jobs, **{**resources, **overrides})

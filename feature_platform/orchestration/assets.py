@@ -170,7 +170,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
         thresholds = parse_thresholds({**thresholds.model_dump(), **config.thresholds}, "run config thresholds")
     previous = None
     if config.baseline == LAST_PUBLISHED:
-        current = catalog.open(paths).current(paths.dataset_name)
+        current = catalog.open().current(paths.dataset_name)
         previous = paths.layout.quality_report(current.dataset_version) if current else None
     baseline = choose_baseline(config.baseline, previous)
     report = evaluate_quality(data_paths(dataset_dir, manifest), manifest, baseline, thresholds,
@@ -237,7 +237,7 @@ def published_dataset(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     try:
         with transient_retries(context, retry, extra=(DatasetPublishUnavailable,)):
             published = publish_dataset_version(
-                dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
+                dataset_dir, manifest, object_store.open(), catalog.open(),
                 extra_files=extras, quality_summary={"passed": True, "metrics": len(verdict.checks)},
                 name=paths.dataset_name,
             )
@@ -272,7 +272,7 @@ def notify_stakeholders(context: dg.AssetExecutionContext, paths: PlatformPaths,
     gaps = paths.reports(version) / "coverage_gap_report.md"
     text = gaps.read_text(encoding="utf-8")
     highlights = "\n".join(text.splitlines()[:25])
-    delivery = notifier.open(paths, paging=False).send(Notification(
+    delivery = notifier.open(paging=False).send(Notification(
         title=f"Dataset {paths.dataset_id(version)} published", text=highlights, severity="info",
         dataset_version=version, details={"dataset_id": paths.dataset_id(version)},
         links=run_links(notifier.dagster_url, context.run.run_id, asset=["published_dataset"], partition=version,
@@ -302,10 +302,10 @@ def archive_artifacts(context: dg.AssetExecutionContext, paths: PlatformPaths, o
     from feature_platform.storage.dataset_publish import sweep_abandoned_uploads
 
     refresh_run_id = context.run.tags.get("fp/refresh_run_id")
-    store = object_store.open(paths)
+    store = object_store.open()
     archived = archive_refresh_run(context.instance, refresh_run_id, context.partition_key, paths, store)
     purged = purge_old_runs(context.instance, paths.retention_days)
-    abandoned = sweep_abandoned_uploads(store, catalog.open(paths), paths.dataset_name)
+    abandoned = sweep_abandoned_uploads(store, catalog.open(), paths.dataset_name)
     return dg.MaterializeResult(metadata={
         "archive": archived.location,
         "files": dg.MetadataValue.json(archived.files),

@@ -111,11 +111,11 @@ def published_copy_check(
 
         version = context.op_execution_context.partition_key
         dataset_dir, catalog_name = located(version, paths)
-        entry = catalog.open(paths).get(catalog_name, version)
+        entry = catalog.open().get(catalog_name, version)
         if entry is None:
             return dg.AssetCheckResult(passed=False, severity=_ERROR, metadata={"reason": "not in the catalog"})
         manifest = load_manifest(dataset_dir / MANIFEST_NAME)
-        checks = verify_published(object_store.open(paths), entry.prefix, manifest)
+        checks = verify_published(object_store.open(), entry.prefix, manifest)
         return dg.AssetCheckResult(passed=bool(checks) and all(c.passed for c in checks), severity=_ERROR,
                                    metadata={**checks_metadata(checks), "location": entry.location})
 

@@ -160,7 +160,7 @@ def definition_published_asset(defn: DatasetDefinition, built: dg.AssetsDefiniti
         dataset_dir = _dataset_dir(defn, version, paths)
         manifest = load_manifest(dataset_dir / MANIFEST_NAME)
         try:
-            published = publish_dataset_version(dataset_dir, manifest, object_store.open(paths), catalog.open(paths),
+            published = publish_dataset_version(dataset_dir, manifest, object_store.open(), catalog.open(),
                                                 name=defn.name)
         except DatasetPublishError as exc:
             raise dg.Failure(f"definition {defn.name}: {exc}") from None

@@ -44,7 +44,7 @@ def feature_build(context: dg.AssetExecutionContext, config: FeatureBuildConfig,
 
     version = context.partition_key
     started = time.perf_counter()
-    store = timeseries.open(paths)
+    store = timeseries.open()
     try:
         market = store.read()
     finally:

@@ -25,11 +25,12 @@ class TimeSeriesResource(dg.ConfigurableResource):
     """The time-series store: DuckDB under the data root, or PostgreSQL/TimescaleDB by URL."""
 
     url: str | None = Field(default_factory=lambda: os.environ.get("FP_TIMESERIES_URL"))
+    paths: dg.ResourceDependency[PlatformPaths]
 
-    def open(self, paths: PlatformPaths) -> "TimeSeriesStore":
+    def open(self) -> "TimeSeriesStore":
         from feature_platform.market.store import open_store
 
-        return open_store(self.url or f"duckdb:///{paths.root / 'market.duckdb'}")
+        return open_store(self.url or f"duckdb:///{self.paths.root / 'market.duckdb'}")
 
 
 class MarketConfig(dg.Config):
@@ -171,7 +172,7 @@ def market_data(context: dg.AssetExecutionContext, paths: PlatformPaths,
 
     day = context.partition_key
     window = _window(context)
-    store = timeseries.open(paths)
+    store = timeseries.open()
     try:
         result = store.upsert(pq.read_table(raw_path(paths, day)))
         curated = store.read(start=window.start, end=window.end)
@@ -203,7 +204,7 @@ def data_gap_alert(context: dg.SensorEvaluationContext, paths: PlatformPaths,
     new = [b for b in _review(paths).open_blocks() if b.kind == "data-gap" and b.id > last]
     if not new:
         return dg.SkipReason("no new data gaps")
-    notifier.open(paths, paging=True).send(Notification(
+    notifier.open(paging=True).send(Notification(
         title=f"data-gap: {len(new)} gap(s) in market data; training blocked",
         text="\n".join(f"block {b.id}: {b.reason}" for b in new[:20])
              + f"\nList open blocks: fp market blocks\nOverride after review: {OVERRIDE_COMMAND}",

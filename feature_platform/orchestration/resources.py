@@ -93,26 +93,28 @@ class ObjectStoreResource(dg.ConfigurableResource):
     bucket: str | None = Field(default_factory=lambda: os.environ.get("FP_S3_BUCKET"))
     prefix: str = Field(default_factory=lambda: _env("FP_S3_PREFIX", ""))
     s3: dg.ResourceDependency[S3Resource]
+    paths: dg.ResourceDependency[PlatformPaths]
 
-    def open(self, paths: PlatformPaths) -> "ObjectStore":
+    def open(self) -> "ObjectStore":
         from feature_platform.storage.object_store import LocalObjectStore, S3ObjectStore
 
         if self.kind == "s3":
             if not self.bucket:
                 raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
             return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
-        return LocalObjectStore(Path(self.local_root) if self.local_root else paths.layout.object_store)
+        return LocalObjectStore(Path(self.local_root) if self.local_root else self.paths.layout.object_store)
 
 
 class CatalogResource(dg.ConfigurableResource):
     """The metadata catalog of published versions (SQLite)."""
 
     path: str | None = Field(default_factory=lambda: os.environ.get("FP_CATALOG_PATH"))
+    paths: dg.ResourceDependency[PlatformPaths]
 
-    def open(self, paths: PlatformPaths) -> "Catalog":
+    def open(self) -> "Catalog":
         from feature_platform.storage.catalog import Catalog
 
-        return Catalog(Path(self.path) if self.path else paths.layout.catalog_db)
+        return Catalog(Path(self.path) if self.path else self.paths.layout.catalog_db)
 
 
 def _notify_env(field: str) -> Any:
@@ -145,13 +147,14 @@ class NotifierResource(dg.ConfigurableResource):
     )
     retries: int = 2
     retry_base_seconds: float = 1.0
+    paths: dg.ResourceDependency[PlatformPaths]
 
     @field_validator("dagster_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         return http_base_url(value, f"dagster_url (${DAGSTER_URL_ENV})") if value else None
 
-    def open(self, paths: PlatformPaths, *, paging: bool) -> "Notifier":
+    def open(self, *, paging: bool) -> "Notifier":
         """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty)."""
         from feature_platform.observability.notify import notifier_from_config
 
@@ -162,7 +165,7 @@ class NotifierResource(dg.ConfigurableResource):
             smtp_username=env.smtp_username, smtp_password=env.smtp_password, smtp_starttls=env.smtp_starttls,
             smtp_ssl=env.smtp_ssl, pagerduty_routing_key=self.pagerduty_routing_key,
             pagerduty_url=self.pagerduty_url, retries=self.retries, retry_base_seconds=self.retry_base_seconds,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else paths.layout.outbox,
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else self.paths.layout.outbox,
         )
         return notifier_from_config(config, paging=paging)
 

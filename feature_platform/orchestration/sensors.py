@@ -89,7 +89,7 @@ def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: Platf
     gaps = paths.reports(version) / "coverage_gap_report.md" if version else None
     attachments = [("coverage_gap_report.md", gaps.read_bytes(), "text/markdown")] if gaps and gaps.exists() else []
     gate_failed = any(k.endswith(":quality_thresholds") for k in failed_checks)
-    notifier.open(paths, paging=True).send(Notification(
+    notifier.open(paging=True).send(Notification(
         title=f"{'Quality gate failed' if gate_failed else 'Dataset refresh failed'} for {version}",
         text=f"Run {run.run_id} failed. Failed checks: {', '.join(failed_checks) or 'none'}. "
              f"Failed steps: {', '.join(failed_steps) or 'none'}. Nothing was published.",

@@ -85,7 +85,7 @@ def _fetch_last_day(paths: PlatformPaths, timeseries: TimeSeriesResource) -> str
     config = MarketConfig.model_validate({})
     end = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=1)
-    store = timeseries.open(paths)
+    store = timeseries.open()
     try:
         result = ingest_day(market_source(config, start), config.source, config.assets, start, end, store,
                             ReviewQueue(paths.layout.review_db))

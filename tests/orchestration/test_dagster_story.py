@@ -77,8 +77,9 @@ def test_kinds_follow_the_configured_stores(root: Path, paths: PlatformPaths) ->
         assert "s3" not in local[key].kinds and "filesystem" in local[key].kinds, (key, local[key].kinds)
     assert local["market_data"].kinds == {"duckdb"}
     s3 = S3Resource()
-    remote = _specs(offline_defs(root, paths, s3=s3, object_store=ObjectStoreResource(kind="s3", bucket="b", s3=s3),
-                                 timeseries=TimeSeriesResource(url="postgresql://u@localhost/db")))
+    remote = _specs(offline_defs(root, paths, s3=s3,
+                                 object_store=ObjectStoreResource(kind="s3", bucket="b", s3=s3, paths=paths),
+                                 timeseries=TimeSeriesResource(url="postgresql://u@localhost/db", paths=paths)))
     assert remote["published_dataset"].kinds == {"s3", "sqlite"}
     assert remote["market_data"].kinds == {"postgres"}
     assert remote["source_snapshot"].kinds == local["source_snapshot"].kinds == {"python", "parquet"}
@@ -241,7 +242,7 @@ def test_a_command_that_does_not_exist_is_caught() -> None:
 @pytest.fixture(scope="module")
 def story_defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
     notifier = NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                pagerduty_routing_key=None, dagster_url=DAGSTER_URL)
+                                pagerduty_routing_key=None, dagster_url=DAGSTER_URL, paths=paths)
     return offline_defs(root, paths, notifier=notifier)
 
 
@@ -346,8 +347,8 @@ def test_data_gap_alert_names_the_override_command_and_links_the_asset(
     ReviewQueue(root / "review.sqlite").record_gaps([Gap("bitcoin", start, start + timedelta(minutes=9), 9.0)],
                                                     "2026-02-01")
     notifier = (story_defs.resources or {})["notifier"]
-    context = dg.build_sensor_context(instance=instance, resources={"paths": paths, "notifier": notifier})
-    data_gap_alert(context)
+    with dg.build_sensor_context(instance=instance, resources={"paths": paths, "notifier": notifier}) as context:
+        data_gap_alert(context)
     records = [json.loads(line) for line in (root / "outbox" / "notifications.jsonl").read_text().splitlines()]
     gap = [r for r in records if r["kind"] == "data-gap"][-1]
     assert "fp market override ID --by NAME --note WHY" in gap["text"] and "blocks override" not in gap["text"]

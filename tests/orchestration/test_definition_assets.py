@@ -29,7 +29,7 @@ def _run(directory: Path, instance: Any, paths: Any, warehouse: Path, version: s
 
     assets, checks = definition_assets(directory)
     job = definitions_job("test_definitions_job")
-    defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], resources={**resources(), "paths": paths})
+    defs = dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], resources=resources(paths=paths))
     ensure_partition(instance, version, DEFINITION_VERSION)
     config = {"ops": {a.node_def.name: {"config": {"warehouse": str(warehouse), "as_of": RUN_CONFIG_AS_OF}}
                       for a in assets if not a.key.path[-1].endswith("_published")}}

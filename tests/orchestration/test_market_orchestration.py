@@ -50,13 +50,13 @@ def test_gap_and_jump_block_training_until_reviewed(defs: dg.Definitions, instan
     blocked, reasons = review.training_blocked()
     assert blocked and any("data-gap" in r for r in reasons) and any("anomaly" in r for r in reasons)
 
-    context = dg.build_sensor_context(instance=instance, resources={"paths": paths,
-                                                                   "notifier": defs.resources["notifier"]})
-    data_gap_alert(context)
+    resources = {"paths": paths, "notifier": defs.resources["notifier"]}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        data_gap_alert(context)
     alerts = [json.loads(line) for line in (root / "outbox" / "notifications.jsonl").read_text().splitlines()]
     assert alerts[-1]["kind"] == "data-gap" and alerts[-1]["severity"] == "error"
-    again = data_gap_alert(dg.build_sensor_context(instance=instance, cursor=context.cursor,
-                                                   resources={"paths": paths, "notifier": defs.resources["notifier"]}))
+    with dg.build_sensor_context(instance=instance, cursor=context.cursor, resources=resources) as context:
+        again = data_gap_alert(context)
     assert isinstance(again, dg.SkipReason) and "no new" in str(again.skip_message)
 
     monkeypatch.setenv("FP_DATA_ROOT", str(root))

@@ -51,7 +51,7 @@ def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definition
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
         notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
                                   smtp_host=None, pagerduty_routing_key="routing-key-1",
-                                  pagerduty_url=f"{hooks.url}/pagerduty"),
+                                  pagerduty_url=f"{hooks.url}/pagerduty", paths=paths),
         metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=hooks.url),
     )
 
@@ -296,11 +296,11 @@ def test_failure_sensor_alerts_and_requests_the_archive(drifted: RefreshOutcome,
                    if e.dagster_event and e.dagster_event.event_type_value == "PIPELINE_FAILURE")
     resources = dict(defs.resources or {})
     before = len(_outbox(root))
-    context = dg.build_run_status_sensor_context(
+    with dg.build_run_status_sensor_context(  # entered: the notifier builds its declared paths dependency
         sensor_name="refresh_failed", dagster_event=failure, dagster_instance=instance, dagster_run=dagster_run,
         resources={k: resources[k] for k in ("paths", "metrics", "notifier")},
-    ).for_run_failure()
-    request = refresh_failed(context)
+    ).for_run_failure() as context:
+        request = refresh_failed(context)
     assert isinstance(request, dg.RunRequest)
     assert request.job_name == "archive_job" and request.partition_key == "v-drift"
     assert request.tags["fp/refresh_run_id"] == dagster_run.run_id
@@ -351,13 +351,14 @@ def test_publish_to_s3_through_dagster_aws(s3_bucket: tuple[Any, str], s3_server
 
     client, bucket = s3_bucket
     s3 = S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS)
+    paths = PlatformPaths(data_root=str(tmp_path))
     defs = build_defs(
-        paths=PlatformPaths(data_root=str(tmp_path)),
+        paths=paths,
         s3=s3,
-        object_store=ObjectStoreResource(kind="s3", bucket=bucket, prefix="team-a", s3=s3),
-        catalog=CatalogResource(path=str(tmp_path / "catalog.sqlite")),
+        object_store=ObjectStoreResource(kind="s3", bucket=bucket, prefix="team-a", s3=s3, paths=paths),
+        catalog=CatalogResource(path=str(tmp_path / "catalog.sqlite"), paths=paths),
         notifier=NotifierResource(outbox_dir=str(tmp_path / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                  pagerduty_routing_key=None),
+                                  pagerduty_routing_key=None, paths=paths),
         metrics=MetricsResource(textfile_dir=str(tmp_path / "metrics"), pushgateway_url=None),
     )
     with dg.instance_for_test() as instance:

@@ -1,0 +1,140 @@
+"""Resources declare their data root (and S3 client) as Dagster resource dependencies: a ``paths`` given to
+``build_defs`` reaches every resource that depends on it, in runs and in sensors."""
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from feature_platform.definitions import build_defs, resources
+from feature_platform.observability.notification import Notification
+from feature_platform.observability.notify import NotifyConfig
+from feature_platform.observability.outbox import OUTBOX_FILE
+from feature_platform.orchestration.market_assets import TimeSeriesResource
+from feature_platform.orchestration.resources import (
+    CatalogResource,
+    NotifierResource,
+    ObjectStoreResource,
+    PlatformPaths,
+)
+
+ROOT_DEPENDENTS = ("object_store", "catalog", "notifier", "timeseries")
+
+
+@pytest.fixture
+def env_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The environment names another data root than the one a test passes: a dependent bound to the default
+    ``paths`` would write there."""
+    for name in ("FP_DEPLOYMENT", "FP_OBJECT_STORE", "FP_CATALOG_PATH", "FP_TIMESERIES_URL",
+                 *NotifyConfig.ENV.values()):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "from_env"
+    monkeypatch.setenv("FP_DATA_ROOT", str(root))
+    yield root
+    assert not root.exists(), sorted(p.name for p in root.rglob("*"))
+
+
+@dg.asset
+def probe(context: dg.AssetExecutionContext, object_store: ObjectStoreResource, catalog: CatalogResource,
+          notifier: NotifierResource, timeseries: TimeSeriesResource) -> dict[str, str]:
+    """Uses each dependent the way the platform's assets do; returns where each one wrote."""
+    object_store.open().put_bytes(b"probe", "probe/key.txt")
+    catalog_path = catalog.open().path
+    notifier.open(paging=False).send(Notification(title="probe", kind="probe"))
+    store = timeseries.open()
+    try:
+        marker = store.snapshot_marker()
+    finally:
+        store.close()
+    context.log.info(f"snapshot marker {marker}")
+    return {"catalog": str(catalog_path)}
+
+
+def _only_paths_override(tmp_path: Path) -> tuple[PlatformPaths, dg.Definitions]:
+    paths = PlatformPaths(data_root=str(tmp_path / "override"))
+    return paths, build_defs(paths=paths)
+
+
+def test_an_overridden_paths_reaches_every_dependent_in_a_run(env_root: Path, tmp_path: Path) -> None:
+    paths, defs = _only_paths_override(tmp_path)
+    configured: dict[str, Any] = dict(defs.resources or {})
+    assert configured["paths"] is paths
+    assert all(configured[key].paths is paths for key in ROOT_DEPENDENTS)
+    result = dg.materialize([probe], resources=configured)
+    assert result.success
+    layout = paths.layout
+    assert result.output_for_node("probe") == {"catalog": str(layout.catalog_db)}
+    assert (layout.object_store / "probe" / "key.txt").read_bytes() == b"probe"
+    assert '"probe"' in (layout.outbox / OUTBOX_FILE).read_text()
+    assert (layout.root / "market.duckdb").is_file()
+    assert layout.catalog_db.is_file()
+
+
+def test_the_code_locations_own_resources_build_under_the_overridden_root(env_root: Path, tmp_path: Path) -> None:
+    """The resources as Dagster initialises them for the code location (nested dependencies resolved)."""
+    paths, defs = _only_paths_override(tmp_path)
+    top_level = defs.get_repository_def().get_top_level_resources()
+    with dg.build_resources({k: top_level[k] for k in ("paths", *ROOT_DEPENDENTS)}) as built:
+        assert built.catalog.open().path == paths.layout.catalog_db
+        assert built.object_store.open().url("k").startswith(paths.layout.object_store.as_uri())
+        assert built.paths.root == paths.root
+
+
+def test_a_sensor_gets_the_bound_dependents(env_root: Path, tmp_path: Path) -> None:
+    from feature_platform.market.review import ReviewQueue
+    from feature_platform.market.validation import Gap
+    from feature_platform.orchestration.market_assets import data_gap_alert
+
+    paths, defs = _only_paths_override(tmp_path)
+    start = datetime(2026, 2, 1, 12, tzinfo=UTC)
+    ReviewQueue(paths.layout.review_db).record_gaps([Gap("bitcoin", start, start + timedelta(minutes=9), 9.0)],
+                                                    "2026-02-01")
+    configured: dict[str, Any] = dict(defs.resources or {})
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, resources={"paths": configured["paths"], "notifier": configured["notifier"]}) as ctx:
+        data_gap_alert(ctx)
+    alert = json.loads((paths.layout.outbox / OUTBOX_FILE).read_text().splitlines()[-1])
+    assert alert["kind"] == "data-gap"  # paged through the notifier bound to the override root's outbox
+
+
+def test_without_overrides_the_environment_root_is_shared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FP_DATA_ROOT", str(tmp_path / "env"))
+    monkeypatch.delenv("FP_DEPLOYMENT", raising=False)
+    monkeypatch.delenv("FP_OBJECT_STORE", raising=False)
+    configured: dict[str, Any] = resources()
+    assert isinstance(configured["paths"], PlatformPaths)
+    assert configured["paths"].root == (tmp_path / "env").resolve()
+    assert all(configured[key].paths is configured["paths"] for key in ROOT_DEPENDENTS)
+    store = configured["object_store"]
+    assert isinstance(store, ObjectStoreResource) and store.s3 is configured["s3"]
+
+
+def test_an_overridden_s3_client_reaches_the_object_store(env_root: Path, tmp_path: Path) -> None:
+    s3 = S3Resource(region_name="eu-west-1")
+    defs = build_defs(paths=PlatformPaths(data_root=str(tmp_path / "override")), s3=s3)
+    store = dict(defs.resources or {})["object_store"]
+    assert isinstance(store, ObjectStoreResource) and store.s3 is s3
+
+
+@pytest.mark.parametrize(("key", "make"), [
+    ("catalog", lambda other: CatalogResource()),  # type: ignore[call-arg]  # the hostile case: no paths at all
+    ("catalog", lambda other: CatalogResource(paths=other)),  # another data root
+    ("notifier", lambda other: NotifierResource(slack_webhook_url=None, paths=other)),
+    ("timeseries", lambda other: TimeSeriesResource(url=None, paths=other)),
+    ("object_store", lambda other: ObjectStoreResource(kind="local", s3=S3Resource(), paths=PlatformPaths())),
+])
+def test_a_dependent_bound_to_another_paths_is_refused(env_root: Path, tmp_path: Path, key: str, make: Any) -> None:
+    paths = PlatformPaths(data_root=str(tmp_path / "override"))
+    other = PlatformPaths(data_root=str(tmp_path / "override"))  # equal config, another instance: still refused
+    with pytest.raises(ValueError, match=rf"^resource '{key}': its '(paths|s3)' is not this code location's"):
+        build_defs(paths=paths, **{key: make(other)})
+
+
+def test_a_paths_that_is_not_a_platform_paths_is_refused(env_root: Path) -> None:
+    with pytest.raises(TypeError, match=r"build_defs\(paths=\.\.\.\): expected a PlatformPaths; got str"):
+        build_defs(paths="/tmp/data")
