@@ -147,7 +147,8 @@ def ray_test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTe
 
     from tests.ray_cluster import multi_node_cluster
 
-    with multi_node_cluster(tmp_path_factory.mktemp("ray") / "c") as cluster:
+    # Directly under the session's base temp dir: short, as Ray's unix socket paths live below it.
+    with multi_node_cluster(tmp_path_factory.getbasetemp() / "ray") as cluster:
         try:
             yield cluster
         finally:

@@ -61,6 +61,14 @@ def test_each_node_has_its_own_temp_session_and_scratch_dirs(ray_test_cluster: R
         driver_temp = ray.get_runtime_context().get_temp_dir()
     finally:
         ray.shutdown()
+    try:
+        _check_nodes(cluster, seen, driver_temp)
+    finally:  # the nodes' scratch empty again, for the tests that check a build leaves it clean
+        for s in seen.values():
+            Path(s["scratch"]).unlink(missing_ok=True)
+
+
+def _check_nodes(cluster: RayTestCluster, seen: dict[str, dict[str, str]], driver_temp: str) -> None:
     assert {name: s["node_id"] for name, s in seen.items()} == cluster.node_ids  # pinned where asked
     assert len(set(cluster.node_ids.values())) == 3
     assert {name: Path(s["temp_dir"]) for name, s in seen.items()} == cluster.temp_dirs
