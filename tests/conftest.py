@@ -4,13 +4,16 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from feature_platform.cli import main
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.synthetic import SyntheticMarketSource
+
+if TYPE_CHECKING:
+    from tests.ray_cluster import RayTestCluster
 
 PROJECT = Path(__file__).resolve().parents[1]
 ROWS = 3_000
@@ -136,17 +139,26 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def _ray_cluster_address() -> Iterator[str]:
-    """The session's one Ray: a head and two worker nodes (tests/ray_cluster.py), started on first use. Every Ray
+def ray_test_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayTestCluster]:
+    """The session's one Ray: a head and two worker nodes (tests/ray_cluster.py), each with its own temp dir under
+    this session's tmp area, started on first use and stopped (its directories removed) at the end. Every Ray
     test runs on it (one driver talks to one cluster, and a second local instance beside it breaks both)."""
     import ray
 
     from tests.ray_cluster import multi_node_cluster
 
-    with multi_node_cluster() as address:
-        yield address
-        if ray.is_initialized():
-            ray.shutdown()
+    # Directly under the session's base temp dir: short, as Ray's unix socket paths live below it.
+    with multi_node_cluster(tmp_path_factory.getbasetemp() / "ray") as cluster:
+        try:
+            yield cluster
+        finally:
+            if ray.is_initialized():
+                ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def _ray_cluster_address(ray_test_cluster: RayTestCluster) -> str:
+    return ray_test_cluster.address
 
 
 @pytest.fixture

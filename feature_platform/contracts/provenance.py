@@ -17,8 +17,19 @@ class SourceDateEpochError(ValueError):
     """``$SOURCE_DATE_EPOCH`` is set but is not integer seconds since the epoch."""
 
 
+_SEEN_COMMITS: dict[Path, str] = {}
+
+
 def git_hash(repo: Path = PROJECT_ROOT) -> str:
-    """The checked-out commit, or ``unknown`` outside a git checkout."""
+    """The checked-out commit, or ``unknown`` outside a git checkout.
+
+    The first commit found is kept for the rest of the process: a commit made while it runs (the code it
+    imported is the earlier one's) must not change what it stamps, so two builds of one process stamp the
+    same revision and a same-input rebuild keeps its manifest digest. ``unknown`` is not kept (a ``git``
+    that timed out under load is asked again)."""
+    key = repo.resolve()
+    if key in _SEEN_COMMITS:
+        return _SEEN_COMMITS[key]
     try:
         out = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -26,7 +37,10 @@ def git_hash(repo: Path = PROJECT_ROOT) -> str:
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out if len(out) == 40 else "unknown"
+    if len(out) != 40:
+        return "unknown"
+    _SEEN_COMMITS[key] = out
+    return out
 
 
 def utc_now() -> datetime:

@@ -27,6 +27,7 @@ from feature_platform.storage.local_store import LocalObjectStore
 from feature_platform.storage.s3_store import S3ObjectStore
 from feature_platform.storage.store_build import StoreBuildResult, build_dataset_to_store
 from tests.conftest import CliResult, small_source
+from tests.ray_cluster import RayTestCluster
 from tests.s3_server import S3StoreFactory, s3_bucket_fixture, s3_server_fixture  # noqa: F401
 
 EPOCH = "1767225600"  # 2026-01-01T00:00:00Z
@@ -273,16 +274,18 @@ def test_object_that_lands_wrong_is_refused_and_nothing_published(s3_bucket: tup
     assert S3StoreFactory(s3_server, s3_bucket[1])().list() == [] and catalog.versions("sharded_ds") == []
 
 
-def test_ray_cluster_build_into_s3_matches_inline(ray_cluster: str, sharded: BuildResult,
-                                                  s3_bucket: tuple[Any, str], s3_server: str, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Head and two worker nodes, each task on a Ray worker writing to its own scratch and uploading to S3."""
+def test_ray_cluster_build_into_s3_matches_inline(ray_cluster: str, ray_test_cluster: RayTestCluster,
+                                                  sharded: BuildResult, s3_bucket: tuple[Any, str], s3_server: str,
+                                                  tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Head and two worker nodes, each task on a Ray worker writing to its node's own scratch directory and
+    uploading to S3; the scratch is gone afterwards."""
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     factory = S3StoreFactory(s3_server, s3_bucket[1])
     result = _to_store(factory, Catalog(tmp_path / "catalog.sqlite"), executor="ray", workers=2,
                        ray_address=ray_cluster)
     assert _published_shas(factory(), result.published.prefix, result) == _shas(sharded)
     assert result.digest == sharded.digest
+    assert [list(d.iterdir()) for d in ray_test_cluster.scratch_dirs.values()] == [[], [], []]
     local = build_dataset(small_source(), tmp_path, "sharded_ds", dataset_version="v1", files=K, executor="ray",
                           workers=2, ray_address=ray_cluster)  # and into a local directory, from the cluster
     assert _shas(local) == _shas(sharded)
