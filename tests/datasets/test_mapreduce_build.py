@@ -22,6 +22,7 @@ from feature_platform.datasets.build import (
     reduce_shard,
     require_maps,
 )
+from feature_platform.datasets.candidate import CandidateConfig, CandidateSource, candidate_source
 from feature_platform.datasets.executors import TaskError
 from feature_platform.datasets.parquet_writer import write_parquet
 from feature_platform.datasets.sharding import batch_ranges, shard_batches, split_batch
@@ -314,3 +315,14 @@ def test_one_file_reads_the_source_in_one_task_without_pieces(tmp_path: Path) ->
     assert [f.path for f in built.manifest.files] == ["data.parquet"]
     assert sorted(p.name for p in built.path.iterdir()) == ["data.parquet", "manifest.json"]
     assert _shas(built) == _reference_shas(_source(), 1, tmp_path / "reference")
+
+
+def test_candidate_of_a_random_access_source_splits_into_ranges(tmp_path: Path) -> None:
+    config = CandidateConfig(sample_fraction=0.3, augment_noise=0.05, seed=9)
+    candidate = candidate_source(_source(), config)
+    assert isinstance(candidate, RandomAccessSource) and candidate.batch_count == 12
+    sequential = [b.to_pydict() for b in CandidateSource(_source(), config).batches()]
+    assert [candidate.batch(i).to_pydict() for i in range(12)] == sequential
+    assert not isinstance(candidate_source(_Sequential(_source()), config), RandomAccessSource)
+    built = _build(candidate, tmp_path / "out", files=4, executor="inline", maps=3)
+    assert _shas(built) == _reference_shas(CandidateSource(_source(), config), 4, tmp_path / "reference")
