@@ -226,13 +226,15 @@ def piece_batches(space: PieceSpace, pieces: tuple[Piece, ...]) -> Iterator[pa.R
             if actual != piece.sha256:
                 raise PieceError(f"{where}: piece refused: sha256 {actual} differs from {piece.sha256}, "
                                  "the sha256 its map task wrote")
-            rows = 0
+            rows = batches = 0
             with pa.OSFile(str(path)) as raw:
                 for batch in pa.ipc.open_stream(raw):
                     rows += batch.num_rows
+                    batches += 1
                     yield batch
-            if rows != piece.rows:  # a verified piece cannot differ: the map task's own accounting is wrong
-                raise PieceError(f"{where}: piece holds {rows} rows, its map task recorded {piece.rows}")
+            if (rows, batches) != (piece.rows, piece.batches):  # verified bytes: the map's accounting is wrong
+                raise PieceError(f"{where}: piece holds {rows} rows in {batches} batches, its map task recorded "
+                                 f"{piece.rows} rows in {piece.batches}")
             if scratch is not None:
                 path.unlink()
 

@@ -5,7 +5,7 @@ published dataset and removed afterwards, on success and on failure."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,22 @@ def test_reducer_refuses_a_damaged_piece_naming_it(tmp_path: Path) -> None:
     Path(space.where(gone.pieces[0].name)).unlink()
     with pytest.raises(PieceError, match=gone.pieces[0].name):
         reduce_shard(gone)
+
+
+def test_reducer_refuses_a_swapped_piece_and_wrong_accounting(tmp_path: Path) -> None:
+    source, space, mapped = _mapped(tmp_path)
+    task = _reduce_task(source, space, mapped, 0, tmp_path / "file0.parquet")
+    other = _reduce_task(source, space, mapped, 1, tmp_path / "file1.parquet")
+    first, stranger = Path(space.where(task.pieces[0].name)), Path(space.where(other.pieces[0].name))
+    saved = first.read_bytes()
+    first.write_bytes(stranger.read_bytes())  # a valid piece, but of another file
+    with pytest.raises(PieceError, match=f"{task.pieces[0].name}: piece refused"):
+        reduce_shard(task)
+    first.write_bytes(saved)
+    miscounted = replace(task, output=replace(task.output, path=str(tmp_path / "again.parquet")),
+                         pieces=(replace(task.pieces[0], rows=task.pieces[0].rows + 1), *task.pieces[1:]))
+    with pytest.raises(PieceError, match="its map task recorded"):
+        reduce_shard(miscounted)
 
 
 def test_reducer_deletes_exactly_its_pieces(tmp_path: Path) -> None:
