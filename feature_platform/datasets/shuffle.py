@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import shutil
 import tempfile
@@ -29,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from feature_platform.contracts.canonical import sha256_file
 from feature_platform.datasets.sharding import split_batch
 from feature_platform.datasets.source import TableSource, batch_range
 
@@ -105,62 +103,48 @@ def piece_name(map_index: int, maps: int, shard: int) -> str:
     return f"piece-{map_index:05d}-of-{maps:05d}-file-{shard:05d}.arrows"
 
 
-class _HashingFile(io.RawIOBase):
-    """A new file whose bytes are hashed as they are written (the IPC writer's buffers, no copy)."""
+_END_OF_STREAM = b"\xff\xff\xff\xff\x00\x00\x00\x00"  # the IPC stream's end marker: continuation, length 0
 
-    def __init__(self, path: Path) -> None:
-        super().__init__()
+
+class _PieceWriter:
+    """One piece as an Arrow IPC stream: the schema message, one encapsulated message per batch, the end marker
+    (the bytes ``pyarrow.ipc.new_stream`` writes), each message hashed and written in one piece."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._hash = hashlib.sha256()
-        self.size = 0
+        self.rows = self.batches = self.size = 0
+        try:
+            self._put(schema.serialize())
+        except BaseException:
+            os.close(self._fd)
+            raise
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
+    def _put(self, data: Any) -> None:
         view = memoryview(data).cast("B")
         self._hash.update(view)
         rest = view
         while rest:
             rest = rest[os.write(self._fd, rest):]
         self.size += len(view)
-        return len(view)
-
-    def close(self) -> None:
-        if not self.closed:
-            os.close(self._fd)
-        super().close()
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-class _PieceWriter:
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
-        self.path = path
-        self._file = _HashingFile(path)
-        try:
-            self._writer = pa.ipc.new_stream(pa.PythonFile(self._file, mode="w"), schema)
-        except BaseException:
-            self._file.close()
-            raise
-        self.rows = self.batches = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        self._writer.write_batch(batch)
+        self._put(batch.serialize())
         self.rows += batch.num_rows
         self.batches += 1
 
     def close(self, map_index: int, shard: int) -> Piece:
-        self._writer.close()
-        self._file.close()
+        try:
+            self._put(_END_OF_STREAM)
+        finally:
+            os.close(self._fd)
         return Piece(map_index=map_index, shard=shard, name=self.path.name, rows=self.rows, batches=self.batches,
-                     bytes=self._file.size, sha256=self._file.hexdigest())
+                     bytes=self.size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self._writer.close()
-        self._file.close()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
 
 
 def map_pieces(task: MapTask) -> tuple[Piece, ...]:
@@ -220,15 +204,17 @@ def piece_batches(space: PieceSpace, pieces: tuple[Piece, ...]) -> Iterator[pa.R
             else:
                 path = Path(where)
             try:
-                actual = sha256_file(path)
+                mapped = pa.memory_map(str(path))  # hashed and read in place: no copy of the piece's bytes
             except OSError as exc:
                 raise PieceError(f"{where}: piece could not be read: {exc.strerror or exc}") from exc
-            if actual != piece.sha256:
-                raise PieceError(f"{where}: piece refused: sha256 {actual} differs from {piece.sha256}, "
-                                 "the sha256 its map task wrote")
             rows = batches = 0
-            with pa.OSFile(str(path)) as raw:
-                for batch in pa.ipc.open_stream(raw):
+            with mapped:
+                actual = hashlib.sha256(mapped.read_buffer()).hexdigest()
+                if actual != piece.sha256:
+                    raise PieceError(f"{where}: piece refused: sha256 {actual} differs from {piece.sha256}, "
+                                     "the sha256 its map task wrote")
+                mapped.seek(0)
+                for batch in pa.ipc.open_stream(mapped):
                     rows += batch.num_rows
                     batches += 1
                     yield batch
