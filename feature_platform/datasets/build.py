@@ -369,9 +369,11 @@ def map_reduce(source: TableSource, outputs: list[ShardTask], space: PieceSpace,
         space.create()
         with task_session(executor, workers, ray_address):
             mapped = run_tasks(map_pieces, map_tasks, executor=executor, workers=workers, ray_address=ray_address)
-            reduces = [ReduceTask(output=out, space=space,
-                                  pieces=tuple(p for pieces in mapped for p in pieces if p.shard == out.shard))
-                       for out in outputs]
+            by_file: list[list[Piece]] = [[] for _ in outputs]
+            for pieces in mapped:  # in map order, so each file's pieces are too
+                for piece in pieces:
+                    by_file[piece.shard].append(piece)
+            reduces = [ReduceTask(output=out, space=space, pieces=tuple(by_file[out.shard])) for out in outputs]
             results = run_tasks(reduce_shard, reduces, executor=executor, workers=workers, ray_address=ray_address,
                                 on_result=on_result)
     except BaseException:

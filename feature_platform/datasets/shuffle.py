@@ -9,7 +9,8 @@ for file k. A piece with no rows is not written at all.
 
 Pieces live in a ``PieceSpace``: a directory every worker shares (a local build's staging area,
 never the published directory), or a key prefix of an object store when workers share no disk
-(each map writes in its own scratch and uploads). A reader refuses a piece whose sha256 is not
+(each map writes in its own scratch and uploads). A reader hashes each piece in place (memory
+mapped; from a store, after downloading it to its own scratch) and refuses one whose sha256 is not
 the one its map task recorded, before using any of its rows. A map task holds one open file per
 data file that has rows in its range, and memory for one source batch and its pieces.
 """
