@@ -284,8 +284,29 @@ class _LocalStore:
 
 
 @dataclass(frozen=True)
+class _RecordingStore(_LocalStore):
+    """Logs every upload's key to a file (map and reduce tasks run in other processes)."""
+
+    log: str = ""
+
+    def __call__(self) -> LocalObjectStore:
+        store = super().__call__()
+        real = store.put_file
+
+        def put_file(local: Path, key: str) -> None:
+            real(local, key)
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(key + "\n")
+
+        store.put_file = put_file  # type: ignore[method-assign]
+        return store
+
+
+@dataclass(frozen=True)
 class _DamagingPieces(_LocalStore):
-    """A store that rewrites one uploaded piece (a bad disk, a proxy changing bytes)."""
+    """A store that rewrites (a bad disk, a proxy changing bytes) or loses one uploaded piece."""
+
+    lose: bool = False
 
     def __call__(self) -> LocalObjectStore:
         store = super().__call__()
@@ -294,7 +315,10 @@ class _DamagingPieces(_LocalStore):
         def put_file(local: Path, key: str) -> None:
             real(local, key)
             if key.endswith("piece-00001-of-00002-file-00002.arrows"):
-                store.put_bytes(b"not the piece the map wrote", key)
+                if self.lose:
+                    store.delete(key)
+                else:
+                    store.put_bytes(b"not the piece the map wrote", key)
 
         store.put_file = put_file  # type: ignore[method-assign]
         return store
@@ -304,23 +328,29 @@ def test_store_build_keeps_pieces_in_the_store_and_sweeps_them(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
     local = _build(_source(), tmp_path / "local", files=3, executor="inline")
-    factory = _LocalStore(str(tmp_path / "store"))
+    log = tmp_path / "uploads.log"
+    factory = _RecordingStore(str(tmp_path / "store"), log=str(log))
     result = build_dataset_to_store(_source(), factory, Catalog(tmp_path / "catalog.sqlite"), "mr_ds",
                                     dataset_version="v1", files=3, executor="process", workers=2, maps=2)
     store = factory()
     prefix = result.published.prefix
     assert [(f.rows, store.sha256(f"{prefix}/{f.path}")) for f in result.manifest.files] == _shas(local)
     assert result.digest == local.digest
-    assert not [k for k in store.list() if PIECES in k]
+    uploaded = log.read_text().split()
+    pieces = sorted(k for k in uploaded if k.startswith(f"{prefix}/{PIECES}/"))
+    assert pieces == sorted(f"{prefix}/{PIECES}/piece-{m:05d}-of-00002-file-{k:05d}.arrows"
+                            for m in range(2) for k in range(3))
+    assert not [k for k in store.list() if PIECES in k]  # every piece swept before publishing
 
 
-def test_store_build_refuses_a_piece_that_landed_wrong(tmp_path: Path) -> None:
-    factory = _DamagingPieces(str(tmp_path / "store"))
+@pytest.mark.parametrize(("lose", "why"), [(False, "piece refused"), (True, "piece could not be read from the store")])
+def test_store_build_refuses_a_piece_that_landed_wrong(lose: bool, why: str, tmp_path: Path) -> None:
+    factory = _DamagingPieces(str(tmp_path / "store"), lose=lose)
     catalog = Catalog(tmp_path / "catalog.sqlite")
     with pytest.raises(TaskError) as info:
         build_dataset_to_store(_source(), factory, catalog, "mr_ds", dataset_version="v1", files=3,
                                executor="inline", maps=2)
-    assert "piece-00001-of-00002-file-00002.arrows: piece refused" in str(info.value)
+    assert f"piece-00001-of-00002-file-00002.arrows: {why}" in str(info.value)
     assert factory().list() == [] and catalog.versions("mr_ds") == []
 
 
