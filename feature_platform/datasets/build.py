@@ -3,21 +3,26 @@
 dataset is replaced (``force``) only by a new one that has already verified.
 
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
-(``sharding.py``); each file is generated, written and hashed by one task on any executor, and the
-driver assembles the manifest from what the tasks return. A file's bytes depend only on the source
-and K, so they are the same for any executor and worker count.
+(``sharding.py``) in a map/reduce on any executor: M map tasks each read a contiguous range of the
+source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce tasks each
+read the pieces of one file in map order (refusing any piece whose sha256 is not the one its map
+wrote), write the file and hash it as it is written, and delete the pieces. The source is read once
+whatever K is. The driver assembles the manifest from what the reduce tasks return. A file's bytes
+depend only on the source and K (file k is the batch sequence ``sharding.shard_batches`` gives),
+so they are the same for any M, executor and worker count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -38,22 +43,34 @@ from feature_platform.contracts.manifest import (
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
 from feature_platform.datasets.checks import VerifyReport
-from feature_platform.datasets.executors import Executor, run_tasks
+from feature_platform.datasets.executors import Executor, default_workers, run_tasks, task_session
 from feature_platform.datasets.parquet_verify import verify_parquet_dataset
 from feature_platform.datasets.parquet_writer import write_parquet, writer_options
-from feature_platform.datasets.sharding import DERIVATION, data_file_name, require_files, shard_batches
-from feature_platform.datasets.source import TableSource
+from feature_platform.datasets.sharding import (
+    DERIVATION,
+    batch_ranges,
+    data_file_name,
+    require_files,
+    shard_batches,
+)
+from feature_platform.datasets.shuffle import (
+    PIECES,
+    MapTask,
+    Piece,
+    PieceSpace,
+    StoreFactory,
+    delete_pieces,
+    map_pieces,
+    piece_batches,
+)
+from feature_platform.datasets.source import TableSource, known_batch_count
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.storage.publish import publish_dir, staging_dir
-
-if TYPE_CHECKING:
-    from feature_platform.storage.object_store import ObjectStore
 
 DATA_FILE = data_file_name(0, 1)
 DEFAULT_MAX_BYTES = 8 * 1024**3
 
 Progress = Callable[[int, int | None], None]
-StoreFactory = Callable[[], "ObjectStore"]  # picklable (e.g. S3StoreConfig.store): each worker opens its own
 
 
 class Splitter(Protocol):
@@ -96,7 +113,8 @@ class BuildResult:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """Everything a worker needs to write data file ``shard`` of ``files``; picklable for processes and Ray."""
+    """Everything a worker needs to write data file ``shard`` of ``files``; picklable for processes and Ray.
+    Alone (one file) it reads the source; in a reduce it writes the file from the map tasks' pieces."""
 
     source: TableSource
     entity: str
@@ -123,6 +141,29 @@ class ShardResult:
 
 def write_shard(task: ShardTask, progress: Callable[[int], None] | None = None) -> ShardResult:
     """One task: generate the source's rows of this file, write them and hash them as they are written."""
+    batches = shard_batches(task.source.batches(), task.entity, task.shard, task.files)
+    return _write_file(task, batches, progress)
+
+
+@dataclass(frozen=True)
+class ReduceTask:
+    """Write data file ``output.shard`` from its pieces, in map order; picklable for processes and Ray."""
+
+    output: ShardTask
+    pieces: tuple[Piece, ...]
+    space: PieceSpace
+
+
+def reduce_shard(task: ReduceTask) -> ShardResult:
+    """One reduce task: the file's pieces (each verified before use) streamed into the file as ``write_shard``
+    would write it from the source; the pieces are deleted once the file is complete."""
+    result = _write_file(task.output, piece_batches(task.space, task.pieces), None)
+    delete_pieces(task.space, task.pieces)
+    return result
+
+
+def _write_file(task: ShardTask, batches: Iterator[pa.RecordBatch],
+                progress: Callable[[int], None] | None) -> ShardResult:
     names = task.splitter.names if task.splitter is not None else (task.splits or SplitSpec()).names
     split_rows = np.zeros(len(names), dtype=np.int64)
     done = 0
@@ -135,7 +176,6 @@ def write_shard(task: ShardTask, progress: Callable[[int], None] | None = None) 
         if progress is not None:
             progress(done)
 
-    batches = shard_batches(task.source.batches(), task.entity, task.shard, task.files)
     if task.store is None:
         path = Path(task.path)
         written = write_parquet(path, task.source.schema, batches, on_batch)
@@ -169,18 +209,22 @@ def build_dataset(
     executor: Executor = "inline",
     workers: int | None = None,
     ray_address: str | None = None,
+    maps: int | None = None,
 ) -> BuildResult:
     """``splitter`` replaces the entity-hash ``splits`` with another rule; the manifest records that rule.
 
     ``extra_fields`` are columns after the contract's (a training set's join provenance): the schema,
     the manifest and verify carry them; features, roles and their order stay the contract's.
 
-    ``files`` > 1 shards the rows by entity over that many data files, one task each on ``executor``
-    with ``workers`` (``process`` and ``ray`` need a picklable source); one file is written in this
-    process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
+    ``files`` > 1 shards the rows by entity over that many data files by map/reduce on ``executor`` with
+    ``workers`` (``process`` and ``ray`` need a picklable source): ``maps`` map tasks (default: one per
+    worker, at most one per batch; one for a source without random access), then one reduce task per file.
+    The pieces live beside the staged directory, never in it. One file is written in this process, as
+    before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
     require_files(files)
+    require_maps(maps)
     require_safe_id(dataset_id, "dataset_id")
     created = utc_now()
     version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
@@ -200,7 +244,8 @@ def build_dataset(
                            path=str(staged / data_file_name(k, files)), splits=None if splitter else splits,
                            splitter=splitter)
                  for k in range(files)]
-        results = _write_shards(tasks, executor, workers, ray_address, progress, source.expected_rows)
+        results = _write_shards(source, tasks, PieceSpace(directory=str(staged.parent / PIECES)), executor, workers,
+                                ray_address, maps, progress)
         manifest = assemble_manifest(source, contract, dataset_id, version, created, splits, splitter, results,
                                       max_bytes, files)
         report = seal(staged, target, manifest, contract, {r.name: r.sha256 for r in results})
@@ -282,9 +327,11 @@ def seal(staged: Path, target: Path, manifest: DatasetManifest, contract: Featur
     return report
 
 
-def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | None, ray_address: str | None,
-                  progress: Progress | None, expected: int | None) -> list[ShardResult]:
-    """One file is written here (progress per batch); several go to the executor (progress per file)."""
+def _write_shards(source: TableSource, tasks: list[ShardTask], space: PieceSpace, executor: Executor,
+                  workers: int | None, ray_address: str | None, maps: int | None,
+                  progress: Progress | None) -> list[ShardResult]:
+    """One file is written here (progress per batch); several by map/reduce on the executor (progress per file)."""
+    expected = source.expected_rows
     if len(tasks) == 1:
         return [write_shard(tasks[0], None if progress is None else lambda done: progress(done, expected))]
     written = 0
@@ -296,8 +343,45 @@ def _write_shards(tasks: list[ShardTask], executor: Executor, workers: int | Non
             progress(written, expected)
         return result
 
-    return run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
-                     on_result=landed)
+    return map_reduce(source, tasks, space, executor=executor, workers=workers, ray_address=ray_address, maps=maps,
+                      on_result=landed)
+
+
+def require_maps(maps: object) -> int | None:
+    """``maps`` as a count of map tasks: None (the default) or a positive integer (not a bool, not a float)."""
+    if maps is not None and (isinstance(maps, bool) or not isinstance(maps, int) or maps < 1):
+        raise ValueError(f"maps must be a positive integer, got {maps!r}")
+    return maps
+
+
+def map_reduce(source: TableSource, outputs: list[ShardTask], space: PieceSpace, *, executor: Executor,
+               workers: int | None, ray_address: str | None, maps: int | None,
+               on_result: Callable[[int, ShardResult], ShardResult]) -> list[ShardResult]:
+    """The data files of ``outputs`` (all of one build, in file order) by map/reduce through ``space``; the
+    pieces are gone afterwards, whether the build succeeded or not. ``on_result`` sees each file as it lands."""
+    files = len(outputs)
+    count = known_batch_count(source)
+    wanted = maps or workers or (1 if executor == "inline" else default_workers())
+    ranges: list[tuple[int, int | None]] = [(0, None)] if count is None else list(batch_ranges(count, wanted))
+    map_tasks = [MapTask(source=source, entity=outputs[0].entity, files=files, index=m, maps=len(ranges),
+                         start=start, stop=stop, space=space) for m, (start, stop) in enumerate(ranges)]
+    try:
+        space.create()
+        with task_session(executor, workers, ray_address):
+            mapped = run_tasks(map_pieces, map_tasks, executor=executor, workers=workers, ray_address=ray_address)
+            by_file: list[list[Piece]] = [[] for _ in outputs]
+            for pieces in mapped:  # in map order, so each file's pieces are too
+                for piece in pieces:
+                    by_file[piece.shard].append(piece)
+            reduces = [ReduceTask(output=out, space=space, pieces=tuple(by_file[out.shard])) for out in outputs]
+            results = run_tasks(reduce_shard, reduces, executor=executor, workers=workers, ray_address=ray_address,
+                                on_result=on_result)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the build's own error is the one to report
+            space.clear()
+        raise
+    space.clear()
+    return results
 
 
 def require_contract_schema(schema: pa.Schema, contract: FeatureContract,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +16,7 @@ import pyarrow.compute as pc
 from pydantic import JsonValue
 
 from feature_platform.contracts.manifest import RngSeeds
-from feature_platform.datasets.source import TableSource
+from feature_platform.datasets.source import RandomAccessSource, TableSource
 from feature_platform.datasets.synthetic import derive_seed
 
 
@@ -64,17 +65,20 @@ class CandidateSource:
         return self.inner.source_hash()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
+        for i, batch in enumerate(self.inner.batches()):
+            yield self._derive(i, batch)
+
+    def _derive(self, index: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Candidate batch ``index`` from the inner source's batch ``index``."""
         c = self.config
         if c.sample_fraction == 1.0 and c.augment_noise == 0.0:
-            yield from self.inner.batches()
-            return
-        for i, batch in enumerate(self.inner.batches()):
-            rng = np.random.Generator(np.random.PCG64(derive_seed(c.seed, f"candidate:{i}")))
-            if c.sample_fraction < 1.0:
-                batch = batch.filter(pa.array(rng.random(batch.num_rows) < c.sample_fraction))
-            if c.augment_noise > 0.0 and batch.num_rows:
-                batch = self._augment(batch, rng)
-            yield batch
+            return batch
+        rng = np.random.Generator(np.random.PCG64(derive_seed(c.seed, f"candidate:{index}")))
+        if c.sample_fraction < 1.0:
+            batch = batch.filter(pa.array(rng.random(batch.num_rows) < c.sample_fraction))
+        if c.augment_noise > 0.0 and batch.num_rows:
+            batch = self._augment(batch, rng)
+        return batch
 
     def _augment(self, batch: pa.RecordBatch, rng: np.random.Generator) -> pa.RecordBatch:
         columns = []
@@ -85,3 +89,25 @@ class CandidateSource:
                 column = pc.multiply(column, jitter)
             columns.append(column)
         return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+class RandomAccessCandidateSource(CandidateSource):
+    """A candidate of a random-access source is random access too: batch i derives from inner batch i alone."""
+
+    def __init__(self, inner: RandomAccessSource, config: CandidateConfig) -> None:
+        super().__init__(cast(TableSource, inner), config)
+        self._random_access = inner
+
+    @property
+    def batch_count(self) -> int:
+        return self._random_access.batch_count
+
+    def batch(self, index: int) -> pa.RecordBatch:
+        return self._derive(index, self._random_access.batch(index))
+
+
+def candidate_source(inner: TableSource, config: CandidateConfig) -> CandidateSource:
+    """The candidate of ``inner``, random access when ``inner`` is (so a sharded build can split its batches)."""
+    if isinstance(inner, RandomAccessSource):
+        return RandomAccessCandidateSource(inner, config)
+    return CandidateSource(inner, config)

@@ -55,10 +55,31 @@ def shard_codes(keys: pa.Array | pa.ChunkedArray, files: int) -> np.ndarray:
 
 
 def shard_batches(batches: Iterable[pa.RecordBatch], key: str, shard: int, files: int) -> Iterator[pa.RecordBatch]:
-    """The rows of ``batches`` that belong to file ``shard`` of ``files``, in their original order."""
+    """The rows of ``batches`` that belong to file ``shard`` of ``files``, in their original order: the batch
+    sequence data file ``shard`` is written from (one row group per non-empty batch). The map/reduce build
+    reproduces exactly this sequence from ``split_batch`` pieces."""
     for batch in batches:
         if files == 1:
             yield batch
             continue
         keep = shard_codes(batch.column(key), files) == shard
         yield batch.filter(pa.array(keep))
+
+
+def split_batch(batch: pa.RecordBatch, key: str, files: int) -> list[pa.RecordBatch]:
+    """``batch`` cut into ``files`` pieces, piece k holding the rows of file k in their original order (what
+    ``shard_batches`` keeps of this batch for file k), with the entities hashed once for all files."""
+    if files == 1:
+        return [batch]
+    codes = shard_codes(batch.column(key), files).astype(np.int16)  # MAX_FILES fits: a stable radix sort
+    order = np.argsort(codes, kind="stable")
+    grouped = batch.take(pa.array(order))
+    ends = np.cumsum(np.bincount(codes, minlength=files))
+    return [grouped.slice(int(end - n), int(n)) for end, n in zip(ends, np.diff(ends, prepend=0), strict=True)]
+
+
+def batch_ranges(batch_count: int, maps: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` batch ranges of the map tasks: ``maps`` (at least 1, at most one per batch) contiguous
+    ranges of near-equal length covering ``range(batch_count)`` in order."""
+    n = max(1, min(maps, batch_count))
+    return [(m * batch_count // n, (m + 1) * batch_count // n) for m in range(n)]

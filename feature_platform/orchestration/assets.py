@@ -100,12 +100,12 @@ def dataset(context: dg.AssetExecutionContext, config: CandidateConfig, paths: P
     atomically), tagged with `dataset_version` and `source_hash`."""
     from feature_platform.datasets.build import build_dataset
     from feature_platform.datasets.candidate import CandidateConfig as Candidate
-    from feature_platform.datasets.candidate import CandidateSource
+    from feature_platform.datasets.candidate import candidate_source
     from feature_platform.datasets.executors import choose_executor
     from feature_platform.datasets.snapshot import snapshot_source
 
     version = context.partition_key
-    source = CandidateSource(
+    source = candidate_source(
         snapshot_source(paths.sources / version),
         Candidate(config.sample_fraction, config.augment_noise, partition_seed(version, config.seed)),
     )

@@ -1,5 +1,6 @@
-"""Build a dataset straight into the object store, for a cluster without a shared disk: the file tasks of
-``datasets.build`` upload their files, and the prefix is published the way ``dataset_publish`` publishes."""
+"""Build a dataset straight into the object store, for a cluster without a shared disk: the map and reduce
+tasks of ``datasets.build`` keep their pieces and upload their files there, and the prefix is published the way
+``dataset_publish`` publishes."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ from feature_platform.datasets.build import (
     BuildError,
     ShardResult,
     ShardTask,
-    StoreFactory,
     assemble_manifest,
+    map_reduce,
     require_contract_schema,
+    require_maps,
     write_shard,
 )
 from feature_platform.datasets.executors import Executor, run_tasks
 from feature_platform.datasets.sharding import data_file_name, require_files
+from feature_platform.datasets.shuffle import PIECES, PieceSpace, StoreFactory
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.storage.catalog import Catalog
@@ -57,19 +60,25 @@ def build_dataset_to_store(
     workers: int | None = None,
     ray_address: str | None = None,
     name: str | None = None,
+    maps: int | None = None,
 ) -> StoreBuildResult:
     """Build straight into the object store, for a cluster without a shared disk.
 
-    Each file task writes its file in its own scratch space and uploads it under a fresh upload
-    prefix of the version (``dataset_publish``'s layout), returning key, sha256, rows and bytes. The
-    driver re-hashes each object as it lands and refuses a mismatch, assembles the manifest, and
-    publishes the prefix as ``dataset_publish`` does: destination checks, then ``current.json`` and
-    the catalog switched under the catalog lock. On any failure the upload prefix is deleted and
+    The files are written by ``build_dataset``'s map/reduce, with every piece in the store: each map
+    task writes its pieces in its own scratch space and uploads them under ``.pieces/`` of a fresh
+    upload prefix of the version (``dataset_publish``'s layout); each reduce task downloads its file's
+    pieces, refuses one whose sha256 is not what its map wrote, writes the file in its scratch space,
+    uploads it beside them, deletes its pieces and returns key, sha256, rows and bytes (one file: a
+    single task reads the source and uploads it). No worker writes to the driver's disk. The driver
+    re-hashes each file as it lands and refuses a mismatch, sweeps the pieces, assembles the manifest,
+    and publishes the prefix as ``dataset_publish`` does: destination checks, then ``current.json``
+    and the catalog switched under the catalog lock. On any failure the upload prefix is deleted and
     nothing is published. The data files' bytes are those of ``build_dataset`` with the same source
     and ``files``.
     """
     started = time.perf_counter()
     require_files(files)
+    require_maps(maps)
     require_safe_id(dataset_id, "dataset_id")
     created = utc_now()
     version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
@@ -92,8 +101,13 @@ def build_dataset_to_store(
         return result
 
     try:
-        results = run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
-                            on_result=landed)
+        if files == 1:
+            results = run_tasks(write_shard, tasks, executor=executor, workers=workers, ray_address=ray_address,
+                                on_result=landed)
+        else:
+            results = map_reduce(source, tasks, PieceSpace(store=store, prefix=f"{prefix}/{PIECES}"),
+                                 executor=executor, workers=workers, ray_address=ray_address, maps=maps,
+                                 on_result=landed)
         manifest = assemble_manifest(source, contract, dataset_id, version, created, splits, None, results,
                                       max_bytes, files)
     except BaseException:
