@@ -24,10 +24,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import log, timed_call, verdict
 
+from feature_platform.contracts.manifest import data_file_paths
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.datasets.synthetic import SyntheticMarketSource
 from feature_platform.datasets.verify import verify_dataset
-from feature_platform.quality.profile import data_paths, profile_dataset
+from feature_platform.quality.profile import profile_dataset
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -128,7 +129,7 @@ def _builds_verify_profile(args: argparse.Namespace, rows: int, work: Path, summ
     summary.append(f"  verify 4 files 2 workers vs 1:       {v1 / v2:.2f}x  target >= 1.7x  {verdict(v1 / v2 >= 1.7)}")
 
     # --- profile map/reduce ---
-    files = data_paths(r4.path, r4.manifest)
+    files = data_file_paths(r4.manifest_path, r4.manifest)
     p1, prof1 = timed_call(lambda: profile_dataset(files, r4.manifest))
     p2, prof2 = timed_call(lambda: profile_dataset(files, r4.manifest, executor="process", workers=2))
     assert prof1 == prof2

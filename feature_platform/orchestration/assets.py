@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from feature_platform.quality.gate import MetricResult
 
 from feature_platform.contracts.data_root import QUALITY_REPORT_NAME
-from feature_platform.contracts.manifest import MANIFEST_NAME
+from feature_platform.contracts.manifest import MANIFEST_NAME, data_file_paths
 from feature_platform.datasets.build import DEFAULT_MAX_BYTES
 from feature_platform.datasets.sharding import MAX_FILES
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, partition_seed
@@ -157,7 +157,6 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
     from feature_platform.contracts.manifest import load_manifest
     from feature_platform.quality.baseline import choose_baseline
     from feature_platform.quality.gate import evaluate_quality
-    from feature_platform.quality.profile import data_paths
     from feature_platform.quality.report import write_quality_outputs
     from feature_platform.quality.thresholds import load_thresholds, parse_thresholds
 
@@ -173,7 +172,7 @@ def quality_report(context: dg.AssetExecutionContext, config: QualityConfig, pat
         current = catalog.open().current(paths.dataset_name)
         previous = paths.layout.quality_report(current.dataset_version) if current else None
     baseline = choose_baseline(config.baseline, previous)
-    report = evaluate_quality(data_paths(dataset_dir, manifest), manifest, baseline, thresholds,
+    report = evaluate_quality(data_file_paths(dataset_dir / MANIFEST_NAME, manifest), manifest, baseline, thresholds,
                               executor=config.executor, workers=config.workers)
     outputs = write_quality_outputs(report, baseline, paths.reports(version))
     failures = report.failures

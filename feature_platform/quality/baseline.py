@@ -28,12 +28,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from feature_platform.contracts.manifest import validation_message
+from feature_platform.contracts.manifest import data_file_paths, validation_message
 from feature_platform.contracts.paths import id_problem
 from feature_platform.contracts.safe_read import InputError, read_json
 from feature_platform.quality import DEFAULT_BASELINE, LAST_PUBLISHED
 from feature_platform.quality.files import json_text, write_atomic
-from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, data_paths, profile_dataset
+from feature_platform.quality.profile import DatasetIdentity, DatasetProfile, profile_dataset
 
 BASELINE_DIR = Path(__file__).with_name("baselines")
 MAX_BASELINE_BYTES = 64 * 1024 * 1024
@@ -129,7 +129,7 @@ def build_synthetic_baseline(
     with tempfile.TemporaryDirectory(prefix="fp-baseline-") as tmp:
         built = build_dataset(SyntheticMarketSource(rows, seed, batch_rows=batch_rows, entities=entities),
                               Path(tmp), name, dataset_version=f"seed{seed}")
-        profile = profile_dataset(data_paths(built.path, built.manifest), built.manifest)
+        profile = profile_dataset(data_file_paths(built.manifest_path, built.manifest), built.manifest)
     return write_baseline(profile, name, out)
 
 

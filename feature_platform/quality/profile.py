@@ -186,11 +186,6 @@ def profile_dataset(
     return profile
 
 
-def data_paths(dataset_dir: Path, manifest: DatasetManifest) -> list[Path]:
-    """The dataset's data files in manifest order (the order a profile reduces them in)."""
-    return [dataset_dir / f.path for f in manifest.files]
-
-
 @dataclass(frozen=True)
 class _FileTask:
     """First pass over one file; picklable for processes and Ray."""

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from feature_platform.contracts.manifest import data_file_paths
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.quality.baseline import Baseline, load_baseline
 from feature_platform.quality.distributions import Cuts, Moments, bin_counts
 from feature_platform.quality.gate import evaluate_quality
-from feature_platform.quality.profile import ProfileError, data_paths, profile_against, profile_dataset
+from feature_platform.quality.profile import ProfileError, profile_against, profile_dataset
 from feature_platform.quality.sketch import HyperLogLog
 from tests.conftest import small_source
 
@@ -26,7 +27,7 @@ def sharded(tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
 
 
 def test_profile_same_for_inline_and_process_workers(sharded: BuildResult) -> None:
-    files = data_paths(sharded.path, sharded.manifest)
+    files = data_file_paths(sharded.manifest_path, sharded.manifest)
     inline = profile_dataset(files, sharded.manifest, sample_size=500)
     two = profile_dataset(files, sharded.manifest, sample_size=500, executor="process", workers=2)
     assert inline == two
@@ -35,7 +36,7 @@ def test_profile_same_for_inline_and_process_workers(sharded: BuildResult) -> No
 
 def test_quality_report_same_for_any_workers(sharded: BuildResult) -> None:
     baseline = load_baseline("baseline_eval_v1")
-    files = data_paths(sharded.path, sharded.manifest)
+    files = data_file_paths(sharded.manifest_path, sharded.manifest)
     inline = evaluate_quality(files, sharded.manifest, baseline)
     two = evaluate_quality(files, sharded.manifest, baseline, executor="process", workers=2)
     assert inline.to_json_dict() == two.to_json_dict()
@@ -43,7 +44,7 @@ def test_quality_report_same_for_any_workers(sharded: BuildResult) -> None:
 
 def test_sharded_profile_counts_equal_one_file_of_the_same_rows(sharded: BuildResult, golden: BuildResult) -> None:
     whole = profile_dataset(golden.path / "data.parquet", golden.manifest)
-    parts, at_ref = profile_against(data_paths(sharded.path, sharded.manifest), sharded.manifest, whole)
+    parts, at_ref = profile_against(data_file_paths(sharded.manifest_path, sharded.manifest), sharded.manifest, whole)
     _, at_own = profile_against(golden.path / "data.parquet", golden.manifest, whole)
     assert (parts.rows, parts.entity, parts.time, parts.label, parts.duplicates) == (
         whole.rows, whole.entity, whole.time, whole.label, whole.duplicates)
