@@ -11,8 +11,9 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
+    command,
+    command_group,
     data_root,
-    group_help,
     int_at_least,
     print_json,
     safe_id,
@@ -29,37 +30,31 @@ def _port(text: str) -> int:
 
 
 def register(groups: Any) -> None:
-    api = groups.add_parser("api", help="the HTTP API: serve it, manage its tokens",
-                            description="Endpoints, scopes and curl examples: README, section Platform API; "
-                            "OpenAPI at /openapi.json of a running server.")
-    cmds = api.add_subparsers(dest="command", metavar="{serve,token}")
-    serve = cmds.add_parser("serve", help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster instance "
-                            "$DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
+    cmds = command_group(groups, "api", "{serve,token}", help="the HTTP API: serve it, manage its tokens",
+                         description="Endpoints, scopes and curl examples: README, section Platform API; "
+                         "OpenAPI at /openapi.json of a running server.")
+    serve = command(cmds, "serve", _serve, help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster "
+                    "instance $DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine "
                        "only; there is no TLS, put a TLS proxy in front for anything else)")
     serve.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
 
-    token = cmds.add_parser("token", help="create, list and revoke API tokens")
-    tcmds = token.add_subparsers(dest="token_command", metavar="{create,list,revoke}")
-    create = tcmds.add_parser("create", help="create a token; it is printed once and only its SHA-256 is kept")
+    tcmds = command_group(cmds, "token", "{create,list,revoke}", dest="token_command",
+                          help="create, list and revoke API tokens")
+    create = command(tcmds, "create", _token_create,
+                     help="create a token; it is printed once and only its SHA-256 is kept")
     create.add_argument("--name", type=safe_id("--name"), required=True, help="who or what uses the token (unique "
                         "among active tokens; shown as the launcher of the runs it starts)")
     create.add_argument("--scopes", required=True, help=SCOPES_HELP)
     create.add_argument("--expires", default=None, help="expiry: a duration like 90m, 12h, 30d, or an ISO-8601 "
                         "time with a zone like 2027-01-31T00:00:00Z (default: never)")
     add_json_flag(create)
-    listing = tcmds.add_parser("list", help="list tokens (name, id, scopes, times, state; never the token)")
+    listing = command(tcmds, "list", _token_list, help="list tokens (name, id, scopes, times, state; never the token)")
     add_json_flag(listing)
-    revoke = tcmds.add_parser("revoke", help="revoke a token by name (the active one) or id; it stops working at once")
+    revoke = command(tcmds, "revoke", _token_revoke,
+                     help="revoke a token by name (the active one) or id; it stops working at once")
     revoke.add_argument("token", metavar="NAME|ID", help="token name or id (fp api token list)")
     add_json_flag(revoke)
-
-    api.set_defaults(handler=group_help(api))
-    token.set_defaults(handler=group_help(token))
-    serve.set_defaults(handler=_serve)
-    create.set_defaults(handler=_token_create)
-    listing.set_defaults(handler=_token_list)
-    revoke.set_defaults(handler=_token_revoke)
 
 
 def _store() -> Any:

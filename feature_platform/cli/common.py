@@ -120,6 +120,21 @@ def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
     return show
 
 
+def command_group(groups: Any, name: str, metavar: str, dest: str = "command", **kwargs: Any) -> Any:
+    """``fp NAME``: a group of commands, registered in what this returns; alone, it prints its help (exit 2)."""
+    group: argparse.ArgumentParser = groups.add_parser(name, **kwargs)
+    group.set_defaults(handler=group_help(group))
+    return group.add_subparsers(dest=dest, metavar=metavar)
+
+
+def command(cmds: Any, name: str, handler: Callable[[argparse.Namespace], int],
+            **kwargs: Any) -> argparse.ArgumentParser:
+    """A command and the function that runs it, registered together."""
+    parser: argparse.ArgumentParser = cmds.add_parser(name, **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 positive_int = int_at_least(1, "positive")
 non_negative_int = int_at_least(0, "non-negative")
 model_version = int_at_least(1, "positive")  # a registered model version: 1, 2, …

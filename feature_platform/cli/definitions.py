@@ -20,8 +20,9 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
+    command,
+    command_group,
     dagster_instance,
-    group_help,
     iso_date,
     layout,
     print_json,
@@ -39,43 +40,43 @@ COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,ana
 
 
 def register(groups: Any) -> None:
-    group = groups.add_parser(
-        "definitions", help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
+    cmds = command_group(
+        groups, "definitions", COMMANDS, help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
         description="Dataset definitions are YAML files in $FP_DEFINITIONS_DIR (default ./definitions): tables of "
         "the DuckDB warehouse (schema raw_data) or Parquet files, joins, columns with ML roles, filters and a "
         "train/eval split. Exit codes: 0 ok, 1 validation failure or refusal, 2 bad input.",
     )
-    cmds = group.add_subparsers(dest="command", metavar=COMMANDS)
 
-    lst = cmds.add_parser("list", help="every definition with its status, tables, columns and split")
-    validate = cmds.add_parser("validate", help="check definitions against the warehouse; show join suggestions",
-                               description="Check the named definitions (default: all) against the warehouse "
-                               "schema: tables, columns, role types, joins and the query itself. Exit 1 on any "
-                               "problem.")
+    lst = command(cmds, "list", _list, help="every definition with its status, tables, columns and split")
+    validate = command(cmds, "validate", _validate,
+                       help="check definitions against the warehouse; show join suggestions",
+                       description="Check the named definitions (default: all) against the warehouse "
+                       "schema: tables, columns, role types, joins and the query itself. Exit 1 on any problem.")
     validate.add_argument("names", nargs="*", metavar="NAME", help="definitions to check (default: all)")
-    query = cmds.add_parser("query", help="print the generated SQL of a definition")
+    query = command(cmds, "query", _query, help="print the generated SQL of a definition")
     query.add_argument("name", help="definition name")
     query.add_argument("--split", choices=["train", "eval"], help="only the train or eval rows")
     query.add_argument("--dialect", choices=["duckdb", "bigquery", "postgres"], default="duckdb",
                        help="SQL dialect (default duckdb)")
     query.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
-    tfx = cmds.add_parser("tfx", help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
+    tfx = command(cmds, "tfx", _tfx, help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
     tfx.add_argument("name", help="definition name")
-    activate = cmds.add_parser("activate", help="set status: active (refused unless it validates)",
-                               description="Validate against the warehouse, then rewrite the file's status line "
-                               "atomically. Exit 1 (file unchanged) if validation fails.")
+    activate = command(cmds, "activate", _activate, help="set status: active (refused unless it validates)",
+                       description="Validate against the warehouse, then rewrite the file's status line "
+                       "atomically. Exit 1 (file unchanged) if validation fails.")
     activate.add_argument("name", help="definition name")
-    clone = cmds.add_parser("clone", help="copy a definition to a new draft file under a new name")
+    clone = command(cmds, "clone", _clone, help="copy a definition to a new draft file under a new name")
     clone.add_argument("name", help="definition to copy")
     clone.add_argument("new_name", help="name of the copy (also its file name, <new_name>.yaml)")
     clone.add_argument("--description", help="description of the copy")
-    delete = cmds.add_parser("delete", help="remove a draft's file (an active definition is refused: clone it)",
-                             description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
-                             "is active: datasets built from it cite its content.")
+    delete = command(cmds, "delete", _delete, help="remove a draft's file (an active definition is refused: clone it)",
+                     description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
+                     "is active: datasets built from it cite its content.")
     delete.add_argument("name", help="definition name")
-    build = cmds.add_parser("build", help="build the definition's spec v1 dataset (verified, published atomically)",
-                            description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
-                            "through the same builder, verification and atomic publish as every dataset.")
+    build = command(cmds, "build", _build,
+                    help="build the definition's spec v1 dataset (verified, published atomically)",
+                    description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
+                    "through the same builder, verification and atomic publish as every dataset.")
     build.add_argument("name", help="definition name")
     build.add_argument("--version", required=True, dest="dataset_version", type=safe_id("dataset_version"),
                        help="dataset version (safe id)")
@@ -83,8 +84,9 @@ def register(groups: Any) -> None:
     build.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
 
-    materialize = cmds.add_parser(
-        "materialize", help="run the Dagster job: build, check and publish every active definition (headless)",
+    materialize = command(
+        cmds, "materialize", _materialize,
+        help="run the Dagster job: build, check and publish every active definition (headless)",
         description="Materialize definition_datasets_job for one definition_version partition in process, on the "
         "project's Dagster instance ($DAGSTER_HOME): each active definition's dataset, its blocking integrity "
         "checks, then the publish to the object store and catalog. The runs show in the UI afterwards.")
@@ -95,25 +97,19 @@ def register(groups: Any) -> None:
     add_json_flag(materialize)
 
     for parser in (lst, validate, query, tfx, activate, clone, delete, build):
-        parser.add_argument("--definitions-dir", type=Path,
-                            help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
-        if parser in (validate, activate, build):
-            parser.add_argument("--warehouse", type=Path,
-                                help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
-        if parser is not tfx:
-            parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-    group.set_defaults(handler=group_help(group))
-    lst.set_defaults(handler=_list)
-    validate.set_defaults(handler=_validate)
-    query.set_defaults(handler=_query)
-    tfx.set_defaults(handler=_tfx)
-    activate.set_defaults(handler=_activate)
-    clone.set_defaults(handler=_clone)
-    delete.set_defaults(handler=_delete)
-    build.set_defaults(handler=_build)
-    materialize.set_defaults(handler=_materialize)
+        add_definition_inputs(parser, warehouse=parser in (validate, activate, build), json=parser is not tfx)
     _register_analysis(cmds)
+
+
+def add_definition_inputs(parser: argparse.ArgumentParser, *, warehouse: bool = True, json: bool = True) -> None:
+    """The options every command reading definitions takes: where they are, the warehouse, JSON output."""
+    parser.add_argument("--definitions-dir", type=Path,
+                        help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
+    if warehouse:
+        parser.add_argument("--warehouse", type=Path,
+                            help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
+    if json:
+        parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _register_analysis(cmds: Any) -> None:
@@ -122,7 +118,7 @@ def _register_analysis(cmds: Any) -> None:
     register_analysis(cmds)
 
 
-def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
+def find_definition_arg(args: argparse.Namespace, name: str) -> DatasetDefinition:
     from feature_platform.datasets.definitions.model import DefinitionError, find_definition
 
     try:
@@ -131,7 +127,7 @@ def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
         raise UsageError(str(exc)) from None
 
 
-def _connect(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
+def connect_warehouse(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
     """The warehouse sandboxed for ``defns``' queries (no file access but their own Parquet files)."""
     from feature_platform.datasets.definitions.sql import open_warehouse
     from feature_platform.warehouse.connection import WarehouseError
@@ -169,11 +165,12 @@ def _validate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
     try:
-        defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
+        defns = ([find_definition_arg(args, n) for n in args.names] if args.names
+                 else load_definitions(args.definitions_dir))
     except DefinitionError as exc:
         raise UsageError(str(exc)) from None
     results: list[dict[str, Any]] = []
-    with _connect(args, defns) as conn:
+    with connect_warehouse(args, defns) as conn:
         for d in defns:
             problems = validate_against(d, conn)
             results.append({"name": d.name, "file": d.where, "ok": not problems, "problems": problems,
@@ -196,7 +193,7 @@ def _query(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import render_query
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     try:
         text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
     except DefinitionError as exc:
@@ -213,7 +210,7 @@ def _tfx(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import tfx_query_config
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     try:
         config = tfx_query_config(defn)
     except DefinitionError as exc:
@@ -226,8 +223,8 @@ def _activate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import activate_definition
 
-    defn = _find(args, args.name)
-    with _connect(args, [defn]) as conn:
+    defn = find_definition_arg(args, args.name)
+    with connect_warehouse(args, [defn]) as conn:
         try:
             changed = activate_definition(defn, conn)
         except DefinitionError as exc:
@@ -246,7 +243,7 @@ def _clone(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import clone_definition
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     try:
         target = clone_definition(defn, args.new_name, args.definitions_dir, args.description)
     except UnsafePathError as exc:
@@ -265,7 +262,7 @@ def _delete(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import delete_definition
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     try:
         path = delete_definition(defn)
     except DefinitionError as exc:
@@ -307,7 +304,7 @@ def _build(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.source import build_definition_dataset
     from feature_platform.warehouse.connection import WarehouseError
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     out_dir = args.out_dir or layout().datasets
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,

@@ -9,8 +9,9 @@ from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
+    command,
+    command_group,
     dagster_instance,
-    group_help,
     print_json,
     quiet_console,
     report_run_failure,
@@ -19,10 +20,10 @@ from feature_platform.cli.common import (
 
 
 def register(groups: Any) -> None:
-    features = groups.add_parser("features", help="Feast feature builds")
-    feature_cmds = features.add_subparsers(dest="command", metavar="{build}")
-    fbuild = feature_cmds.add_parser(
-        "build", help="pin feature_repo to its git sha, apply and materialize a published dataset_version",
+    feature_cmds = command_group(groups, "features", "{build}", help="Feast feature builds")
+    fbuild = command(
+        feature_cmds, "build", _features_build,
+        help="pin feature_repo to its git sha, apply and materialize a published dataset_version",
         description="Runs the feature_build asset (and its blocking contract-drift check) headless; writes "
         "<data_root>/features/offline/<version>/feature_build.json. Refuses uncommitted feature_repo changes.")
     fbuild.add_argument("--version", required=True, type=safe_id("dataset_version"),
@@ -31,8 +32,6 @@ def register(groups: Any) -> None:
     fbuild.add_argument("--allow-dirty", action="store_true", help="accept uncommitted feature_repo changes")
     fbuild.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add_json_flag(fbuild)
-    features.set_defaults(handler=group_help(features))
-    fbuild.set_defaults(handler=_features_build)
 
 
 def _features_build(args: argparse.Namespace) -> int:

@@ -14,10 +14,11 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
+    command,
+    command_group,
     dagster_instance,
     data_root,
     finite_float,
-    group_help,
     input_file,
     layout,
     model_key,
@@ -33,8 +34,8 @@ from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_M
 
 
 def register(groups: Any) -> None:
-    train = groups.add_parser(
-        "train", help="train, export ONNX, log to MLflow and register a model version",
+    train = command(
+        groups, "train", _train, help="train, export ONNX, log to MLflow and register a model version",
         description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
         "a version of <model-key> with alias 'staging'.")
     train.add_argument("--dataset-manifest", required=True, type=Path, help="manifest.json of a published dataset")
@@ -51,7 +52,7 @@ def register(groups: Any) -> None:
     train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
     add_json_flag(train)
 
-    promote = groups.add_parser("promote", help="move alias 'production' after re-checking everything now")
+    promote = command(groups, "promote", _promote, help="move alias 'production' after re-checking everything now")
     promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
@@ -61,43 +62,38 @@ def register(groups: Any) -> None:
                          help="guardrail on test max drawdown")
     add_json_flag(promote)
 
-    rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
+    rollback = command(groups, "rollback", _rollback,
+                       help="put an earlier version back in production after re-verifying it")
     rollback.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     rollback.add_argument("--to-version", type=model_version, required=True, help="registered model version")
     add_json_flag(rollback)
 
-    rerun = groups.add_parser("rerun", help="retrain from training_manifest.yaml and report reproducibility")
+    rerun = command(groups, "rerun", _rerun, help="retrain from training_manifest.yaml and report reproducibility")
     rerun.add_argument("--training-id", required=True, help="directory name under <data_root>/models")
     add_json_flag(rerun)
 
-    lineage = groups.add_parser("lineage", help="walk model → run → dataset → files → source, re-verifying each link")
+    lineage = command(groups, "lineage", _lineage,
+                      help="walk model → run → dataset → files → source, re-verifying each link")
     lineage.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     which = lineage.add_mutually_exclusive_group()
     which.add_argument("--version", type=model_version, default=None, help="registered model version")
     which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
     add_json_flag(lineage)
 
-    training = groups.add_parser("training", help="the Dagster training job: run headless or submit to a webserver")
-    training_cmds = training.add_subparsers(dest="command", metavar="{run,submit}")
-    trun = training_cmds.add_parser("run", help="run training_job for a dataset_version in process")
+    training_cmds = command_group(groups, "training", "{run,submit}",
+                                  help="the Dagster training job: run headless or submit to a webserver")
+    trun = command(training_cmds, "run", _training_run, help="run training_job for a dataset_version in process")
     trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
                       "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
     trun.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add_json_flag(trun)
-    submit = training_cmds.add_parser("submit", help="submit training_job to a running Dagster webserver (GraphQL)")
+    submit = command(training_cmds, "submit", _training_submit,
+                     help="submit training_job to a running Dagster webserver (GraphQL)")
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
     submit.add_argument("--timeout", type=positive_float, default=1800.0, help="seconds to wait (default 1800)")
     add_json_flag(submit)
-    training.set_defaults(handler=group_help(training))
-    train.set_defaults(handler=_train)
-    promote.set_defaults(handler=_promote)
-    rollback.set_defaults(handler=_rollback)
-    rerun.set_defaults(handler=_rerun)
-    lineage.set_defaults(handler=_lineage)
-    trun.set_defaults(handler=_training_run)
-    submit.set_defaults(handler=_training_submit)
 
 
 def _train(args: argparse.Namespace) -> int:

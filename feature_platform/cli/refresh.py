@@ -10,9 +10,10 @@ from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
+    command,
+    command_group,
     config_section,
     dagster_instance,
-    group_help,
     input_file,
     load_run_config,
     non_negative_int,
@@ -25,10 +26,11 @@ from feature_platform.cli.common import (
 
 
 def register(groups: Any) -> None:
-    refresh = groups.add_parser("refresh", help="the Dagster dataset refresh graph, headless")
-    refresh_cmds = refresh.add_subparsers(dest="command", metavar="{run,add-version}")
-    run = refresh_cmds.add_parser(
-        "run", help="materialize the whole refresh graph for one dataset_version, in process",
+    refresh_cmds = command_group(groups, "refresh", "{run,add-version}",
+                                 help="the Dagster dataset refresh graph, headless")
+    run = command(
+        refresh_cmds, "run", _refresh_run,
+        help="materialize the whole refresh graph for one dataset_version, in process",
         description="Adds the dataset_version partition to the Dagster instance ($DAGSTER_HOME, default "
         "<project>/.dagster_home), materializes source_snapshot → dataset → quality_report → "
         "published_dataset → notify_stakeholders with their blocking checks, then emits metrics, alerts on "
@@ -50,12 +52,10 @@ def register(groups: Any) -> None:
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
+    add = command(refresh_cmds, "add-version", _refresh_add_version,
+                  help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", type=safe_id("dataset_version"), help="safe id, e.g. 2026-11-25 or adhoc-1")
     add_json_flag(add)
-    refresh.set_defaults(handler=group_help(refresh))
-    run.set_defaults(handler=_refresh_run)
-    add.set_defaults(handler=_refresh_add_version)
 
 
 def _refresh_add_version(args: argparse.Namespace) -> int:
