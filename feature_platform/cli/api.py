@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import (
     EXIT_OK,
     CheckFailed,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     data_root,
     int_at_least,
     print_json,
     safe_id,
 )
+
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
 SCOPES_HELP = "comma-separated scopes: ml:train, ml:write, datasets:read, datasets:write"
 
@@ -29,30 +30,30 @@ def _port(text: str) -> int:
     return value
 
 
-def register(groups: Any) -> None:
-    cmds = command_group(groups, "api", "{serve,token}", help="the HTTP API: serve it, manage its tokens",
-                         description="Endpoints, scopes and curl examples: README, section Platform API; "
-                         "OpenAPI at /openapi.json of a running server.")
-    serve = command(cmds, "serve", _serve, help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster "
-                    "instance $DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
+def register(groups: Commands) -> None:
+    cmds = groups.group("api", "{serve,token}", help="the HTTP API: serve it, manage its tokens",
+                        description="Endpoints, scopes and curl examples: README, section Platform API; "
+                        "OpenAPI at /openapi.json of a running server.")
+    serve = cmds.add("serve", _serve, help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster "
+                     "instance $DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine "
                        "only; there is no TLS, put a TLS proxy in front for anything else)")
     serve.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
 
-    tcmds = command_group(cmds, "token", "{create,list,revoke}", dest="token_command",
-                          help="create, list and revoke API tokens")
-    create = command(tcmds, "create", _token_create,
-                     help="create a token; it is printed once and only its SHA-256 is kept")
+    tcmds = cmds.group("token", "{create,list,revoke}", dest="token_command",
+                       help="create, list and revoke API tokens")
+    create = tcmds.add("create", _token_create,
+                       help="create a token; it is printed once and only its SHA-256 is kept")
     create.add_argument("--name", type=safe_id("--name"), required=True, help="who or what uses the token (unique "
                         "among active tokens; shown as the launcher of the runs it starts)")
     create.add_argument("--scopes", required=True, help=SCOPES_HELP)
     create.add_argument("--expires", default=None, help="expiry: a duration like 90m, 12h, 30d, or an ISO-8601 "
                         "time with a zone like 2027-01-31T00:00:00Z (default: never)")
     add_json_flag(create)
-    listing = command(tcmds, "list", _token_list, help="list tokens (name, id, scopes, times, state; never the token)")
+    listing = tcmds.add("list", _token_list, help="list tokens (name, id, scopes, times, state; never the token)")
     add_json_flag(listing)
-    revoke = command(tcmds, "revoke", _token_revoke,
-                     help="revoke a token by name (the active one) or id; it stops working at once")
+    revoke = tcmds.add("revoke", _token_revoke,
+                       help="revoke a token by name (the active one) or id; it stops working at once")
     revoke.add_argument("token", metavar="NAME|ID", help="token name or id (fp api token list)")
     add_json_flag(revoke)
 

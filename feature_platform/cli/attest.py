@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from feature_platform.cli.common import (
     EXIT_FAILED,
@@ -13,36 +13,37 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     input_file,
     print_json,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
+
 PATH_HELP = "a dataset's manifest.json (signs it and its data files) or a model directory (every file in it)"
 
 
-def register(groups: Any) -> None:
-    cmds = command_group(
-        groups, "attest", "{keygen,sign,verify}",
+def register(groups: Commands) -> None:
+    cmds = groups.group(
+        "attest", "{keygen,sign,verify}",
         help="sign and verify datasets and models offline (in-toto statement, DSSE, ed25519)",
         description="The signature lives beside the artifact: <dataset dir>/attestation.intoto.jsonl or "
         "<model dir>/attestation.intoto.jsonl (a registered model: the run artifact "
         "training/attestation.intoto.jsonl). With FP_TRUST_POLICY set, promotion refuses what is unsigned, signed "
         "by an unknown key or changed since signing.")
 
-    keygen = command(cmds, "keygen", _keygen, help="write a new ed25519 key pair (PEM) into a directory")
+    keygen = cmds.add("keygen", _keygen, help="write a new ed25519 key pair (PEM) into a directory")
     keygen.add_argument("--out", required=True, type=Path, help="directory for signing_key.pem and signing_key.pub.pem")
     keygen.add_argument("--force", action="store_true", help="replace an existing key pair")
     add_json_flag(keygen)
 
-    sign = command(cmds, "sign", _sign, help="sign a dataset or model directory with a private key")
+    sign = cmds.add("sign", _sign, help="sign a dataset or model directory with a private key")
     sign.add_argument("--key", required=True, type=input_file, help="PEM ed25519 private key")
     sign.add_argument("path", type=Path, help=PATH_HELP)
     add_json_flag(sign)
 
-    verify = command(
-        cmds, "verify", _verify, help="check the signature and that no signed byte changed (exit 0 valid, 1 not)",
+    verify = cmds.add(
+        "verify", _verify, help="check the signature and that no signed byte changed (exit 0 valid, 1 not)",
         description="Exit 0 when the attestation beside PATH is signed by the key given and every signed file still "
         "has its signed sha256; 1 when it is unsigned, signed by another key, the signature is bad or bytes changed; "
         "2 on usage errors. Give --pub, or --policy (default $FP_TRUST_POLICY) to trust the policy's keys.")

@@ -120,19 +120,22 @@ def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
     return show
 
 
-def command_group(groups: Any, name: str, metavar: str, dest: str = "command", **kwargs: Any) -> Any:
-    """``fp NAME``: a group of commands, registered in what this returns; alone, it prints its help (exit 2)."""
-    group: argparse.ArgumentParser = groups.add_parser(name, **kwargs)
-    group.set_defaults(handler=group_help(group))
-    return group.add_subparsers(dest=dest, metavar=metavar)
+class Commands:
+    """Where commands are registered, each with the function that runs it; a group of commands given alone
+    prints its own help (exit 2)."""
 
+    def __init__(self, registry: argparse._SubParsersAction[Any]) -> None:
+        self._registry = registry
 
-def command(cmds: Any, name: str, handler: Callable[[argparse.Namespace], int],
-            **kwargs: Any) -> argparse.ArgumentParser:
-    """A command and the function that runs it, registered together."""
-    parser: argparse.ArgumentParser = cmds.add_parser(name, **kwargs)
-    parser.set_defaults(handler=handler)
-    return parser
+    def add(self, name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._registry.add_parser(name, **kwargs)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, metavar: str, dest: str = "command", **kwargs: Any) -> Commands:
+        parser: argparse.ArgumentParser = self._registry.add_parser(name, **kwargs)
+        parser.set_defaults(handler=group_help(parser))
+        return Commands(parser.add_subparsers(dest=dest, metavar=metavar))
 
 
 positive_int = int_at_least(1, "positive")

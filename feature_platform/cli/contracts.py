@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, command, command_group
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
 
-def register(groups: Any) -> None:
-    contract_cmds = command_group(groups, "contracts", "{schema,features}",
-                                  help="manifest JSON Schemas and the feature contract")
-    schema = command(contract_cmds, "schema", _contracts_schema,
-                     help="print, check or rewrite the committed JSON Schema")
+def register(groups: Commands) -> None:
+    contract_cmds = groups.group("contracts", "{schema,features}",
+                                 help="manifest JSON Schemas and the feature contract")
+    schema = contract_cmds.add("schema", _contracts_schema,
+                               help="print, check or rewrite the committed JSON Schema")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema drifted from the models")
     mode.add_argument("--write", action="store_true", help="rewrite the committed schema from the models")
-    command(contract_cmds, "features", _contracts_features, help="print FEATURE_ORDER from feature_contract.yaml")
+    contract_cmds.add("features", _contracts_features, help="print FEATURE_ORDER from feature_contract.yaml")
 
 
 def _contracts_schema(args: argparse.Namespace) -> int:

@@ -17,23 +17,22 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     non_negative_int,
     positive_int,
     print_json,
 )
 
 if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
     from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
 
 
-def register(groups: Any) -> None:
-    dataset_cmds = command_group(groups, "dataset", "{build,verify,report,export-croissant}",
-                                 help="build, verify and report on dataset artifacts (spec v1)")
+def register(groups: Commands) -> None:
+    dataset_cmds = groups.group("dataset", "{build,verify,report,export-croissant}",
+                                help="build, verify and report on dataset artifacts (spec v1)")
 
-    build = command(
-        dataset_cmds, "build", _dataset_build, help="build a dataset, verify it and publish it atomically",
+    build = dataset_cmds.add(
+        "build", _dataset_build, help="build a dataset, verify it and publish it atomically",
         description="Build <out-dir>/<dataset-id>/ with its manifest.json: --source synthetic streams rows into "
         "data.parquet (--format parquet), or with --files K into K files sharded by a stable hash of the entity, "
         "one task per file on --executor with --workers (same bytes for any executor and worker count; "
@@ -94,8 +93,8 @@ def register(groups: Any) -> None:
                         help="LOSSY opt-in: keep K (1..22) of float32's 23 mantissa bits, relative error <= 2**-K, "
                         "recorded in the manifest; default lossless")
 
-    verify = command(
-        dataset_cmds, "verify", _dataset_verify, help="verify a dataset against its manifest (fail-closed)",
+    verify = dataset_cmds.add(
+        "verify", _dataset_verify, help="verify a dataset against its manifest (fail-closed)",
         description="Re-hash every file and check path safety and size limits. Parquet: schema, feature order "
         "and row counts from parquet footers. Zarr: every chunk file's sha256, the Merkle root, shapes, dtypes, "
         "codecs and NaN/Inf counts (--deep recounts them from the decoded chunks); --samples limits the chunk "
@@ -123,8 +122,8 @@ def register(groups: Any) -> None:
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
-    report = command(
-        dataset_cmds, "report", _dataset_report,
+    report = dataset_cmds.add(
+        "report", _dataset_report,
         help="sanity report of a tensor dataset: parameter histograms and impulse responses (PNG)",
         description="Verify the zarr dataset, then read a bounded, evenly spaced sample of it and render "
         "histograms of every parameter and a grid of sample impulse responses into --out.",
@@ -134,8 +133,8 @@ def register(groups: Any) -> None:
     report.add_argument("--max-samples", type=positive_int, default=2_000,
                         help="samples read for the report, evenly spaced over the store (default 2000)")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
-    croissant = command(
-        dataset_cmds, "export-croissant", _dataset_export_croissant,
+    croissant = dataset_cmds.add(
+        "export-croissant", _dataset_export_croissant,
         help="write Croissant 1.0 metadata for a spec v1 parquet dataset",
         description="Write Croissant 1.0 JSON-LD (mlcroissant and dataset hubs read it): a FileObject per data file "
         "with its sha256 and a contentUrl relative to the Croissant file, a 'records' RecordSet with the schema's "

@@ -20,8 +20,6 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     dagster_instance,
     iso_date,
     layout,
@@ -34,49 +32,50 @@ from feature_platform.cli.common import (
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.cli.common import Commands
     from feature_platform.datasets.definitions.model import DatasetDefinition
 
 COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,analyze,preview,compare}"
 
 
-def register(groups: Any) -> None:
-    cmds = command_group(
-        groups, "definitions", COMMANDS, help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
+def register(groups: Commands) -> None:
+    cmds = groups.group(
+        "definitions", COMMANDS, help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
         description="Dataset definitions are YAML files in $FP_DEFINITIONS_DIR (default ./definitions): tables of "
         "the DuckDB warehouse (schema raw_data) or Parquet files, joins, columns with ML roles, filters and a "
         "train/eval split. Exit codes: 0 ok, 1 validation failure or refusal, 2 bad input.",
     )
 
-    lst = command(cmds, "list", _list, help="every definition with its status, tables, columns and split")
-    validate = command(cmds, "validate", _validate,
-                       help="check definitions against the warehouse; show join suggestions",
-                       description="Check the named definitions (default: all) against the warehouse "
-                       "schema: tables, columns, role types, joins and the query itself. Exit 1 on any problem.")
+    lst = cmds.add("list", _list, help="every definition with its status, tables, columns and split")
+    validate = cmds.add("validate", _validate,
+                        help="check definitions against the warehouse; show join suggestions",
+                        description="Check the named definitions (default: all) against the warehouse "
+                        "schema: tables, columns, role types, joins and the query itself. Exit 1 on any problem.")
     validate.add_argument("names", nargs="*", metavar="NAME", help="definitions to check (default: all)")
-    query = command(cmds, "query", _query, help="print the generated SQL of a definition")
+    query = cmds.add("query", _query, help="print the generated SQL of a definition")
     query.add_argument("name", help="definition name")
     query.add_argument("--split", choices=["train", "eval"], help="only the train or eval rows")
     query.add_argument("--dialect", choices=["duckdb", "bigquery", "postgres"], default="duckdb",
                        help="SQL dialect (default duckdb)")
     query.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
-    tfx = command(cmds, "tfx", _tfx, help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
+    tfx = cmds.add("tfx", _tfx, help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
     tfx.add_argument("name", help="definition name")
-    activate = command(cmds, "activate", _activate, help="set status: active (refused unless it validates)",
-                       description="Validate against the warehouse, then rewrite the file's status line "
-                       "atomically. Exit 1 (file unchanged) if validation fails.")
+    activate = cmds.add("activate", _activate, help="set status: active (refused unless it validates)",
+                        description="Validate against the warehouse, then rewrite the file's status line "
+                        "atomically. Exit 1 (file unchanged) if validation fails.")
     activate.add_argument("name", help="definition name")
-    clone = command(cmds, "clone", _clone, help="copy a definition to a new draft file under a new name")
+    clone = cmds.add("clone", _clone, help="copy a definition to a new draft file under a new name")
     clone.add_argument("name", help="definition to copy")
     clone.add_argument("new_name", help="name of the copy (also its file name, <new_name>.yaml)")
     clone.add_argument("--description", help="description of the copy")
-    delete = command(cmds, "delete", _delete, help="remove a draft's file (an active definition is refused: clone it)",
-                     description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
-                     "is active: datasets built from it cite its content.")
+    delete = cmds.add("delete", _delete, help="remove a draft's file (an active definition is refused: clone it)",
+                      description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
+                      "is active: datasets built from it cite its content.")
     delete.add_argument("name", help="definition name")
-    build = command(cmds, "build", _build,
-                    help="build the definition's spec v1 dataset (verified, published atomically)",
-                    description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
-                    "through the same builder, verification and atomic publish as every dataset.")
+    build = cmds.add("build", _build,
+                     help="build the definition's spec v1 dataset (verified, published atomically)",
+                     description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
+                     "through the same builder, verification and atomic publish as every dataset.")
     build.add_argument("name", help="definition name")
     build.add_argument("--version", required=True, dest="dataset_version", type=safe_id("dataset_version"),
                        help="dataset version (safe id)")
@@ -84,8 +83,8 @@ def register(groups: Any) -> None:
     build.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
 
-    materialize = command(
-        cmds, "materialize", _materialize,
+    materialize = cmds.add(
+        "materialize", _materialize,
         help="run the Dagster job: build, check and publish every active definition (headless)",
         description="Materialize definition_datasets_job for one definition_version partition in process, on the "
         "project's Dagster instance ($DAGSTER_HOME): each active definition's dataset, its blocking integrity "
@@ -112,7 +111,7 @@ def add_definition_inputs(parser: argparse.ArgumentParser, *, warehouse: bool = 
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _register_analysis(cmds: Any) -> None:
+def _register_analysis(cmds: Commands) -> None:
     from feature_platform.cli.definitions_analysis import register_analysis
 
     register_analysis(cmds)

@@ -14,27 +14,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, command, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
 from feature_platform.cli.definitions import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.cli.common import Commands
     from feature_platform.datasets.definitions.model import DatasetDefinition
 
 
-def register_analysis(subparsers: Any) -> None:
+def register_analysis(subparsers: Commands) -> None:
     """Add analyze, preview and compare to the ``fp definitions`` subcommands."""
-    analyze = command(
-        subparsers, "analyze", _analyze,
+    analyze = subparsers.add(
+        "analyze", _analyze,
         help="row/user/product counts, date range, split sizes and quality issues of a definition",
         description="Analyze the rows a definition selects. Exit 1 if it selects no rows or a split is empty.",
     )
     analyze.add_argument("name", help="definition name (the `name:` field of a YAML file in the definitions dir)")
-    preview = command(subparsers, "preview", _preview, help="the first rows of a definition with each column's ML role")
+    preview = subparsers.add("preview", _preview, help="the first rows of a definition with each column's ML role")
     preview.add_argument("name", help="definition name")
     preview.add_argument("--limit", type=positive_int, default=20, help="rows to show (default 20)")
-    compare = command(subparsers, "compare", _compare, help="2 to 5 definitions side by side")
+    compare = subparsers.add("compare", _compare, help="2 to 5 definitions side by side")
     compare.add_argument("names", nargs="+", metavar="NAME", help="definition names (2 to 5)")
     for parser in (analyze, preview, compare):
         add_definition_inputs(parser)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
-    command,
-    command_group,
     dagster_instance,
     print_json,
     quiet_console,
@@ -18,11 +16,14 @@ from feature_platform.cli.common import (
     safe_id,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    feature_cmds = command_group(groups, "features", "{build}", help="Feast feature builds")
-    fbuild = command(
-        feature_cmds, "build", _features_build,
+
+def register(groups: Commands) -> None:
+    feature_cmds = groups.group("features", "{build}", help="Feast feature builds")
+    fbuild = feature_cmds.add(
+        "build", _features_build,
         help="pin feature_repo to its git sha, apply and materialize a published dataset_version",
         description="Runs the feature_build asset (and its blocking contract-drift check) headless; writes "
         "<data_root>/features/offline/<version>/feature_build.json. Refuses uncommitted feature_repo changes.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
@@ -14,8 +14,6 @@ from feature_platform.cli.common import (
     OVERRIDE_TAG,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     dagster_instance,
     input_file,
     iso_date,
@@ -27,12 +25,15 @@ from feature_platform.cli.common import (
     report_run_failure,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    market_cmds = command_group(groups, "market", "{backfill,review,resolve,blocks,override}",
-                                help="market data backfill, anomaly review queue and training blocks")
-    backfill = command(
-        market_cmds, "backfill", _market_backfill,
+
+def register(groups: Commands) -> None:
+    market_cmds = groups.group("market", "{backfill,review,resolve,blocks,override}",
+                               help="market data backfill, anomaly review queue and training blocks")
+    backfill = market_cmds.add(
+        "backfill", _market_backfill,
         help="fetch, validate and upsert OHLCV for UTC days (the market_backfill_job, headless)")
     backfill.add_argument("--start", required=True, type=iso_date, help="first UTC day, YYYY-MM-DD")
     backfill.add_argument("--end", type=iso_date, default=None, help="last UTC day, inclusive (default: --start)")
@@ -42,23 +43,23 @@ def register(groups: Any) -> None:
                           help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
     backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add_json_flag(backfill)
-    review = command(market_cmds, "review", _market_review, help="list the human-in-the-loop queue of flagged rows")
+    review = market_cmds.add("review", _market_review, help="list the human-in-the-loop queue of flagged rows")
     review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None,
                         help="only items with this status (default: all)")
     review.add_argument("--asset", default=None, help="only items for this asset, e.g. bitcoin")
     add_json_flag(review)
-    resolve = command(market_cmds, "resolve", _market_resolve,
-                      help="approve (a real move) or reject (bad data) a flagged row")
+    resolve = market_cmds.add("resolve", _market_resolve,
+                              help="approve (a real move) or reject (bad data) a flagged row")
     resolve.add_argument("item_id", type=positive_int, help="review item id (see `fp market review`)")
     resolve.add_argument("--status", required=True, choices=["approved", "rejected"],
                          help="approved: a real move; rejected: bad data")
     resolve.add_argument("--by", required=True, help="who reviewed it")
     resolve.add_argument("--note", default="", help="why (kept as the audit trail)")
     add_json_flag(resolve)
-    blocks = command(market_cmds, "blocks", _market_blocks,
-                     help="what blocks training now (open data gaps, open anomalies)")
+    blocks = market_cmds.add("blocks", _market_blocks,
+                             help="what blocks training now (open data gaps, open anomalies)")
     add_json_flag(blocks)
-    override = command(market_cmds, "override", _market_override, help="accept a data gap for training after review")
+    override = market_cmds.add("override", _market_override, help="accept a data gap for training after review")
     override.add_argument("block_id", type=positive_int, help="block id (see `fp market blocks`)")
     override.add_argument("--by", required=True, help="who accepts it")
     override.add_argument("--note", required=True, help="why (kept as the audit trail)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
@@ -14,8 +14,6 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    command,
-    command_group,
     dagster_instance,
     data_root,
     finite_float,
@@ -32,10 +30,13 @@ from feature_platform.cli.common import (
 )
 from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    train = command(
-        groups, "train", _train, help="train, export ONNX, log to MLflow and register a model version",
+
+def register(groups: Commands) -> None:
+    train = groups.add(
+        "train", _train, help="train, export ONNX, log to MLflow and register a model version",
         description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
         "a version of <model-key> with alias 'staging'.")
     train.add_argument("--dataset-manifest", required=True, type=Path, help="manifest.json of a published dataset")
@@ -52,7 +53,7 @@ def register(groups: Any) -> None:
     train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
     add_json_flag(train)
 
-    promote = command(groups, "promote", _promote, help="move alias 'production' after re-checking everything now")
+    promote = groups.add("promote", _promote, help="move alias 'production' after re-checking everything now")
     promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
@@ -62,33 +63,33 @@ def register(groups: Any) -> None:
                          help="guardrail on test max drawdown")
     add_json_flag(promote)
 
-    rollback = command(groups, "rollback", _rollback,
-                       help="put an earlier version back in production after re-verifying it")
+    rollback = groups.add("rollback", _rollback,
+                          help="put an earlier version back in production after re-verifying it")
     rollback.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     rollback.add_argument("--to-version", type=model_version, required=True, help="registered model version")
     add_json_flag(rollback)
 
-    rerun = command(groups, "rerun", _rerun, help="retrain from training_manifest.yaml and report reproducibility")
+    rerun = groups.add("rerun", _rerun, help="retrain from training_manifest.yaml and report reproducibility")
     rerun.add_argument("--training-id", required=True, help="directory name under <data_root>/models")
     add_json_flag(rerun)
 
-    lineage = command(groups, "lineage", _lineage,
-                      help="walk model → run → dataset → files → source, re-verifying each link")
+    lineage = groups.add("lineage", _lineage,
+                         help="walk model → run → dataset → files → source, re-verifying each link")
     lineage.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     which = lineage.add_mutually_exclusive_group()
     which.add_argument("--version", type=model_version, default=None, help="registered model version")
     which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
     add_json_flag(lineage)
 
-    training_cmds = command_group(groups, "training", "{run,submit}",
-                                  help="the Dagster training job: run headless or submit to a webserver")
-    trun = command(training_cmds, "run", _training_run, help="run training_job for a dataset_version in process")
+    training_cmds = groups.group("training", "{run,submit}",
+                                 help="the Dagster training job: run headless or submit to a webserver")
+    trun = training_cmds.add("run", _training_run, help="run training_job for a dataset_version in process")
     trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
                       "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
     trun.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
     add_json_flag(trun)
-    submit = command(training_cmds, "submit", _training_submit,
-                     help="submit training_job to a running Dagster webserver (GraphQL)")
+    submit = training_cmds.add("submit", _training_submit,
+                               help="submit training_job to a running Dagster webserver (GraphQL)")
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
-    command,
-    command_group,
     config_section,
     dagster_instance,
     input_file,
@@ -24,12 +22,15 @@ from feature_platform.cli.common import (
     safe_id,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    refresh_cmds = command_group(groups, "refresh", "{run,add-version}",
-                                 help="the Dagster dataset refresh graph, headless")
-    run = command(
-        refresh_cmds, "run", _refresh_run,
+
+def register(groups: Commands) -> None:
+    refresh_cmds = groups.group("refresh", "{run,add-version}",
+                                help="the Dagster dataset refresh graph, headless")
+    run = refresh_cmds.add(
+        "run", _refresh_run,
         help="materialize the whole refresh graph for one dataset_version, in process",
         description="Adds the dataset_version partition to the Dagster instance ($DAGSTER_HOME, default "
         "<project>/.dagster_home), materializes source_snapshot → dataset → quality_report → "
@@ -52,8 +53,8 @@ def register(groups: Any) -> None:
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add = command(refresh_cmds, "add-version", _refresh_add_version,
-                  help="add a dataset_version partition (then run it from the UI)")
+    add = refresh_cmds.add("add-version", _refresh_add_version,
+                           help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", type=safe_id("dataset_version"), help="safe id, e.g. 2026-11-25 or adhoc-1")
     add_json_flag(add)
 

@@ -14,22 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, command, command_group, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
 
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    cmds = command_group(
-        groups, "warehouse", "{seed,tables,schema,stats,samples,joins,explain}",
+
+def register(groups: Commands) -> None:
+    cmds = groups.group(
+        "warehouse", "{seed,tables,schema,stats,samples,joins,explain}",
         help="seed and inspect the local DuckDB warehouse (schema raw_data)",
         description="Seed and inspect the local DuckDB warehouse. Default file: $FP_WAREHOUSE, else "
                     "$FP_DATA_ROOT/warehouse/warehouse.duckdb.",
     )
 
-    seed = command(cmds, "seed", _seed,
-                   help="write a seeded sample e-commerce warehouse (users, products, transactions)")
+    seed = cmds.add("seed", _seed,
+                    help="write a seeded sample e-commerce warehouse (users, products, transactions)")
     seed.add_argument("--path", type=Path, help="target DuckDB file (default: the warehouse path)")
     seed.add_argument("--users", type=positive_int, default=2000, help="number of users (default 2000)")
     seed.add_argument("--products", type=positive_int, default=300, help="number of products (default 300)")
@@ -40,20 +42,20 @@ def register(groups: Any) -> None:
     seed.add_argument("--force", action="store_true", help="replace an existing warehouse file")
     seed.add_argument("--json", action="store_true", help="print rows per table as JSON")
 
-    tables = command(cmds, "tables", _tables, help="tables of raw_data with row count, size and column count")
-    schema = command(cmds, "schema", _schema, help="columns of a table with suggested ML roles and join keys")
+    tables = cmds.add("tables", _tables, help="tables of raw_data with row count, size and column count")
+    schema = cmds.add("schema", _schema, help="columns of a table with suggested ML roles and join keys")
     schema.add_argument("table", help="warehouse table name")
-    stats = command(cmds, "stats", _stats, help="column statistics of a table (one full-scan aggregate query)")
+    stats = cmds.add("stats", _stats, help="column statistics of a table (one full-scan aggregate query)")
     stats.add_argument("table", help="warehouse table name")
     stats.add_argument("--columns", help="comma-separated columns (default: all)")
-    samples = command(cmds, "samples", _samples, help="most frequent values of a column")
+    samples = cmds.add("samples", _samples, help="most frequent values of a column")
     samples.add_argument("table", help="warehouse table name")
     samples.add_argument("column", help="column of TABLE to sample distinct values from")
     samples.add_argument("--limit", type=positive_int, default=10, help="how many values (default 10)")
-    joins = command(cmds, "joins", _joins, help="suggest foreign-key joins between tables (default: all tables)")
+    joins = cmds.add("joins", _joins, help="suggest foreign-key joins between tables (default: all tables)")
     joins.add_argument("tables", nargs="*", metavar="TABLE", help="tables to consider (default: all)")
-    explain = command(
-        cmds, "explain", _explain,
+    explain = cmds.add(
+        "explain", _explain,
         help="validate SQL by a dry run (EXPLAIN) and estimate rows scanned; exit 1 if invalid",
     )
     explain.add_argument("sql", help="the query, or @file.sql")
