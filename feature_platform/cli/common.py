@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feature_platform.contracts.paths import id_problem
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from feature_platform.orchestration.run_report import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 OVERRIDE_TAG = "fp/override-data-gap"  # also in orchestration.market_assets; the CLI avoids importing Dagster
 
 
@@ -37,6 +38,12 @@ JSON_HELP = "print the result as one JSON document on stdout (exit codes unchang
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
+
+
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that runs a Dagster job in process: -v for Dagster's event log, --json."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(parser)
 
 
 def print_json(document: Any) -> None:
@@ -263,6 +270,24 @@ def config_section(config: dict[str, Any], keys: tuple[str, ...], source: str) -
             raise UsageError(f"{source}: field {'.'.join(keys[: depth + 1])}: expected a mapping, "
                              f"got {type(section).__name__}")
     return section
+
+
+def run_in_process(args: argparse.Namespace, label: str, run: Callable[..., T], partition: Any,
+                   config: dict[str, Any], **kwargs: Any) -> T:
+    """``run(partition)`` of a Dagster job on the project's instance, under a spinner; its event log only with -v."""
+    from feature_platform.cli import progress
+
+    with progress.spinner(args, label):
+        return run(partition, instance=dagster_instance(), run_config=quiet_console(config, args.verbose), **kwargs)
+
+
+def report_run(args: argparse.Namespace, summary: RunSummary, lines: list[str]) -> int:
+    """A finished in-process run: its summary as JSON with --json, else ``lines``; exit 0, or its failures and 1."""
+    if args.json:
+        print_json(summary.to_json_dict())
+    else:
+        print("\n".join(lines))
+    return EXIT_OK if summary.succeeded else report_run_failure(summary)
 
 
 MAX_FAILURE_LINES = 3

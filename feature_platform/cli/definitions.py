@@ -13,19 +13,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CheckFailed,
     UsageError,
-    add_json_flag,
-    dagster_instance,
+    add_run_flags,
     iso_date,
     layout,
-    print_json,
-    quiet_console,
-    report_run_failure,
+    report_run,
+    run_in_process,
     safe_id,
 )
 
@@ -92,8 +89,7 @@ def register(groups: Commands) -> None:
     materialize.add_argument("--version", required=True, type=safe_id("definition_version"),
                              help="definition_version partition (safe id)")
     materialize.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
-    materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(materialize)
+    add_run_flags(materialize)
 
     for parser in (lst, validate, query, tfx, activate, clone, delete, build):
         add_definition_inputs(parser, warehouse=parser in (validate, activate, build), json=parser is not tfx)
@@ -283,18 +279,14 @@ def _materialize(args: argparse.Namespace) -> int:
         raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
-    with progress.spinner(args, f"definition_datasets_job {args.version}"):
-        summary = run_definition_datasets(args.version, instance=dagster_instance(),
-                                          run_config=quiet_console(config, args.verbose))
-    if args.json:
-        print_json(summary.to_json_dict())
-        return EXIT_OK if summary.succeeded else report_run_failure(summary)
-    for asset, rows in summary.materialized.items():
-        print(f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}")
+    summary = run_in_process(args, f"definition_datasets_job {args.version}", run_definition_datasets,
+                             args.version, config)
+    lines = [f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}"
+             for asset, rows in summary.materialized.items()]
     failed = [k for k, ok in summary.checks.items() if not ok]
-    print(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
-          f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return EXIT_OK if summary.succeeded else report_run_failure(summary)
+    lines.append(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
+                 f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return report_run(args, summary, lines)
 
 
 def _build(args: argparse.Namespace) -> int:

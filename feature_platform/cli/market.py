@@ -7,22 +7,21 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     OVERRIDE_TAG,
     UsageError,
     add_json_flag,
-    dagster_instance,
+    add_run_flags,
     input_file,
     iso_date,
     layout,
     load_run_config,
     positive_int,
     print_json,
-    quiet_console,
     report_run_failure,
+    run_in_process,
 )
 
 if TYPE_CHECKING:
@@ -41,8 +40,7 @@ def register(groups: Commands) -> None:
                           help="Dagster run config YAML (launchpad format)")
     backfill.add_argument("--override-data-gap", action="store_true",
                           help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
-    backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(backfill)
+    add_run_flags(backfill)
     review = market_cmds.add("review", _market_review, help="list the human-in-the-loop queue of flagged rows")
     review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None,
                         help="only items with this status (default: all)")
@@ -81,12 +79,11 @@ def _market_backfill(args: argparse.Namespace) -> int:
     last = args.end or first
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}; expected a day on or after --start")
-    config = quiet_console(load_run_config(args.config), args.verbose)
+    config = load_run_config(args.config)
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
     failures = []
-    with progress.spinner(args, f"market backfill {first}..{last}"):
-        runs = list(run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags))
+    runs = run_in_process(args, f"market backfill {first}..{last}", run_market_backfill, days, config, tags=tags)
     for summary in runs:
         failed = [k for k, passed in summary.checks.items() if not passed]
         rows = summary.materialized.get("market_data")

@@ -14,7 +14,7 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    dagster_instance,
+    add_run_flags,
     data_root,
     finite_float,
     input_file,
@@ -25,8 +25,8 @@ from feature_platform.cli.common import (
     parse_payload,
     positive_float,
     print_json,
-    quiet_console,
-    report_run_failure,
+    report_run,
+    run_in_process,
 )
 from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE
 
@@ -86,8 +86,7 @@ def register(groups: Commands) -> None:
     trun = training_cmds.add("run", _training_run, help="run training_job for a dataset_version in process")
     trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
                       "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
-    trun.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(trun)
+    add_run_flags(trun)
     submit = training_cmds.add("submit", _training_submit,
                                help="submit training_job to a running Dagster webserver (GraphQL)")
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
@@ -246,15 +245,10 @@ def _training_run(args: argparse.Namespace) -> int:
         version, config = training_run_config(payload)
     except ValueError as exc:
         raise UsageError(f"--payload: {exc}") from None
-    with progress.spinner(args, f"training_job {version}"):
-        summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
-    if args.json:
-        print_json(summary.to_json_dict())
-        return EXIT_OK if summary.succeeded else report_run_failure(summary)
-    for name, ok in summary.checks.items():
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
-    print(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
-    return EXIT_OK if summary.succeeded else report_run_failure(summary)
+    summary = run_in_process(args, f"training_job {version}", run_training, version, config)
+    lines = [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in summary.checks.items()]
+    lines.append(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
+    return report_run(args, summary, lines)
 
 
 def _training_submit(args: argparse.Namespace) -> int:

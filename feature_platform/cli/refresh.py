@@ -6,7 +6,6 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
@@ -17,8 +16,8 @@ from feature_platform.cli.common import (
     non_negative_int,
     positive_int,
     print_json,
-    quiet_console,
     report_run_failure,
+    run_in_process,
     safe_id,
 )
 
@@ -94,8 +93,7 @@ def _refresh_run(args: argparse.Namespace) -> int:
     profile = {k: v for k, v in (("executor", args.executor), ("workers", args.workers)) if v is not None}
     if profile:
         config_section(config, ("ops", "quality_report", "config"), f"--config {args.config}").update(profile)
-    with progress.spinner(args, f"refresh {version}"):
-        outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    outcome = run_in_process(args, f"refresh {version}", run_refresh, version, config)
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:
