@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import (
@@ -123,19 +124,26 @@ def _item_json(item: Any) -> dict[str, Any]:
             "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None}
 
 
-def _market_resolve(args: argparse.Namespace) -> int:
+def _review_decision(args: argparse.Namespace, decide: Callable[[Any], Any], line: Callable[[Any], str]) -> int:
+    """A reviewer's decision on the queue: the item it leaves, as JSON or as ``line``; a refusal is exit 1."""
     from feature_platform.market.review import ReviewError
 
     try:
-        item = _review_queue().resolve(args.item_id, args.status, args.by, args.note)
+        item = decide(_review_queue())
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print_json(_item_json(item))
     else:
-        print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
+        print(line(item))
     return EXIT_OK
+
+
+def _market_resolve(args: argparse.Namespace) -> int:
+    return _review_decision(
+        args, lambda queue: queue.resolve(args.item_id, args.status, args.by, args.note),
+        lambda item: f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
 
 
 def _market_blocks(args: argparse.Namespace) -> int:
@@ -150,15 +158,6 @@ def _market_blocks(args: argparse.Namespace) -> int:
 
 
 def _market_override(args: argparse.Namespace) -> int:
-    from feature_platform.market.review import ReviewError
-
-    try:
-        item = _review_queue().override_block(args.block_id, args.by, args.note)
-    except ReviewError as exc:
-        print(f"fp: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print_json(_item_json(item))
-    else:
-        print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
-    return EXIT_OK
+    return _review_decision(
+        args, lambda queue: queue.override_block(args.block_id, args.by, args.note),
+        lambda item: f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
