@@ -25,12 +25,10 @@ from feature_platform.cli.common import (
     run_in_process,
     safe_id,
 )
+from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
-    import duckdb
-
     from feature_platform.cli.common import Commands
-    from feature_platform.datasets.definitions.model import DatasetDefinition
 
 COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,analyze,preview,compare}"
 
@@ -96,41 +94,10 @@ def register(groups: Commands) -> None:
     _register_analysis(cmds)
 
 
-def add_definition_inputs(parser: argparse.ArgumentParser, *, warehouse: bool = True, json: bool = True) -> None:
-    """The options every command reading definitions takes: where they are, the warehouse, JSON output."""
-    parser.add_argument("--definitions-dir", type=Path,
-                        help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
-    if warehouse:
-        parser.add_argument("--warehouse", type=Path,
-                            help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
-    if json:
-        parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-
 def _register_analysis(cmds: Commands) -> None:
     from feature_platform.cli.definitions_analysis import register_analysis
 
     register_analysis(cmds)
-
-
-def find_definition_arg(args: argparse.Namespace, name: str) -> DatasetDefinition:
-    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
-
-    try:
-        return find_definition(name, args.definitions_dir)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def connect_warehouse(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
-    """The warehouse sandboxed for ``defns``' queries (no file access but their own Parquet files)."""
-    from feature_platform.datasets.definitions.sql import open_warehouse
-    from feature_platform.warehouse.connection import WarehouseError
-
-    try:
-        return open_warehouse(defns, args.warehouse)
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
-from feature_platform.cli.definitions import add_definition_inputs, connect_warehouse, find_definition_arg
+from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
     import duckdb
