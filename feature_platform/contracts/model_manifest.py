@@ -9,8 +9,9 @@ every one of those links. The committed JSON Schema is generated from these mode
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
@@ -33,6 +34,9 @@ MODEL_SCHEMA_ID = "https://feature-platform.dev/schemas/model_manifest.v1.schema
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_Model = TypeVar("_Model", bound=_Strict)
 
 
 class ArtifactFile(_Strict):
@@ -124,18 +128,18 @@ class TrainingManifest(_Strict):
 def load_model_manifest(path: Path) -> ModelManifest:
     """``model_manifest.json`` (or the model directory holding it), read bounded and parsed strictly."""
     path = path / MODEL_MANIFEST_NAME if path.is_dir() else path
-    try:
-        return ModelManifest.model_validate(read_json(path))
-    except InputError as exc:
-        raise ManifestError(str(exc)) from None
-    except ValidationError as exc:
-        raise ManifestError(validation_message(exc, str(path))) from None
+    return _load(ModelManifest, read_json, path)
 
 
 def load_training_manifest(path: Path) -> TrainingManifest:
     """``training_manifest.yaml``, read bounded (no aliases, no duplicate keys) and parsed strictly."""
+    return _load(TrainingManifest, read_yaml, path)
+
+
+def _load(model: type[_Model], read: Callable[[Path], Any], path: Path) -> _Model:
+    """``model`` from the file at ``path``: an unreadable file or a failed validation is a ManifestError."""
     try:
-        return TrainingManifest.model_validate(read_yaml(path))
+        return model.model_validate(read(path))
     except InputError as exc:
         raise ManifestError(str(exc)) from None
     except ValidationError as exc:
