@@ -173,11 +173,21 @@ class Limits(_Strict):
     max_bytes: int = Field(gt=0, le=SPEC_MAX_BYTES)
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_config(title: str, schema_id: str) -> ConfigDict:
+    """The JSON Schema header of a published manifest model: its title, the dialect and its ``$id``."""
+    return ConfigDict(title=title, json_schema_extra={"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id})
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """A JSON Schema as committed: sorted keys, two-space indent, a final newline."""
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
 class DatasetManifest(CanonicalManifest):
-    model_config = ConfigDict(
-        title="feature_platform dataset manifest, spec v1",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID},
-    )
+    model_config = schema_config("feature_platform dataset manifest, spec v1", SCHEMA_ID)
 
     spec_version: Literal["1"]
     dataset_id: SafeId
@@ -262,4 +272,4 @@ def json_schema() -> dict[str, Any]:
 
 
 def json_schema_text() -> str:
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(json_schema())

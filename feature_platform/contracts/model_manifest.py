@@ -22,6 +22,8 @@ from feature_platform.contracts.manifest import (
     SafeId,
     Sha256Hex,
     UtcTimestamp,
+    schema_config,
+    schema_text,
     validation_message,
 )
 from feature_platform.contracts.safe_read import InputError, read_json, read_yaml
@@ -64,10 +66,7 @@ class FeatureBuildRef(_Strict):
 
 
 class ModelManifest(_Strict):
-    model_config = ConfigDict(
-        title="feature_platform model manifest, spec v1",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": MODEL_SCHEMA_ID},
-    )
+    model_config = schema_config("feature_platform model manifest, spec v1", MODEL_SCHEMA_ID)
 
     spec_version: Literal["1"]
     model_id: SafeId
@@ -155,4 +154,4 @@ def model_json_schema() -> dict[str, Any]:
 
 
 def model_json_schema_text() -> str:
-    return json.dumps(model_json_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(model_json_schema())
