@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feature_platform.cli.common import (
     EXIT_FAILED,
@@ -30,6 +31,7 @@ from feature_platform.cli.definition_inputs import add_definition_inputs, connec
 if TYPE_CHECKING:
     from feature_platform.cli.common import Commands
 
+T = TypeVar("T")
 COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,analyze,preview,compare}"
 
 
@@ -181,60 +183,53 @@ def _tfx(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _activate(args: argparse.Namespace) -> int:
+def _change(args: argparse.Namespace, change: Callable[[], T], document: Callable[[T], dict[str, Any]],
+            line: Callable[[T], str], unchanged: str = "") -> int:
+    """A change to a definition file: the workflow's refusal is exit 1 (``unchanged`` says what stayed as it was),
+    else the outcome as one JSON line or ``line``."""
     from feature_platform.datasets.definitions.model import DefinitionError
+
+    try:
+        outcome = change()
+    except DefinitionError as exc:
+        print(f"fp: refused: {exc}{unchanged}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(document(outcome)) if args.json else line(outcome))
+    return EXIT_OK
+
+
+def _activate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.workflow import activate_definition
 
     defn = find_definition_arg(args, args.name)
-    with connect_warehouse(args, [defn]) as conn:
-        try:
-            changed = activate_definition(defn, conn)
-        except DefinitionError as exc:
-            print(f"fp: refused: {exc}; status unchanged", file=sys.stderr)
-            return EXIT_FAILED
-    message = "activated" if changed else "already active"
-    if args.json:
-        print(json.dumps({"name": defn.name, "status": "active", "changed": changed, "file": defn.where}))
-    else:
-        print(f"{message}: {defn.name} ({defn.where})")
-    return EXIT_OK
+
+    def activate() -> bool:
+        with connect_warehouse(args, [defn]) as conn:
+            return activate_definition(defn, conn)
+
+    return _change(args, activate,
+                   lambda changed: {"name": defn.name, "status": "active", "changed": changed, "file": defn.where},
+                   lambda changed: f"{'activated' if changed else 'already active'}: {defn.name} ({defn.where})",
+                   unchanged="; status unchanged")
 
 
 def _clone(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import clone_definition
 
     defn = find_definition_arg(args, args.name)
-    try:
-        target = clone_definition(defn, args.new_name, args.definitions_dir, args.description)
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
-    except DefinitionError as exc:
-        print(f"fp: refused: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps({"name": args.new_name, "status": "draft", "file": str(target), "cloned_from": defn.name}))
-    else:
-        print(f"cloned {defn.name} → {args.new_name} (draft): {target}")
-    return EXIT_OK
+    return _change(args, lambda: clone_definition(defn, args.new_name, args.definitions_dir, args.description),
+                   lambda target: {"name": args.new_name, "status": "draft", "file": str(target),
+                                   "cloned_from": defn.name},
+                   lambda target: f"cloned {defn.name} → {args.new_name} (draft): {target}")
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import delete_definition
 
     defn = find_definition_arg(args, args.name)
-    try:
-        path = delete_definition(defn)
-    except DefinitionError as exc:
-        print(f"fp: refused: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps({"name": defn.name, "deleted": True, "file": str(path)}))
-    else:
-        print(f"deleted draft {defn.name} ({path})")
-    return EXIT_OK
+    return _change(args, lambda: delete_definition(defn),
+                   lambda path: {"name": defn.name, "deleted": True, "file": str(path)},
+                   lambda path: f"deleted draft {defn.name} ({path})")
 
 
 def _materialize(args: argparse.Namespace) -> int:
