@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,8 +94,8 @@ def register(groups: Commands) -> None:
                         help="LOSSY opt-in: keep K (1..22) of float32's 23 mantissa bits, relative error <= 2**-K, "
                         "recorded in the manifest; default lossless")
 
-    verify = dataset_cmds.add(
-        "verify", _dataset_verify, help="verify a dataset against its manifest (fail-closed)",
+    verify = _manifest_command(
+        dataset_cmds, "verify", _dataset_verify, help="verify a dataset against its manifest (fail-closed)",
         description="Re-hash every file and check path safety and size limits. Parquet: schema, feature order "
         "and row counts from parquet footers. Zarr: every chunk file's sha256, the Merkle root, shapes, dtypes, "
         "codecs and NaN/Inf counts (--deep recounts them from the decoded chunks); --samples limits the chunk "
@@ -102,7 +103,6 @@ def register(groups: Commands) -> None:
         "regenerates K random samples from their seeds and compares them bit for bit. Exit 0 only when every "
         "check passes; a failure names the chunk.",
     )
-    verify.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     verify.add_argument("--base-dir", type=Path, default=None,
                         help="directory the dataset must live in (manifest at <base-dir>/<dataset_id>/)")
     verify.add_argument("--max-bytes", type=positive_int, default=None,
@@ -122,29 +122,35 @@ def register(groups: Commands) -> None:
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
-    report = dataset_cmds.add(
-        "report", _dataset_report,
+    report = _manifest_command(
+        dataset_cmds, "report", _dataset_report,
         help="sanity report of a tensor dataset: parameter histograms and impulse responses (PNG)",
         description="Verify the zarr dataset, then read a bounded, evenly spaced sample of it and render "
         "histograms of every parameter and a grid of sample impulse responses into --out.",
     )
-    report.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     report.add_argument("--out", required=True, type=Path, help="directory for the PNG files")
     report.add_argument("--max-samples", type=positive_int, default=2_000,
                         help="samples read for the report, evenly spaced over the store (default 2000)")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
-    croissant = dataset_cmds.add(
-        "export-croissant", _dataset_export_croissant,
+    croissant = _manifest_command(
+        dataset_cmds, "export-croissant", _dataset_export_croissant,
         help="write Croissant 1.0 metadata for a spec v1 parquet dataset",
         description="Write Croissant 1.0 JSON-LD (mlcroissant and dataset hubs read it): a FileObject per data file "
         "with its sha256 and a contentUrl relative to the Croissant file, a 'records' RecordSet with the schema's "
         "columns in order and their types, and a 'splits' RecordSet (cr:Split) with each split's row count. The "
         "data files are re-hashed first: a file that no longer matches the manifest is refused (exit 1).",
     )
-    croissant.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     croissant.add_argument("--out", type=Path, default=None,
                            help="where to write the JSON-LD (default: croissant.json beside the manifest)")
     add_json_flag(croissant)
+
+
+def _manifest_command(cmds: Commands, name: str, handler: Callable[[argparse.Namespace], int],
+                     **kwargs: Any) -> argparse.ArgumentParser:
+    """A command reading a dataset through its manifest, given as --path."""
+    parser = cmds.add(name, handler, **kwargs)
+    parser.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
+    return parser
 
 
 def _dataset_export_croissant(args: argparse.Namespace) -> int:
