@@ -22,15 +22,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from feature_platform.simulators.base import SampleBatch, SimulatorSpec, Variable, check_horizons, draw_theta
-from feature_platform.simulators.var import OBSERVABLES, SHOCKS, propagate
+from feature_platform.simulators.var import KAPPA, OBSERVABLES, RHO_I, SHOCKS, propagate
 
 SPEC = SimulatorSpec(
     name="regime_switching",
     version="1.0.0",
     parameters=(
         Variable("rho", "1", 0.1, 0.95, "output-gap and inflation persistence (both regimes)"),
-        Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing"),
-        Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap"),
+        RHO_I,
+        KAPPA,
         Variable("phi_pi", "1", 0.0, 0.5, "policy response to lagged inflation in regime 0"),
         Variable("phi_pi_stress", "1", 0.0, 0.5, "policy response to lagged inflation in regime 1"),
         Variable("sigma", "percent", 0.1, 1.0, "shock standard deviation in regime 0"),

@@ -29,6 +29,9 @@ SHOCKS = (
     Variable("cost_push", "std", -10.0, 10.0, "cost-push innovation, N(0, 1)"),
     Variable("monetary", "std", -10.0, 10.0, "monetary policy innovation, N(0, 1)"),
 )
+# parameters of the same meaning and range in every simulator of this family
+RHO_I = Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing")
+KAPPA = Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap")
 
 SPEC = SimulatorSpec(
     name="var",
@@ -36,8 +39,8 @@ SPEC = SimulatorSpec(
     parameters=(
         Variable("rho", "1", 0.1, 0.95, "output-gap persistence"),
         Variable("rho_pi", "1", 0.1, 0.95, "inflation persistence"),
-        Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing"),
-        Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap"),
+        RHO_I,
+        KAPPA,
         Variable("phi_pi", "1", 0.0, 0.5, "policy response to lagged inflation"),
         Variable("phi_y", "1", 0.0, 0.5, "policy response to lagged output gap"),
         Variable("sigma", "percent", 0.1, 1.0, "demand shock standard deviation"),
