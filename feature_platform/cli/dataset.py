@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
@@ -26,6 +26,10 @@ from feature_platform.cli.common import (
 if TYPE_CHECKING:
     from feature_platform.cli.common import Commands
     from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
+    from feature_platform.datasets.executors import Executor
+
+
+T = TypeVar("T")
 
 
 def register(groups: Commands) -> None:
@@ -177,6 +181,8 @@ def _dataset_export_croissant(args: argparse.Namespace) -> int:
 
 def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
     """One report for a build that failed: nothing was published (the builder's staging guarantees it)."""
+    from feature_platform.datasets.executors import TaskError
+
     report = getattr(exc, "report", None)
     if args.verbose and report is not None:
         for check in report.failures:
@@ -184,6 +190,8 @@ def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
     if isinstance(exc, OSError):
         print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
               file=sys.stderr)
+    elif isinstance(exc, TaskError):  # names the task that failed
+        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
     else:
         print(f"fp: error: {exc}", file=sys.stderr)
     return EXIT_FAILED
@@ -218,38 +226,46 @@ def _dataset_build(args: argparse.Namespace) -> int:
     return _table_build(args) if args.source == "synthetic" else _tensor_build(args)
 
 
-def _table_build(args: argparse.Namespace) -> int:
+def _build_inputs(args: argparse.Namespace, own: Callable[[], T]) -> tuple[T, Executor, str | None]:
+    """What a build checks before any work, each failure a usage error: the ids, ``own`` (the format's own
+    inputs, returned), the executor (with its Ray address) and ``$SOURCE_DATE_EPOCH``."""
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
-    from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
-    from feature_platform.datasets.executors import TaskError, choose_executor
-    from feature_platform.datasets.sharding import require_files
-    from feature_platform.datasets.splits import SplitSpec, parse_fractions
-    from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
+    from feature_platform.datasets.executors import choose_executor
 
     try:
         require_safe_id(args.dataset_id, "--dataset-id")
         if args.dataset_version is not None:
             require_safe_id(args.dataset_version, "--dataset-version")
-        fractions = parse_fractions(args.split_fractions or "train=0.8,val=0.1,test=0.1")
-        splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
-        source = SyntheticMarketSource(args.rows or 10_000, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
-                                       entities=args.entities or 2_000)
-        files = require_files(args.files or 1)
+        inputs = own()
         executor, ray_address = choose_executor(args.executor, args.ray_address)
         created_at_check()
     except (UnsafePathError, ValueError) as exc:
         raise UsageError(str(exc)) from None
+    return inputs, executor, ray_address
 
+
+def _table_build(args: argparse.Namespace) -> int:
+    from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
+    from feature_platform.datasets.executors import TaskError
+    from feature_platform.datasets.sharding import require_files
+    from feature_platform.datasets.splits import SplitSpec, parse_fractions
+    from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
+
+    def table_inputs() -> tuple[SplitSpec, SyntheticMarketSource, int]:
+        fractions = parse_fractions(args.split_fractions or "train=0.8,val=0.1,test=0.1")
+        splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
+        source = SyntheticMarketSource(args.rows or 10_000, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
+                                       entities=args.entities or 2_000)
+        return splits, source, require_files(args.files or 1)
+
+    (splits, source, files), executor, ray_address = _build_inputs(args, table_inputs)
     try:
         with progress.bar(args, f"building {args.dataset_id}") as bar:
             result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
                                    splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES, force=args.force,
                                    progress=_ProgressPrinter() if args.verbose else bar, files=files,
                                    executor=executor, workers=args.workers, ray_address=ray_address)
-    except TaskError as exc:
-        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
-        return EXIT_FAILED
-    except (BuildError, OSError) as exc:
+    except (TaskError, BuildError, OSError) as exc:
         return _build_failed(exc, args)
     m = result.manifest
     summary: dict[str, Any] = {
@@ -306,9 +322,8 @@ def created_at_check() -> None:
 
 
 def _tensor_build(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import BuildError
-    from feature_platform.datasets.executors import TaskError, choose_executor
+    from feature_platform.datasets.executors import TaskError
     from feature_platform.datasets.tensor_build import build_tensor_dataset
     from feature_platform.datasets.tensor_splits import TensorSplitSpec, parse_split_arg
     from feature_platform.simulators import DEFAULT_SIMULATOR, get_simulator
@@ -316,18 +331,14 @@ def _tensor_build(args: argparse.Namespace) -> int:
     if args.samples is None:
         raise UsageError("--source simulator needs --samples N")
     simulator = args.simulator or DEFAULT_SIMULATOR
-    try:
-        require_safe_id(args.dataset_id, "--dataset-id")
-        if args.dataset_version is not None:
-            require_safe_id(args.dataset_version, "--dataset-version")
+
+    def tensor_inputs() -> TensorSplitSpec:
         spec = get_simulator(simulator).spec
         splits = parse_split_arg(args.split) if args.split is not None else TensorSplitSpec.default()
         splits.check(spec)
-        executor, ray_address = choose_executor(args.executor, args.ray_address)
-        created_at_check()
-    except (UnsafePathError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        return splits
 
+    splits, executor, ray_address = _build_inputs(args, tensor_inputs)
     try:
         with progress.bar(args, f"building {args.dataset_id}") as bar:
             result = build_tensor_dataset(
@@ -340,10 +351,7 @@ def _tensor_build(args: argparse.Namespace) -> int:
                                      ("max_bytes", args.max_bytes)) if v is not None})
     except ValueError as exc:  # bad arguments, rejected before anything is written
         raise UsageError(str(exc)) from None
-    except TaskError as exc:
-        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
-        return EXIT_FAILED
-    except (BuildError, OSError) as exc:
+    except (TaskError, BuildError, OSError) as exc:
         return _build_failed(exc, args)
     summary = tensor_summary(result.manifest, result.digest)
     summary.update(path=str(result.path), manifest=str(result.manifest_path), executor=executor,
