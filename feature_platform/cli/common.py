@@ -51,6 +51,18 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, allow_nan=False))
 
 
+def report_build(args: argparse.Namespace, summary: dict[str, Any], headline: str, details: list[str]) -> int:
+    """A dataset built and verified: ``summary`` as JSON with --json, else ``headline``, where it is, its digest,
+    the format's ``details`` and the checks that passed."""
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join([headline, f"  path:            {summary['path']}",
+                         f"  manifest digest: {summary['manifest_digest']}", *details,
+                         f"  verified:        {summary['checks_passed']} checks passed"]))
+    return EXIT_OK
+
+
 SAFE_ID_HINT = "letters, digits, '.', '_', '-', starting with a letter or digit, at most 128 characters"
 
 

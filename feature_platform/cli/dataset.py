@@ -21,6 +21,7 @@ from feature_platform.cli.common import (
     non_negative_int,
     positive_int,
     print_json,
+    report_build,
 )
 
 if TYPE_CHECKING:
@@ -283,17 +284,11 @@ def _table_build(args: argparse.Namespace) -> int:
         "executor": executor if files > 1 else "inline",
         "workers": args.workers,
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"built {m.dataset_id} ({m.row_count:,} rows, {summary['bytes']:,} bytes) in {result.seconds:.2f}s")
-        print(f"  path:            {result.path}")
-        print(f"  manifest digest: {result.digest}")
-        for path, sha in summary["files"].items():
-            print(f"  {path}:    sha256 {sha}")
-        print(f"  splits:          {', '.join(f'{k}={v:,}' for k, v in m.splits.rows.items())}")
-        print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {m.dataset_id} ({m.row_count:,} rows, {summary['bytes']:,} bytes) "
+        f"in {result.seconds:.2f}s",
+        [*(f"  {path}:    sha256 {sha}" for path, sha in summary["files"].items()),
+         f"  splits:          {', '.join(f'{k}={v:,}' for k, v in m.splits.rows.items())}"])
 
 
 class _ProgressPrinter:
@@ -356,23 +351,16 @@ def _tensor_build(args: argparse.Namespace) -> int:
     summary = tensor_summary(result.manifest, result.digest)
     summary.update(path=str(result.path), manifest=str(result.manifest_path), executor=executor,
                    workers=args.workers, seconds=round(result.seconds, 3), checks_passed=len(result.report.checks))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    print(f"built {summary['dataset_id']} ({summary['samples']:,} samples, zarr, {summary['bytes']:,} bytes) "
-          f"in {result.seconds:.2f}s")
-    print(f"  path:            {result.path}")
-    print(f"  manifest digest: {result.digest}")
-    print(f"  merkle root:     {summary['merkle_root']}")
-    print(f"  simulator:       {summary['simulator']} (T={summary['T']}, H={summary['H']}, seed {args.seed}), "
-          f"{summary['chunk_samples']:,} samples per chunk file{summary['sharding']}, executor {executor}")
-    print(f"  compression:     {summary['compression']}")
-    for line in _array_table(summary["arrays"]):
-        print(f"  {line}")
-    print(f"  splits:          {summary['split_algorithm']}: "
-          + ", ".join(f"{k}={v:,}" for k, v in summary["splits"].items()))
-    print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {summary['dataset_id']} ({summary['samples']:,} samples, zarr, "
+        f"{summary['bytes']:,} bytes) in {result.seconds:.2f}s",
+        [f"  merkle root:     {summary['merkle_root']}",
+         f"  simulator:       {summary['simulator']} (T={summary['T']}, H={summary['H']}, seed {args.seed}), "
+         f"{summary['chunk_samples']:,} samples per chunk file{summary['sharding']}, executor {executor}",
+         f"  compression:     {summary['compression']}",
+         *(f"  {line}" for line in _array_table(summary["arrays"])),
+         f"  splits:          {summary['split_algorithm']}: "
+         + ", ".join(f"{k}={v:,}" for k, v in summary["splits"].items())])
 
 
 def tensor_summary(manifest: TensorDatasetManifest, digest: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from feature_platform.cli.common import (
     add_run_flags,
     iso_date,
     layout,
+    report_build,
     report_run,
     run_in_process,
     safe_id,
@@ -274,13 +275,8 @@ def _build(args: argparse.Namespace) -> int:
                "splits": dict(m.splits.rows), "split_algorithm": m.splits.algorithm,
                "sha256": {f.path: f.sha256 for f in m.files}, "seconds": round(result.seconds, 3),
                "rows_per_second": round(rows_per_s), "checks_passed": len(result.report.checks)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"built {m.dataset_id} from definition {defn.name} ({m.row_count:,} rows) in {result.seconds:.2f}s")
-        print(f"  path:            {result.path}")
-        print(f"  manifest digest: {result.digest}")
-        print(f"  splits:          {m.splits.algorithm}: "
-              + ", ".join(f"{k}={v:,}" for k, v in sorted(m.splits.rows.items())))
-        print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {m.dataset_id} from definition {defn.name} ({m.row_count:,} rows) "
+        f"in {result.seconds:.2f}s",
+        [f"  splits:          {m.splits.algorithm}: "
+         + ", ".join(f"{k}={v:,}" for k, v in sorted(m.splits.rows.items()))])
