@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import (
     EXIT_OK,
-    CheckFailed,
-    UsageError,
     add_json_flag,
     data_root,
+    domain_errors,
     int_at_least,
     print_json,
     safe_id,
@@ -68,14 +67,10 @@ def _token_create(args: argparse.Namespace) -> int:
     from feature_platform.api.tokens import TokenConflict, TokenInputError, parse_expiry, parse_scopes, utc_now
 
     store = _store()
-    try:
+    with domain_errors(usage=TokenInputError, failed=TokenConflict):
         scopes = parse_scopes(args.scopes)
         expires = parse_expiry(args.expires, utc_now()) if args.expires is not None else None
         secret, record = store.create(args.name, scopes, expires_at=expires)
-    except TokenInputError as exc:
-        raise UsageError(str(exc)) from None
-    except TokenConflict as exc:
-        raise CheckFailed(str(exc)) from None
     if args.json:
         print_json({**record.to_json_dict(store.clock()), "token": secret})
     else:
@@ -107,10 +102,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
     from feature_platform.api.tokens import TokenNotFound
 
     store = _store()
-    try:
+    with domain_errors(failed=TokenNotFound):
         record, now_revoked = store.revoke(args.token)
-    except TokenNotFound as exc:
-        raise CheckFailed(str(exc)) from None
     if args.json:
         print_json({**record.to_json_dict(store.clock()), "revoked_now": now_revoked})
     else:
@@ -129,10 +122,8 @@ def _serve(args: argparse.Namespace) -> int:
     from feature_platform.cli.common import dagster_instance
 
     dagster_instance()  # checks $DAGSTER_HOME, or sets up <project>/.dagster_home as every `fp` command does
-    try:
+    with domain_errors(usage=ValueError):
         settings = ApiSettings.from_env(data_root=data_root())
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         print(f"fp api serve: warning: listening on {args.host} without TLS; tokens cross the network in clear "
               "unless a TLS proxy is in front", file=sys.stderr)

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    CheckFailed,
     UsageError,
     add_json_flag,
+    domain_errors,
     input_file,
     print_json,
 )
@@ -59,10 +59,8 @@ def _keygen(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.out.is_dir():
         raise UsageError(f"--out {args.out}: not a directory")
-    try:
+    with domain_errors(failed=SigningRefused):
         private, public = keygen(args.out, force=args.force)
-    except SigningRefused as exc:
-        raise CheckFailed(str(exc)) from None
     keyid = key_id(load_public_key(public))
     if args.json:
         print_json({"private_key": str(private), "public_key": str(public), "keyid": keyid})
@@ -74,12 +72,8 @@ def _keygen(args: argparse.Namespace) -> int:
 def _sign(args: argparse.Namespace) -> int:
     from feature_platform.attest.attestation import AttestationError, SigningRefused, sign_path
 
-    try:
+    with domain_errors(usage=AttestationError, failed=SigningRefused):
         written = sign_path(args.path, args.key)
-    except AttestationError as exc:
-        raise UsageError(str(exc)) from None
-    except SigningRefused as exc:
-        raise CheckFailed(str(exc)) from None
     if args.json:
         print_json({"path": str(args.path), "attestation": str(written)})
     else:
@@ -91,7 +85,7 @@ def _verify(args: argparse.Namespace) -> int:
     from feature_platform.attest.attestation import AttestationError, artifact_at, trusted_key, verify
     from feature_platform.attest.policy import load_policy, policy_path_from_env
 
-    try:
+    with domain_errors(usage=AttestationError):
         if args.pub is not None:
             key = trusted_key(args.pub)
             trusted = {key.keyid: key}
@@ -101,8 +95,6 @@ def _verify(args: argparse.Namespace) -> int:
                 raise UsageError("give --pub PUBLIC.pem or --policy FILE (or set FP_TRUST_POLICY)")
             trusted = load_policy(policy_path).keys
         verdict = verify(artifact_at(args.path), trusted)
-    except AttestationError as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print_json(verdict.to_json_dict())
     elif verdict.ok:

@@ -7,7 +7,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +32,20 @@ class UsageError(Exception):
 
 class CheckFailed(Exception):
     """A check, gate or refusal that failed: reported on one line, exit code 1."""
+
+
+ExceptionKinds = type[Exception] | tuple[type[Exception], ...]
+
+
+@contextmanager
+def domain_errors(usage: ExceptionKinds = (), failed: ExceptionKinds = ()) -> Iterator[None]:
+    """The domain's errors as the CLI's, each on one line: ``usage`` kinds exit 2, ``failed`` kinds exit 1."""
+    try:
+        yield
+    except usage as exc:
+        raise UsageError(str(exc)) from None
+    except failed as exc:
+        raise CheckFailed(str(exc)) from None
 
 
 JSON_HELP = "print the result as one JSON document on stdout (exit codes unchanged)"
@@ -229,11 +244,9 @@ def parse_payload(text: str) -> dict[str, Any]:
     from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
 
     source = f"--payload {text}" if text.startswith("@") else "--payload"
-    try:
+    with domain_errors(usage=InputError):
         raw: bytes | str = read_input_bytes(text[1:], what=source) if text.startswith("@") else text
         payload = loads_json(raw, source)
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
     if not isinstance(payload, dict):
         raise UsageError(f"{source}: expected a JSON object with at least dataset_version, "
                          f"got {type(payload).__name__}")

@@ -15,9 +15,9 @@ from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    CheckFailed,
     UsageError,
     add_json_flag,
+    domain_errors,
     non_negative_int,
     positive_int,
     print_json,
@@ -166,12 +166,8 @@ def _dataset_export_croissant(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.path.parent / CROISSANT_NAME
     if out.is_dir():
         raise UsageError(f"--out {out}: a directory; expected a file path")
-    try:
+    with domain_errors(usage=ManifestError, failed=CroissantError):
         text = croissant_json(args.path, out.parent)
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-    except CroissantError as exc:
-        raise CheckFailed(str(exc)) from None
     write_atomic(out, text.encode("utf-8"))
     if args.json:
         print_json({"croissant": str(out), "manifest": str(args.path), "conforms_to": json.loads(text)["conformsTo"]})
@@ -233,15 +229,13 @@ def _build_inputs(args: argparse.Namespace, own: Callable[[], T]) -> tuple[T, Ex
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.executors import choose_executor
 
-    try:
+    with domain_errors(usage=(UnsafePathError, ValueError)):
         require_safe_id(args.dataset_id, "--dataset-id")
         if args.dataset_version is not None:
             require_safe_id(args.dataset_version, "--dataset-version")
         inputs = own()
         executor, ray_address = choose_executor(args.executor, args.ray_address)
         created_at_check()
-    except (UnsafePathError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
     return inputs, executor, ray_address
 
 
@@ -414,12 +408,10 @@ def _dataset_verify(args: argparse.Namespace) -> int:
     if kind == "zarr" or (kind is None and tensor_only):
         from feature_platform.datasets.tensor_verify import verify_tensor_dataset
 
-        try:
+        with domain_errors(usage=ValueError):
             report = verify_tensor_dataset(args.path, args.base_dir, samples=args.samples, reproduce=args.reproduce,
                                            reproduce_seed=args.reproduce_seed, max_bytes=args.max_bytes,
                                            expected_digest=args.expect_digest, scan_values=args.deep)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
     elif tensor_only:
         raise UsageError(f"--samples/--reproduce/--reproduce-seed/--deep apply to zarr datasets; "
                          f"{args.path} has format {kind!r}")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from feature_platform.cli.common import UsageError
+from feature_platform.cli.common import domain_errors
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,10 +29,8 @@ def find_definition_arg(args: argparse.Namespace, name: str) -> DatasetDefinitio
     """The definition named on the command line; an unknown or unreadable one is a usage error."""
     from feature_platform.datasets.definitions.model import DefinitionError, find_definition
 
-    try:
+    with domain_errors(usage=DefinitionError):
         return find_definition(name, args.definitions_dir)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def connect_warehouse(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
@@ -40,7 +38,5 @@ def connect_warehouse(args: argparse.Namespace, defns: list[DatasetDefinition]) 
     from feature_platform.datasets.definitions.sql import open_warehouse
     from feature_platform.warehouse.connection import WarehouseError
 
-    try:
+    with domain_errors(usage=WarehouseError):
         return open_warehouse(defns, args.warehouse)
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None

@@ -20,6 +20,7 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_run_flags,
+    domain_errors,
     iso_date,
     layout,
     report_build,
@@ -107,10 +108,8 @@ def _list(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, list_entries
 
     directory = args.definitions_dir or definitions_dir()
-    try:
+    with domain_errors(usage=DefinitionError):
         entries = list_entries(directory)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
     else:
@@ -129,11 +128,9 @@ def _validate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
     from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
-    try:
+    with domain_errors(usage=DefinitionError):
         defns = ([find_definition_arg(args, n) for n in args.names] if args.names
                  else load_definitions(args.definitions_dir))
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     results: list[dict[str, Any]] = []
     with connect_warehouse(args, defns) as conn:
         for d in defns:
@@ -159,10 +156,8 @@ def _query(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.sql import render_query
 
     defn = find_definition_arg(args, args.name)
-    try:
+    with domain_errors(usage=DefinitionError):
         text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"name": defn.name, "dialect": args.dialect, "split": args.split,
                           "as_of": args.as_of.isoformat() if args.as_of else None, "sql": text}, indent=2))
@@ -176,10 +171,8 @@ def _tfx(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.sql import tfx_query_config
 
     defn = find_definition_arg(args, args.name)
-    try:
+    with domain_errors(usage=DefinitionError):
         config = tfx_query_config(defn)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     print(json.dumps(config, indent=2))
     return EXIT_OK
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, domain_errors, iso_date, positive_int
 from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
@@ -52,11 +52,8 @@ def _session(args: argparse.Namespace,
 
     defns = [find_definition_arg(args, name) for name in names]
     conn = connect_warehouse(args, defns)
-    try:
-        with conn:
-            yield defns, conn
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
+    with domain_errors(usage=DefinitionError), conn:
+        yield defns, conn
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:
@@ -89,10 +86,8 @@ def _compare(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
     from feature_platform.datasets.definitions.model import DefinitionError
 
-    try:
+    with domain_errors(usage=DefinitionError):
         require_compare_count(args.names)  # before touching any file or the warehouse
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     with _session(args, list(args.names)) as (defns, conn):
         comparison = compare_definitions(defns, conn, as_of=args.as_of)
     _print(args, comparison)

@@ -16,6 +16,7 @@ from feature_platform.cli.common import (
     add_json_flag,
     add_run_flags,
     data_root,
+    domain_errors,
     finite_float,
     input_file,
     layout,
@@ -198,10 +199,8 @@ def _rerun(args: argparse.Namespace) -> int:
     from feature_platform.training.data import TrainingRefused
     from feature_platform.training.rerun import rerun_training
 
-    try:
+    with domain_errors(usage=UnsafePathError):
         require_safe_id(args.training_id, "--training-id")
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
     root = data_root()
     manifest = layout().models / args.training_id / TRAINING_MANIFEST_NAME
     if not manifest.exists():

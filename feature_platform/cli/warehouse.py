@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, domain_errors, iso_date, positive_int
 
 if TYPE_CHECKING:
     import duckdb
@@ -67,10 +67,8 @@ def register(groups: Commands) -> None:
 def _open(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
     from feature_platform.warehouse.connection import WarehouseError, connect
 
-    try:
+    with domain_errors(usage=WarehouseError):
         return connect(args.warehouse)
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -101,10 +99,8 @@ def _seed(args: argparse.Namespace) -> int:
 def _guard(fn: Callable[[], tuple[Any, str]], args: argparse.Namespace) -> int:
     from feature_platform.warehouse.connection import WarehouseError
 
-    try:
+    with domain_errors(usage=WarehouseError):
         payload, text = fn()
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
     _emit(args, payload, text)
     return EXIT_OK
 
@@ -191,10 +187,8 @@ def _explain(args: argparse.Namespace) -> int:
     if sql.startswith("@"):
         from feature_platform.contracts.safe_read import InputError, read_input_text
 
-        try:
+        with domain_errors(usage=InputError):
             sql = read_input_text(sql[1:], what=f"explain {sql}")
-        except InputError as exc:
-            raise UsageError(str(exc)) from None
     with _open(args) as conn:
         if "farm_fingerprint" in sql.lower():
             _register_udfs(conn)
