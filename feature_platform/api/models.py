@@ -72,14 +72,13 @@ def _require_version(request: Request, model_key: str, version: int) -> None:
 def _parse_request(body: dict[str, Any]) -> RollbackRequest:
     from pydantic import ValidationError
 
+    from feature_platform.contracts.manifest import first_field_error
+
     try:
         return RollbackRequest.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(body)"
-        got = first.get("input")
-        shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        raise invalid(field, str(first["msg"]), f"field {field}: {first['msg']}{shown}") from None
+        error = first_field_error(exc, root="(body)")
+        raise invalid(error.field, error.message, error.line) from None
 
 
 def _links(request: Request, model_key: str, rollback_id: str) -> Links:

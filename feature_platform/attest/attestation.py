@@ -25,7 +25,7 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -116,32 +116,31 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return sha256_hex(raw)
 
 
-def _key_bytes(path: Path, what: str) -> bytes:
+def _load_pem_key(path: Path, what: str, expected: str, parse: Callable[[bytes], object], kind: type[object]) -> Any:
+    """A PEM key file, read bounded, holding a ``kind``: ``what`` (e.g. "public key") names it, ``expected`` the
+    PEM it must hold."""
     try:
-        return read_input_bytes(path, what=f"{what} {path}", max_bytes=MAX_KEY_BYTES)
+        key = parse(read_input_bytes(path, what=f"{what} {path}", max_bytes=MAX_KEY_BYTES))
     except InputError as exc:
         raise AttestationError(str(exc)) from None
+    except (ValueError, TypeError) as exc:
+        raise AttestationError(f"{what} {path}: expected {expected} "
+                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    if not isinstance(key, kind):
+        raise AttestationError(f"{what} {path}: expected an ed25519 key, got {type(key).__name__}")
+    return key
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(_key_bytes(path, "private key"), password=None)
-    except (ValueError, TypeError) as exc:
-        raise AttestationError(f"private key {path}: expected an unencrypted PEM ed25519 private key "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise AttestationError(f"private key {path}: expected an ed25519 key, got {type(key).__name__}")
+    key: Ed25519PrivateKey = _load_pem_key(path, "private key", "an unencrypted PEM ed25519 private key",
+                                           lambda pem: serialization.load_pem_private_key(pem, password=None),
+                                           Ed25519PrivateKey)
     return key
 
 
 def load_public_key(path: Path) -> Ed25519PublicKey:
-    try:
-        key = serialization.load_pem_public_key(_key_bytes(path, "public key"))
-    except (ValueError, TypeError) as exc:
-        raise AttestationError(f"public key {path}: expected a PEM ed25519 public key "
-                               f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise AttestationError(f"public key {path}: expected an ed25519 key, got {type(key).__name__}")
+    key: Ed25519PublicKey = _load_pem_key(path, "public key", "a PEM ed25519 public key",
+                                          serialization.load_pem_public_key, Ed25519PublicKey)
     return key
 
 

@@ -16,7 +16,7 @@ from typing import NoReturn
 from feature_platform.cli import api, attest, contracts, dataset, features, market, models, refresh
 from feature_platform.cli import definitions as definitions_cli
 from feature_platform.cli import warehouse as warehouse_cli
-from feature_platform.cli.common import EXIT_OK, EXIT_USAGE
+from feature_platform.cli.common import EXIT_OK, EXIT_USAGE, Commands
 from feature_platform.cli.errors import describe
 
 VERBOSE_HELP = "show tracebacks, progress and Dagster's event log"
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 verification or gate failure, 2 usage error.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", dest="global_verbose", help=VERBOSE_HELP)
-    groups = parser.add_subparsers(dest="group", metavar="COMMAND")
+    groups = Commands(parser.add_subparsers(dest="group", metavar="COMMAND"))
     for module in (dataset, definitions_cli, warehouse_cli, refresh, market, features, models, attest, contracts, api):
         module.register(groups)
     _verbose_everywhere(parser)

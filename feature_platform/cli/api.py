@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli.common import (
     EXIT_OK,
-    CheckFailed,
-    UsageError,
     add_json_flag,
     data_root,
-    group_help,
+    domain_errors,
     int_at_least,
     print_json,
     safe_id,
 )
+
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
 SCOPES_HELP = "comma-separated scopes: ml:train, ml:write, datasets:read, datasets:write"
 
@@ -28,38 +29,32 @@ def _port(text: str) -> int:
     return value
 
 
-def register(groups: Any) -> None:
-    api = groups.add_parser("api", help="the HTTP API: serve it, manage its tokens",
-                            description="Endpoints, scopes and curl examples: README, section Platform API; "
-                            "OpenAPI at /openapi.json of a running server.")
-    cmds = api.add_subparsers(dest="command", metavar="{serve,token}")
-    serve = cmds.add_parser("serve", help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster instance "
-                            "$DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
+def register(groups: Commands) -> None:
+    cmds = groups.group("api", "{serve,token}", help="the HTTP API: serve it, manage its tokens",
+                        description="Endpoints, scopes and curl examples: README, section Platform API; "
+                        "OpenAPI at /openapi.json of a running server.")
+    serve = cmds.add("serve", _serve, help="serve the API with uvicorn (data root $FP_DATA_ROOT, Dagster "
+                     "instance $DAGSTER_HOME, MLflow $MLFLOW_TRACKING_URI, run links $FP_DAGSTER_URL)")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine "
                        "only; there is no TLS, put a TLS proxy in front for anything else)")
     serve.add_argument("--port", type=_port, default=8080, help="TCP port (default 8080; 0 picks a free one)")
 
-    token = cmds.add_parser("token", help="create, list and revoke API tokens")
-    tcmds = token.add_subparsers(dest="token_command", metavar="{create,list,revoke}")
-    create = tcmds.add_parser("create", help="create a token; it is printed once and only its SHA-256 is kept")
+    tcmds = cmds.group("token", "{create,list,revoke}", dest="token_command",
+                       help="create, list and revoke API tokens")
+    create = tcmds.add("create", _token_create,
+                       help="create a token; it is printed once and only its SHA-256 is kept")
     create.add_argument("--name", type=safe_id("--name"), required=True, help="who or what uses the token (unique "
                         "among active tokens; shown as the launcher of the runs it starts)")
     create.add_argument("--scopes", required=True, help=SCOPES_HELP)
     create.add_argument("--expires", default=None, help="expiry: a duration like 90m, 12h, 30d, or an ISO-8601 "
                         "time with a zone like 2027-01-31T00:00:00Z (default: never)")
     add_json_flag(create)
-    listing = tcmds.add_parser("list", help="list tokens (name, id, scopes, times, state; never the token)")
+    listing = tcmds.add("list", _token_list, help="list tokens (name, id, scopes, times, state; never the token)")
     add_json_flag(listing)
-    revoke = tcmds.add_parser("revoke", help="revoke a token by name (the active one) or id; it stops working at once")
+    revoke = tcmds.add("revoke", _token_revoke,
+                       help="revoke a token by name (the active one) or id; it stops working at once")
     revoke.add_argument("token", metavar="NAME|ID", help="token name or id (fp api token list)")
     add_json_flag(revoke)
-
-    api.set_defaults(handler=group_help(api))
-    token.set_defaults(handler=group_help(token))
-    serve.set_defaults(handler=_serve)
-    create.set_defaults(handler=_token_create)
-    listing.set_defaults(handler=_token_list)
-    revoke.set_defaults(handler=_token_revoke)
 
 
 def _store() -> Any:
@@ -72,14 +67,10 @@ def _token_create(args: argparse.Namespace) -> int:
     from feature_platform.api.tokens import TokenConflict, TokenInputError, parse_expiry, parse_scopes, utc_now
 
     store = _store()
-    try:
+    with domain_errors(usage=TokenInputError, failed=TokenConflict):
         scopes = parse_scopes(args.scopes)
         expires = parse_expiry(args.expires, utc_now()) if args.expires is not None else None
         secret, record = store.create(args.name, scopes, expires_at=expires)
-    except TokenInputError as exc:
-        raise UsageError(str(exc)) from None
-    except TokenConflict as exc:
-        raise CheckFailed(str(exc)) from None
     if args.json:
         print_json({**record.to_json_dict(store.clock()), "token": secret})
     else:
@@ -111,10 +102,8 @@ def _token_revoke(args: argparse.Namespace) -> int:
     from feature_platform.api.tokens import TokenNotFound
 
     store = _store()
-    try:
+    with domain_errors(failed=TokenNotFound):
         record, now_revoked = store.revoke(args.token)
-    except TokenNotFound as exc:
-        raise CheckFailed(str(exc)) from None
     if args.json:
         print_json({**record.to_json_dict(store.clock()), "revoked_now": now_revoked})
     else:
@@ -133,10 +122,8 @@ def _serve(args: argparse.Namespace) -> int:
     from feature_platform.cli.common import dagster_instance
 
     dagster_instance()  # checks $DAGSTER_HOME, or sets up <project>/.dagster_home as every `fp` command does
-    try:
+    with domain_errors(usage=ValueError):
         settings = ApiSettings.from_env(data_root=data_root())
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     if args.host not in ("127.0.0.1", "::1", "localhost"):
         print(f"fp api serve: warning: listening on {args.host} without TLS; tokens cross the network in clear "
               "unless a TLS proxy is in front", file=sys.stderr)

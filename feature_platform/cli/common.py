@@ -7,10 +7,11 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feature_platform.contracts.paths import id_problem
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from feature_platform.orchestration.run_report import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 OVERRIDE_TAG = "fp/override-data-gap"  # also in orchestration.market_assets; the CLI avoids importing Dagster
 
 
@@ -32,6 +34,20 @@ class CheckFailed(Exception):
     """A check, gate or refusal that failed: reported on one line, exit code 1."""
 
 
+ExceptionKinds = type[Exception] | tuple[type[Exception], ...]
+
+
+@contextmanager
+def domain_errors(usage: ExceptionKinds = (), failed: ExceptionKinds = ()) -> Iterator[None]:
+    """The domain's errors as the CLI's, each on one line: ``usage`` kinds exit 2, ``failed`` kinds exit 1."""
+    try:
+        yield
+    except usage as exc:
+        raise UsageError(str(exc)) from None
+    except failed as exc:
+        raise CheckFailed(str(exc)) from None
+
+
 JSON_HELP = "print the result as one JSON document on stdout (exit codes unchanged)"
 
 
@@ -39,9 +55,27 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help=JSON_HELP)
 
 
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of a command that runs a Dagster job in process: -v for Dagster's event log, --json."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
+    add_json_flag(parser)
+
+
 def print_json(document: Any) -> None:
     """Exactly one strict JSON document on stdout (NaN/Infinity are refused, not written)."""
     print(json.dumps(document, indent=2, allow_nan=False))
+
+
+def report_build(args: argparse.Namespace, summary: dict[str, Any], headline: str, details: list[str]) -> int:
+    """A dataset built and verified: ``summary`` as JSON with --json, else ``headline``, where it is, its digest,
+    the format's ``details`` and the checks that passed."""
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print("\n".join([headline, f"  path:            {summary['path']}",
+                         f"  manifest digest: {summary['manifest_digest']}", *details,
+                         f"  verified:        {summary['checks_passed']} checks passed"]))
+    return EXIT_OK
 
 
 SAFE_ID_HINT = "letters, digits, '.', '_', '-', starting with a letter or digit, at most 128 characters"
@@ -120,6 +154,24 @@ def group_help(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace]
     return show
 
 
+class Commands:
+    """Where commands are registered, each with the function that runs it; a group of commands given alone
+    prints its own help (exit 2)."""
+
+    def __init__(self, registry: argparse._SubParsersAction[Any]) -> None:
+        self._registry = registry
+
+    def add(self, name: str, handler: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = self._registry.add_parser(name, **kwargs)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    def group(self, name: str, metavar: str, dest: str = "command", **kwargs: Any) -> Commands:
+        parser: argparse.ArgumentParser = self._registry.add_parser(name, **kwargs)
+        parser.set_defaults(handler=group_help(parser))
+        return Commands(parser.add_subparsers(dest=dest, metavar=metavar))
+
+
 positive_int = int_at_least(1, "positive")
 non_negative_int = int_at_least(0, "non-negative")
 model_version = int_at_least(1, "positive")  # a registered model version: 1, 2, …
@@ -192,11 +244,9 @@ def parse_payload(text: str) -> dict[str, Any]:
     from feature_platform.contracts.safe_read import InputError, loads_json, read_input_bytes
 
     source = f"--payload {text}" if text.startswith("@") else "--payload"
-    try:
+    with domain_errors(usage=InputError):
         raw: bytes | str = read_input_bytes(text[1:], what=source) if text.startswith("@") else text
         payload = loads_json(raw, source)
-    except InputError as exc:
-        raise UsageError(str(exc)) from None
     if not isinstance(payload, dict):
         raise UsageError(f"{source}: expected a JSON object with at least dataset_version, "
                          f"got {type(payload).__name__}")
@@ -245,6 +295,24 @@ def config_section(config: dict[str, Any], keys: tuple[str, ...], source: str) -
             raise UsageError(f"{source}: field {'.'.join(keys[: depth + 1])}: expected a mapping, "
                              f"got {type(section).__name__}")
     return section
+
+
+def run_in_process(args: argparse.Namespace, label: str, run: Callable[..., T], partition: Any,
+                   config: dict[str, Any], **kwargs: Any) -> T:
+    """``run(partition)`` of a Dagster job on the project's instance, under a spinner; its event log only with -v."""
+    from feature_platform.cli import progress
+
+    with progress.spinner(args, label):
+        return run(partition, instance=dagster_instance(), run_config=quiet_console(config, args.verbose), **kwargs)
+
+
+def report_run(args: argparse.Namespace, summary: RunSummary, lines: list[str]) -> int:
+    """A finished in-process run: its summary as JSON with --json, else ``lines``; exit 0, or its failures and 1."""
+    if args.json:
+        print_json(summary.to_json_dict())
+    else:
+        print("\n".join(lines))
+    return EXIT_OK if summary.succeeded else report_run_failure(summary)
 
 
 MAX_FAILURE_LINES = 3

@@ -4,26 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
-from feature_platform.cli.common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    group_help,
-)
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
 
-def register(groups: Any) -> None:
-    contracts = groups.add_parser("contracts", help="manifest JSON Schemas and the feature contract")
-    contract_cmds = contracts.add_subparsers(dest="command", metavar="{schema,features}")
-    schema = contract_cmds.add_parser("schema", help="print, check or rewrite the committed JSON Schema")
+def register(groups: Commands) -> None:
+    contract_cmds = groups.group("contracts", "{schema,features}",
+                                 help="manifest JSON Schemas and the feature contract")
+    schema = contract_cmds.add("schema", _contracts_schema,
+                               help="print, check or rewrite the committed JSON Schema")
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if the committed schema drifted from the models")
     mode.add_argument("--write", action="store_true", help="rewrite the committed schema from the models")
-    features_cmd = contract_cmds.add_parser("features", help="print FEATURE_ORDER from feature_contract.yaml")
-    contracts.set_defaults(handler=group_help(contracts))
-    schema.set_defaults(handler=_contracts_schema)
-    features_cmd.set_defaults(handler=_contracts_features)
+    contract_cmds.add("features", _contracts_features, help="print FEATURE_ORDER from feature_contract.yaml")
 
 
 def _contracts_schema(args: argparse.Namespace) -> int:

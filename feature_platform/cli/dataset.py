@@ -7,32 +7,38 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
-    CheckFailed,
     UsageError,
     add_json_flag,
-    group_help,
+    domain_errors,
     non_negative_int,
     positive_int,
     print_json,
+    report_build,
 )
 
 if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
     from feature_platform.contracts.tensor_manifest import TensorDatasetManifest
+    from feature_platform.datasets.executors import Executor
 
 
-def register(groups: Any) -> None:
-    dataset = groups.add_parser("dataset", help="build, verify and report on dataset artifacts (spec v1)")
-    dataset_cmds = dataset.add_subparsers(dest="command", metavar="{build,verify,report,export-croissant}")
+T = TypeVar("T")
 
-    build = dataset_cmds.add_parser(
-        "build", help="build a dataset, verify it and publish it atomically",
+
+def register(groups: Commands) -> None:
+    dataset_cmds = groups.group("dataset", "{build,verify,report,export-croissant}",
+                                help="build, verify and report on dataset artifacts (spec v1)")
+
+    build = dataset_cmds.add(
+        "build", _dataset_build, help="build a dataset, verify it and publish it atomically",
         description="Build <out-dir>/<dataset-id>/ with its manifest.json: --source synthetic streams rows into "
         "data.parquet (--format parquet), or with --files K into K files sharded by a stable hash of the entity, "
         "by map/reduce on --executor with --workers: the source read once in batch ranges, one task per file "
@@ -94,8 +100,8 @@ def register(groups: Any) -> None:
                         help="LOSSY opt-in: keep K (1..22) of float32's 23 mantissa bits, relative error <= 2**-K, "
                         "recorded in the manifest; default lossless")
 
-    verify = dataset_cmds.add_parser(
-        "verify", help="verify a dataset against its manifest (fail-closed)",
+    verify = _manifest_command(
+        dataset_cmds, "verify", _dataset_verify, help="verify a dataset against its manifest (fail-closed)",
         description="Re-hash every file and check path safety and size limits. Parquet: schema, feature order "
         "and row counts from parquet footers. Zarr: every chunk file's sha256, the Merkle root, shapes, dtypes, "
         "codecs and NaN/Inf counts (--deep recounts them from the decoded chunks); --samples limits the chunk "
@@ -103,7 +109,6 @@ def register(groups: Any) -> None:
         "regenerates K random samples from their seeds and compares them bit for bit. Exit 0 only when every "
         "check passes; a failure names the chunk.",
     )
-    verify.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     verify.add_argument("--base-dir", type=Path, default=None,
                         help="directory the dataset must live in (manifest at <base-dir>/<dataset_id>/)")
     verify.add_argument("--max-bytes", type=positive_int, default=None,
@@ -123,32 +128,35 @@ def register(groups: Any) -> None:
     verify.add_argument("--json", action="store_true", help="print the machine-readable report")
     verify.add_argument("-v", "--verbose", action="store_true", help="list passing checks too")
 
-    report = dataset_cmds.add_parser(
-        "report", help="sanity report of a tensor dataset: parameter histograms and impulse responses (PNG)",
+    report = _manifest_command(
+        dataset_cmds, "report", _dataset_report,
+        help="sanity report of a tensor dataset: parameter histograms and impulse responses (PNG)",
         description="Verify the zarr dataset, then read a bounded, evenly spaced sample of it and render "
         "histograms of every parameter and a grid of sample impulse responses into --out.",
     )
-    report.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     report.add_argument("--out", required=True, type=Path, help="directory for the PNG files")
     report.add_argument("--max-samples", type=positive_int, default=2_000,
                         help="samples read for the report, evenly spaced over the store (default 2000)")
     report.add_argument("--json", action="store_true", help="print the result as JSON")
-    croissant = dataset_cmds.add_parser(
-        "export-croissant", help="write Croissant 1.0 metadata for a spec v1 parquet dataset",
+    croissant = _manifest_command(
+        dataset_cmds, "export-croissant", _dataset_export_croissant,
+        help="write Croissant 1.0 metadata for a spec v1 parquet dataset",
         description="Write Croissant 1.0 JSON-LD (mlcroissant and dataset hubs read it): a FileObject per data file "
         "with its sha256 and a contentUrl relative to the Croissant file, a 'records' RecordSet with the schema's "
         "columns in order and their types, and a 'splits' RecordSet (cr:Split) with each split's row count. The "
         "data files are re-hashed first: a file that no longer matches the manifest is refused (exit 1).",
     )
-    croissant.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
     croissant.add_argument("--out", type=Path, default=None,
                            help="where to write the JSON-LD (default: croissant.json beside the manifest)")
     add_json_flag(croissant)
-    dataset.set_defaults(handler=group_help(dataset))
-    croissant.set_defaults(handler=_dataset_export_croissant)
-    build.set_defaults(handler=_dataset_build)
-    verify.set_defaults(handler=_dataset_verify)
-    report.set_defaults(handler=_dataset_report)
+
+
+def _manifest_command(cmds: Commands, name: str, handler: Callable[[argparse.Namespace], int],
+                     **kwargs: Any) -> argparse.ArgumentParser:
+    """A command reading a dataset through its manifest, given as --path."""
+    parser = cmds.add(name, handler, **kwargs)
+    parser.add_argument("--path", required=True, type=Path, help="path to the dataset's manifest.json")
+    return parser
 
 
 def _dataset_export_croissant(args: argparse.Namespace) -> int:
@@ -159,12 +167,8 @@ def _dataset_export_croissant(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.path.parent / CROISSANT_NAME
     if out.is_dir():
         raise UsageError(f"--out {out}: a directory; expected a file path")
-    try:
+    with domain_errors(usage=ManifestError, failed=CroissantError):
         text = croissant_json(args.path, out.parent)
-    except ManifestError as exc:
-        raise UsageError(str(exc)) from None
-    except CroissantError as exc:
-        raise CheckFailed(str(exc)) from None
     write_atomic(out, text.encode("utf-8"))
     if args.json:
         print_json({"croissant": str(out), "manifest": str(args.path), "conforms_to": json.loads(text)["conformsTo"]})
@@ -175,6 +179,8 @@ def _dataset_export_croissant(args: argparse.Namespace) -> int:
 
 def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
     """One report for a build that failed: nothing was published (the builder's staging guarantees it)."""
+    from feature_platform.datasets.executors import TaskError
+
     report = getattr(exc, "report", None)
     if args.verbose and report is not None:
         for check in report.failures:
@@ -182,6 +188,8 @@ def _build_failed(exc: Exception, args: argparse.Namespace) -> int:
     if isinstance(exc, OSError):
         print(f"fp: error: {exc.filename or args.out_dir}: {exc.strerror or exc}; nothing was published",
               file=sys.stderr)
+    elif isinstance(exc, TaskError):  # names the task that failed
+        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
     else:
         print(f"fp: error: {exc}", file=sys.stderr)
     return EXIT_FAILED
@@ -216,38 +224,44 @@ def _dataset_build(args: argparse.Namespace) -> int:
     return _table_build(args) if args.source == "synthetic" else _tensor_build(args)
 
 
-def _table_build(args: argparse.Namespace) -> int:
+def _build_inputs(args: argparse.Namespace, own: Callable[[], T]) -> tuple[T, Executor, str | None]:
+    """What a build checks before any work, each failure a usage error: the ids, ``own`` (the format's own
+    inputs, returned), the executor (with its Ray address) and ``$SOURCE_DATE_EPOCH``."""
     from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.datasets.executors import choose_executor
+
+    with domain_errors(usage=(UnsafePathError, ValueError)):
+        require_safe_id(args.dataset_id, "--dataset-id")
+        if args.dataset_version is not None:
+            require_safe_id(args.dataset_version, "--dataset-version")
+        inputs = own()
+        executor, ray_address = choose_executor(args.executor, args.ray_address)
+        created_at_check()
+    return inputs, executor, ray_address
+
+
+def _table_build(args: argparse.Namespace) -> int:
     from feature_platform.datasets.build import DEFAULT_MAX_BYTES, BuildError, build_dataset
-    from feature_platform.datasets.executors import TaskError, choose_executor
+    from feature_platform.datasets.executors import TaskError
     from feature_platform.datasets.sharding import require_files
     from feature_platform.datasets.splits import SplitSpec, parse_fractions
     from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
 
-    try:
-        require_safe_id(args.dataset_id, "--dataset-id")
-        if args.dataset_version is not None:
-            require_safe_id(args.dataset_version, "--dataset-version")
+    def table_inputs() -> tuple[SplitSpec, SyntheticMarketSource, int]:
         fractions = parse_fractions(args.split_fractions or "train=0.8,val=0.1,test=0.1")
         splits = SplitSpec(fractions=fractions) if args.split_salt is None else SplitSpec(fractions, args.split_salt)
         source = SyntheticMarketSource(args.rows or 10_000, args.seed, batch_rows=args.batch_rows or DEFAULT_BATCH_ROWS,
                                        entities=args.entities or 2_000)
-        files = require_files(args.files or 1)
-        executor, ray_address = choose_executor(args.executor, args.ray_address)
-        created_at_check()
-    except (UnsafePathError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        return splits, source, require_files(args.files or 1)
 
+    (splits, source, files), executor, ray_address = _build_inputs(args, table_inputs)
     try:
         with progress.bar(args, f"building {args.dataset_id}") as bar:
             result = build_dataset(source, args.out_dir, args.dataset_id, dataset_version=args.dataset_version,
                                    splits=splits, max_bytes=args.max_bytes or DEFAULT_MAX_BYTES, force=args.force,
                                    progress=_ProgressPrinter() if args.verbose else bar, files=files,
                                    executor=executor, workers=args.workers, ray_address=ray_address)
-    except TaskError as exc:
-        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
-        return EXIT_FAILED
-    except (BuildError, OSError) as exc:
+    except (TaskError, BuildError, OSError) as exc:
         return _build_failed(exc, args)
     m = result.manifest
     summary: dict[str, Any] = {
@@ -265,17 +279,11 @@ def _table_build(args: argparse.Namespace) -> int:
         "executor": executor if files > 1 else "inline",
         "workers": args.workers,
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"built {m.dataset_id} ({m.row_count:,} rows, {summary['bytes']:,} bytes) in {result.seconds:.2f}s")
-        print(f"  path:            {result.path}")
-        print(f"  manifest digest: {result.digest}")
-        for path, sha in summary["files"].items():
-            print(f"  {path}:    sha256 {sha}")
-        print(f"  splits:          {', '.join(f'{k}={v:,}' for k, v in m.splits.rows.items())}")
-        print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {m.dataset_id} ({m.row_count:,} rows, {summary['bytes']:,} bytes) "
+        f"in {result.seconds:.2f}s",
+        [*(f"  {path}:    sha256 {sha}" for path, sha in summary["files"].items()),
+         f"  splits:          {', '.join(f'{k}={v:,}' for k, v in m.splits.rows.items())}"])
 
 
 class _ProgressPrinter:
@@ -304,9 +312,8 @@ def created_at_check() -> None:
 
 
 def _tensor_build(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
     from feature_platform.datasets.build import BuildError
-    from feature_platform.datasets.executors import TaskError, choose_executor
+    from feature_platform.datasets.executors import TaskError
     from feature_platform.datasets.tensor_build import build_tensor_dataset
     from feature_platform.datasets.tensor_splits import TensorSplitSpec, parse_split_arg
     from feature_platform.simulators import DEFAULT_SIMULATOR, get_simulator
@@ -314,18 +321,14 @@ def _tensor_build(args: argparse.Namespace) -> int:
     if args.samples is None:
         raise UsageError("--source simulator needs --samples N")
     simulator = args.simulator or DEFAULT_SIMULATOR
-    try:
-        require_safe_id(args.dataset_id, "--dataset-id")
-        if args.dataset_version is not None:
-            require_safe_id(args.dataset_version, "--dataset-version")
+
+    def tensor_inputs() -> TensorSplitSpec:
         spec = get_simulator(simulator).spec
         splits = parse_split_arg(args.split) if args.split is not None else TensorSplitSpec.default()
         splits.check(spec)
-        executor, ray_address = choose_executor(args.executor, args.ray_address)
-        created_at_check()
-    except (UnsafePathError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+        return splits
 
+    splits, executor, ray_address = _build_inputs(args, tensor_inputs)
     try:
         with progress.bar(args, f"building {args.dataset_id}") as bar:
             result = build_tensor_dataset(
@@ -338,31 +341,21 @@ def _tensor_build(args: argparse.Namespace) -> int:
                                      ("max_bytes", args.max_bytes)) if v is not None})
     except ValueError as exc:  # bad arguments, rejected before anything is written
         raise UsageError(str(exc)) from None
-    except TaskError as exc:
-        print(f"fp: error: {exc}; nothing was published", file=sys.stderr)
-        return EXIT_FAILED
-    except (BuildError, OSError) as exc:
+    except (TaskError, BuildError, OSError) as exc:
         return _build_failed(exc, args)
     summary = tensor_summary(result.manifest, result.digest)
     summary.update(path=str(result.path), manifest=str(result.manifest_path), executor=executor,
                    workers=args.workers, seconds=round(result.seconds, 3), checks_passed=len(result.report.checks))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    print(f"built {summary['dataset_id']} ({summary['samples']:,} samples, zarr, {summary['bytes']:,} bytes) "
-          f"in {result.seconds:.2f}s")
-    print(f"  path:            {result.path}")
-    print(f"  manifest digest: {result.digest}")
-    print(f"  merkle root:     {summary['merkle_root']}")
-    print(f"  simulator:       {summary['simulator']} (T={summary['T']}, H={summary['H']}, seed {args.seed}), "
-          f"{summary['chunk_samples']:,} samples per chunk file{summary['sharding']}, executor {executor}")
-    print(f"  compression:     {summary['compression']}")
-    for line in _array_table(summary["arrays"]):
-        print(f"  {line}")
-    print(f"  splits:          {summary['split_algorithm']}: "
-          + ", ".join(f"{k}={v:,}" for k, v in summary["splits"].items()))
-    print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {summary['dataset_id']} ({summary['samples']:,} samples, zarr, "
+        f"{summary['bytes']:,} bytes) in {result.seconds:.2f}s",
+        [f"  merkle root:     {summary['merkle_root']}",
+         f"  simulator:       {summary['simulator']} (T={summary['T']}, H={summary['H']}, seed {args.seed}), "
+         f"{summary['chunk_samples']:,} samples per chunk file{summary['sharding']}, executor {executor}",
+         f"  compression:     {summary['compression']}",
+         *(f"  {line}" for line in _array_table(summary["arrays"])),
+         f"  splits:          {summary['split_algorithm']}: "
+         + ", ".join(f"{k}={v:,}" for k, v in summary["splits"].items())])
 
 
 def tensor_summary(manifest: TensorDatasetManifest, digest: str) -> dict[str, Any]:
@@ -416,12 +409,10 @@ def _dataset_verify(args: argparse.Namespace) -> int:
     if kind == "zarr" or (kind is None and tensor_only):
         from feature_platform.datasets.tensor_verify import verify_tensor_dataset
 
-        try:
+        with domain_errors(usage=ValueError):
             report = verify_tensor_dataset(args.path, args.base_dir, samples=args.samples, reproduce=args.reproduce,
                                            reproduce_seed=args.reproduce_seed, max_bytes=args.max_bytes,
                                            expected_digest=args.expect_digest, scan_values=args.deep)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
     elif tensor_only:
         raise UsageError(f"--samples/--reproduce/--reproduce-seed/--deep apply to zarr datasets; "
                          f"{args.path} has format {kind!r}")

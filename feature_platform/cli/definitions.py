@@ -10,72 +10,71 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CheckFailed,
     UsageError,
-    add_json_flag,
-    dagster_instance,
-    group_help,
+    add_run_flags,
+    domain_errors,
     iso_date,
     layout,
-    print_json,
-    quiet_console,
-    report_run_failure,
+    report_build,
+    report_run,
+    run_in_process,
     safe_id,
 )
+from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
-    import duckdb
+    from feature_platform.cli.common import Commands
 
-    from feature_platform.datasets.definitions.model import DatasetDefinition
-
+T = TypeVar("T")
 COMMANDS = "{list,validate,query,tfx,activate,clone,delete,build,materialize,analyze,preview,compare}"
 
 
-def register(groups: Any) -> None:
-    group = groups.add_parser(
-        "definitions", help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
+def register(groups: Commands) -> None:
+    cmds = groups.group(
+        "definitions", COMMANDS, help="declarative dataset definitions: YAML → SQL → spec v1 datasets",
         description="Dataset definitions are YAML files in $FP_DEFINITIONS_DIR (default ./definitions): tables of "
         "the DuckDB warehouse (schema raw_data) or Parquet files, joins, columns with ML roles, filters and a "
         "train/eval split. Exit codes: 0 ok, 1 validation failure or refusal, 2 bad input.",
     )
-    cmds = group.add_subparsers(dest="command", metavar=COMMANDS)
 
-    lst = cmds.add_parser("list", help="every definition with its status, tables, columns and split")
-    validate = cmds.add_parser("validate", help="check definitions against the warehouse; show join suggestions",
-                               description="Check the named definitions (default: all) against the warehouse "
-                               "schema: tables, columns, role types, joins and the query itself. Exit 1 on any "
-                               "problem.")
+    lst = cmds.add("list", _list, help="every definition with its status, tables, columns and split")
+    validate = cmds.add("validate", _validate,
+                        help="check definitions against the warehouse; show join suggestions",
+                        description="Check the named definitions (default: all) against the warehouse "
+                        "schema: tables, columns, role types, joins and the query itself. Exit 1 on any problem.")
     validate.add_argument("names", nargs="*", metavar="NAME", help="definitions to check (default: all)")
-    query = cmds.add_parser("query", help="print the generated SQL of a definition")
+    query = cmds.add("query", _query, help="print the generated SQL of a definition")
     query.add_argument("name", help="definition name")
     query.add_argument("--split", choices=["train", "eval"], help="only the train or eval rows")
     query.add_argument("--dialect", choices=["duckdb", "bigquery", "postgres"], default="duckdb",
                        help="SQL dialect (default duckdb)")
     query.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD) instead of CURRENT_DATE")
-    tfx = cmds.add_parser("tfx", help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
+    tfx = cmds.add("tfx", _tfx, help="TFX BigQueryExampleGen input config (train/eval queries) as JSON")
     tfx.add_argument("name", help="definition name")
-    activate = cmds.add_parser("activate", help="set status: active (refused unless it validates)",
-                               description="Validate against the warehouse, then rewrite the file's status line "
-                               "atomically. Exit 1 (file unchanged) if validation fails.")
+    activate = cmds.add("activate", _activate, help="set status: active (refused unless it validates)",
+                        description="Validate against the warehouse, then rewrite the file's status line "
+                        "atomically. Exit 1 (file unchanged) if validation fails.")
     activate.add_argument("name", help="definition name")
-    clone = cmds.add_parser("clone", help="copy a definition to a new draft file under a new name")
+    clone = cmds.add("clone", _clone, help="copy a definition to a new draft file under a new name")
     clone.add_argument("name", help="definition to copy")
     clone.add_argument("new_name", help="name of the copy (also its file name, <new_name>.yaml)")
     clone.add_argument("--description", help="description of the copy")
-    delete = cmds.add_parser("delete", help="remove a draft's file (an active definition is refused: clone it)",
-                             description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
-                             "is active: datasets built from it cite its content.")
+    delete = cmds.add("delete", _delete, help="remove a draft's file (an active definition is refused: clone it)",
+                      description="Delete the file of a draft definition. Exit 1 (nothing deleted) if it "
+                      "is active: datasets built from it cite its content.")
     delete.add_argument("name", help="definition name")
-    build = cmds.add_parser("build", help="build the definition's spec v1 dataset (verified, published atomically)",
-                            description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
-                            "through the same builder, verification and atomic publish as every dataset.")
+    build = cmds.add("build", _build,
+                     help="build the definition's spec v1 dataset (verified, published atomically)",
+                     description="Run the definition's DuckDB query into <out-dir>/<name>-<version>/ "
+                     "through the same builder, verification and atomic publish as every dataset.")
     build.add_argument("name", help="definition name")
     build.add_argument("--version", required=True, dest="dataset_version", type=safe_id("dataset_version"),
                        help="dataset version (safe id)")
@@ -83,73 +82,34 @@ def register(groups: Any) -> None:
     build.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
     build.add_argument("--force", action="store_true", help="replace an existing dataset once the new one verifies")
 
-    materialize = cmds.add_parser(
-        "materialize", help="run the Dagster job: build, check and publish every active definition (headless)",
+    materialize = cmds.add(
+        "materialize", _materialize,
+        help="run the Dagster job: build, check and publish every active definition (headless)",
         description="Materialize definition_datasets_job for one definition_version partition in process, on the "
         "project's Dagster instance ($DAGSTER_HOME): each active definition's dataset, its blocking integrity "
         "checks, then the publish to the object store and catalog. The runs show in the UI afterwards.")
     materialize.add_argument("--version", required=True, type=safe_id("definition_version"),
                              help="definition_version partition (safe id)")
     materialize.add_argument("--as-of", type=iso_date, help="pin 'today' (YYYY-MM-DD); default: today, UTC")
-    materialize.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(materialize)
+    add_run_flags(materialize)
 
     for parser in (lst, validate, query, tfx, activate, clone, delete, build):
-        parser.add_argument("--definitions-dir", type=Path,
-                            help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
-        if parser in (validate, activate, build):
-            parser.add_argument("--warehouse", type=Path,
-                                help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
-        if parser is not tfx:
-            parser.add_argument("--json", action="store_true", help="print the result as JSON")
-
-    group.set_defaults(handler=group_help(group))
-    lst.set_defaults(handler=_list)
-    validate.set_defaults(handler=_validate)
-    query.set_defaults(handler=_query)
-    tfx.set_defaults(handler=_tfx)
-    activate.set_defaults(handler=_activate)
-    clone.set_defaults(handler=_clone)
-    delete.set_defaults(handler=_delete)
-    build.set_defaults(handler=_build)
-    materialize.set_defaults(handler=_materialize)
+        add_definition_inputs(parser, warehouse=parser in (validate, activate, build), json=parser is not tfx)
     _register_analysis(cmds)
 
 
-def _register_analysis(cmds: Any) -> None:
+def _register_analysis(cmds: Commands) -> None:
     from feature_platform.cli.definitions_analysis import register_analysis
 
     register_analysis(cmds)
-
-
-def _find(args: argparse.Namespace, name: str) -> DatasetDefinition:
-    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
-
-    try:
-        return find_definition(name, args.definitions_dir)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _connect(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
-    """The warehouse sandboxed for ``defns``' queries (no file access but their own Parquet files)."""
-    from feature_platform.datasets.definitions.sql import open_warehouse
-    from feature_platform.warehouse.connection import WarehouseError
-
-    try:
-        return open_warehouse(defns, args.warehouse)
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _list(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, list_entries
 
     directory = args.definitions_dir or definitions_dir()
-    try:
+    with domain_errors(usage=DefinitionError):
         entries = list_entries(directory)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
     else:
@@ -168,12 +128,11 @@ def _validate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
     from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
-    try:
-        defns = [_find(args, n) for n in args.names] if args.names else load_definitions(args.definitions_dir)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
+    with domain_errors(usage=DefinitionError):
+        defns = ([find_definition_arg(args, n) for n in args.names] if args.names
+                 else load_definitions(args.definitions_dir))
     results: list[dict[str, Any]] = []
-    with _connect(args, defns) as conn:
+    with connect_warehouse(args, defns) as conn:
         for d in defns:
             problems = validate_against(d, conn)
             results.append({"name": d.name, "file": d.where, "ok": not problems, "problems": problems,
@@ -196,11 +155,9 @@ def _query(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import render_query
 
-    defn = _find(args, args.name)
-    try:
+    defn = find_definition_arg(args, args.name)
+    with domain_errors(usage=DefinitionError):
         text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     if args.json:
         print(json.dumps({"name": defn.name, "dialect": args.dialect, "split": args.split,
                           "as_of": args.as_of.isoformat() if args.as_of else None, "sql": text}, indent=2))
@@ -213,69 +170,60 @@ def _tfx(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import tfx_query_config
 
-    defn = _find(args, args.name)
-    try:
+    defn = find_definition_arg(args, args.name)
+    with domain_errors(usage=DefinitionError):
         config = tfx_query_config(defn)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
     print(json.dumps(config, indent=2))
     return EXIT_OK
 
 
-def _activate(args: argparse.Namespace) -> int:
+def _change(args: argparse.Namespace, change: Callable[[], T], document: Callable[[T], dict[str, Any]],
+            line: Callable[[T], str], unchanged: str = "") -> int:
+    """A change to a definition file: the workflow's refusal is exit 1 (``unchanged`` says what stayed as it was),
+    else the outcome as one JSON line or ``line``."""
     from feature_platform.datasets.definitions.model import DefinitionError
+
+    try:
+        outcome = change()
+    except DefinitionError as exc:
+        print(f"fp: refused: {exc}{unchanged}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(document(outcome)) if args.json else line(outcome))
+    return EXIT_OK
+
+
+def _activate(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.workflow import activate_definition
 
-    defn = _find(args, args.name)
-    with _connect(args, [defn]) as conn:
-        try:
-            changed = activate_definition(defn, conn)
-        except DefinitionError as exc:
-            print(f"fp: refused: {exc}; status unchanged", file=sys.stderr)
-            return EXIT_FAILED
-    message = "activated" if changed else "already active"
-    if args.json:
-        print(json.dumps({"name": defn.name, "status": "active", "changed": changed, "file": defn.where}))
-    else:
-        print(f"{message}: {defn.name} ({defn.where})")
-    return EXIT_OK
+    defn = find_definition_arg(args, args.name)
+
+    def activate() -> bool:
+        with connect_warehouse(args, [defn]) as conn:
+            return activate_definition(defn, conn)
+
+    return _change(args, activate,
+                   lambda changed: {"name": defn.name, "status": "active", "changed": changed, "file": defn.where},
+                   lambda changed: f"{'activated' if changed else 'already active'}: {defn.name} ({defn.where})",
+                   unchanged="; status unchanged")
 
 
 def _clone(args: argparse.Namespace) -> int:
-    from feature_platform.contracts.paths import UnsafePathError
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import clone_definition
 
-    defn = _find(args, args.name)
-    try:
-        target = clone_definition(defn, args.new_name, args.definitions_dir, args.description)
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
-    except DefinitionError as exc:
-        print(f"fp: refused: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps({"name": args.new_name, "status": "draft", "file": str(target), "cloned_from": defn.name}))
-    else:
-        print(f"cloned {defn.name} → {args.new_name} (draft): {target}")
-    return EXIT_OK
+    defn = find_definition_arg(args, args.name)
+    return _change(args, lambda: clone_definition(defn, args.new_name, args.definitions_dir, args.description),
+                   lambda target: {"name": args.new_name, "status": "draft", "file": str(target),
+                                   "cloned_from": defn.name},
+                   lambda target: f"cloned {defn.name} → {args.new_name} (draft): {target}")
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.workflow import delete_definition
 
-    defn = _find(args, args.name)
-    try:
-        path = delete_definition(defn)
-    except DefinitionError as exc:
-        print(f"fp: refused: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print(json.dumps({"name": defn.name, "deleted": True, "file": str(path)}))
-    else:
-        print(f"deleted draft {defn.name} ({path})")
-    return EXIT_OK
+    defn = find_definition_arg(args, args.name)
+    return _change(args, lambda: delete_definition(defn),
+                   lambda path: {"name": defn.name, "deleted": True, "file": str(path)},
+                   lambda path: f"deleted draft {defn.name} ({path})")
 
 
 def _materialize(args: argparse.Namespace) -> int:
@@ -287,18 +235,14 @@ def _materialize(args: argparse.Namespace) -> int:
         raise CheckFailed("no active definition: nothing to materialize (fp definitions activate NAME)")
     as_of = args.as_of.isoformat() if args.as_of else None
     config: dict[str, Any] = {"ops": {a.node_def.name: {"config": {"as_of": as_of}} for a in builds}}
-    with progress.spinner(args, f"definition_datasets_job {args.version}"):
-        summary = run_definition_datasets(args.version, instance=dagster_instance(),
-                                          run_config=quiet_console(config, args.verbose))
-    if args.json:
-        print_json(summary.to_json_dict())
-        return EXIT_OK if summary.succeeded else report_run_failure(summary)
-    for asset, rows in summary.materialized.items():
-        print(f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}")
+    summary = run_in_process(args, f"definition_datasets_job {args.version}", run_definition_datasets,
+                             args.version, config)
+    lines = [f"  materialized  {asset:<48} {'' if rows is None else f'{rows:,} rows'}"
+             for asset, rows in summary.materialized.items()]
     failed = [k for k, ok in summary.checks.items() if not ok]
-    print(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
-          f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return EXIT_OK if summary.succeeded else report_run_failure(summary)
+    lines.append(f"definition_datasets_job {args.version}: {summary.status}, {len(summary.checks) - len(failed)}/"
+                 f"{len(summary.checks)} checks passed" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return report_run(args, summary, lines)
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -307,7 +251,7 @@ def _build(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.source import build_definition_dataset
     from feature_platform.warehouse.connection import WarehouseError
 
-    defn = _find(args, args.name)
+    defn = find_definition_arg(args, args.name)
     out_dir = args.out_dir or layout().datasets
     try:
         result = build_definition_dataset(defn, out_dir, dataset_version=args.dataset_version,
@@ -324,13 +268,8 @@ def _build(args: argparse.Namespace) -> int:
                "splits": dict(m.splits.rows), "split_algorithm": m.splits.algorithm,
                "sha256": {f.path: f.sha256 for f in m.files}, "seconds": round(result.seconds, 3),
                "rows_per_second": round(rows_per_s), "checks_passed": len(result.report.checks)}
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(f"built {m.dataset_id} from definition {defn.name} ({m.row_count:,} rows) in {result.seconds:.2f}s")
-        print(f"  path:            {result.path}")
-        print(f"  manifest digest: {result.digest}")
-        print(f"  splits:          {m.splits.algorithm}: "
-              + ", ".join(f"{k}={v:,}" for k, v in sorted(m.splits.rows.items())))
-        print(f"  verified:        {len(result.report.checks)} checks passed")
-    return EXIT_OK
+    return report_build(
+        args, summary, f"built {m.dataset_id} from definition {defn.name} ({m.row_count:,} rows) "
+        f"in {result.seconds:.2f}s",
+        [f"  splits:          {m.splits.algorithm}: "
+         + ", ".join(f"{k}={v:,}" for k, v in sorted(m.splits.rows.items()))])

@@ -10,50 +10,50 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, domain_errors, iso_date, positive_int
+from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.cli.common import Commands
     from feature_platform.datasets.definitions.model import DatasetDefinition
 
 
-def register_analysis(subparsers: Any) -> None:
+def register_analysis(subparsers: Commands) -> None:
     """Add analyze, preview and compare to the ``fp definitions`` subcommands."""
-    analyze = subparsers.add_parser(
-        "analyze", help="row/user/product counts, date range, split sizes and quality issues of a definition",
+    analyze = subparsers.add(
+        "analyze", _analyze,
+        help="row/user/product counts, date range, split sizes and quality issues of a definition",
         description="Analyze the rows a definition selects. Exit 1 if it selects no rows or a split is empty.",
     )
     analyze.add_argument("name", help="definition name (the `name:` field of a YAML file in the definitions dir)")
-    preview = subparsers.add_parser("preview", help="the first rows of a definition with each column's ML role")
+    preview = subparsers.add("preview", _preview, help="the first rows of a definition with each column's ML role")
     preview.add_argument("name", help="definition name")
     preview.add_argument("--limit", type=positive_int, default=20, help="rows to show (default 20)")
-    compare = subparsers.add_parser("compare", help="2 to 5 definitions side by side")
+    compare = subparsers.add("compare", _compare, help="2 to 5 definitions side by side")
     compare.add_argument("names", nargs="+", metavar="NAME", help="definition names (2 to 5)")
-    for parser, handler in ((analyze, _analyze), (preview, _preview), (compare, _compare)):
-        parser.add_argument("--definitions-dir", type=Path,
-                            help="directory of definition YAML files (default: $FP_DEFINITIONS_DIR or ./definitions)")
-        parser.add_argument("--warehouse", type=Path,
-                            help="DuckDB warehouse (default: $FP_WAREHOUSE or the data root's)")
+    for parser in (analyze, preview, compare):
+        add_definition_inputs(parser)
         parser.add_argument("--as-of", type=iso_date,
                             help="pin 'today' for rolling ranges and time splits, YYYY-MM-DD (default: CURRENT_DATE)")
-        parser.add_argument("--json", action="store_true", help="print the result as JSON")
-        parser.set_defaults(handler=handler)
 
 
-def _load(args: argparse.Namespace, names: list[str]) -> tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]:
-    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
-    from feature_platform.datasets.definitions.sql import open_warehouse
-    from feature_platform.warehouse.connection import WarehouseError
+@contextmanager
+def _session(args: argparse.Namespace,
+             names: list[str]) -> Iterator[tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]]:
+    """The named definitions and the warehouse sandboxed for them; a definition the warehouse cannot answer
+    for is a usage error."""
+    from feature_platform.datasets.definitions.model import DefinitionError
 
-    try:
-        defns = [find_definition(name, args.definitions_dir) for name in names]
-        return defns, open_warehouse(defns, args.warehouse)
-    except (DefinitionError, WarehouseError) as exc:
-        raise UsageError(str(exc)) from None
+    defns = [find_definition_arg(args, name) for name in names]
+    conn = connect_warehouse(args, defns)
+    with domain_errors(usage=DefinitionError), conn:
+        yield defns, conn
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:
@@ -62,14 +62,9 @@ def _print(args: argparse.Namespace, result: Any) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.analysis import analyze_definition
-    from feature_platform.datasets.definitions.model import DefinitionError
 
-    (defn,), conn = _load(args, [args.name])
-    try:
-        with conn:
-            analysis = analyze_definition(defn, conn, as_of=args.as_of)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
+    with _session(args, [args.name]) as ((defn,), conn):
+        analysis = analyze_definition(defn, conn, as_of=args.as_of)
     _print(args, analysis)
     empty = [i for i in analysis.issues if i.kind in ("empty", "empty_split")]
     if empty:
@@ -80,14 +75,9 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _preview(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.analysis import preview_definition
-    from feature_platform.datasets.definitions.model import DefinitionError
 
-    (defn,), conn = _load(args, [args.name])
-    try:
-        with conn:
-            preview = preview_definition(defn, conn, args.limit, as_of=args.as_of)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
+    with _session(args, [args.name]) as ((defn,), conn):
+        preview = preview_definition(defn, conn, args.limit, as_of=args.as_of)
     _print(args, preview)
     return EXIT_OK
 
@@ -96,15 +86,9 @@ def _compare(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
     from feature_platform.datasets.definitions.model import DefinitionError
 
-    try:
+    with domain_errors(usage=DefinitionError):
         require_compare_count(args.names)  # before touching any file or the warehouse
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
-    defns, conn = _load(args, list(args.names))
-    try:
-        with conn:
-            comparison = compare_definitions(defns, conn, as_of=args.as_of)
-    except DefinitionError as exc:
-        raise UsageError(str(exc)) from None
+    with _session(args, list(args.names)) as (defns, conn):
+        comparison = compare_definitions(defns, conn, as_of=args.as_of)
     _print(args, comparison)
     return EXIT_OK

@@ -5,66 +5,64 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     OVERRIDE_TAG,
     UsageError,
     add_json_flag,
-    dagster_instance,
-    group_help,
+    add_run_flags,
     input_file,
     iso_date,
     layout,
     load_run_config,
     positive_int,
     print_json,
-    quiet_console,
     report_run_failure,
+    run_in_process,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    market = groups.add_parser("market", help="market data backfill, anomaly review queue and training blocks")
-    market_cmds = market.add_subparsers(dest="command", metavar="{backfill,review,resolve,blocks,override}")
-    backfill = market_cmds.add_parser(
-        "backfill", help="fetch, validate and upsert OHLCV for UTC days (the market_backfill_job, headless)")
+
+def register(groups: Commands) -> None:
+    market_cmds = groups.group("market", "{backfill,review,resolve,blocks,override}",
+                               help="market data backfill, anomaly review queue and training blocks")
+    backfill = market_cmds.add(
+        "backfill", _market_backfill,
+        help="fetch, validate and upsert OHLCV for UTC days (the market_backfill_job, headless)")
     backfill.add_argument("--start", required=True, type=iso_date, help="first UTC day, YYYY-MM-DD")
     backfill.add_argument("--end", type=iso_date, default=None, help="last UTC day, inclusive (default: --start)")
     backfill.add_argument("--config", type=input_file, default=None,
                           help="Dagster run config YAML (launchpad format)")
     backfill.add_argument("--override-data-gap", action="store_true",
                           help=f"accept data gaps of these days for training (run tag {OVERRIDE_TAG}=true)")
-    backfill.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(backfill)
-    review = market_cmds.add_parser("review", help="list the human-in-the-loop queue of flagged rows")
+    add_run_flags(backfill)
+    review = market_cmds.add("review", _market_review, help="list the human-in-the-loop queue of flagged rows")
     review.add_argument("--status", choices=["open", "approved", "rejected", "overridden"], default=None,
                         help="only items with this status (default: all)")
     review.add_argument("--asset", default=None, help="only items for this asset, e.g. bitcoin")
     add_json_flag(review)
-    resolve = market_cmds.add_parser("resolve", help="approve (a real move) or reject (bad data) a flagged row")
+    resolve = market_cmds.add("resolve", _market_resolve,
+                              help="approve (a real move) or reject (bad data) a flagged row")
     resolve.add_argument("item_id", type=positive_int, help="review item id (see `fp market review`)")
     resolve.add_argument("--status", required=True, choices=["approved", "rejected"],
                          help="approved: a real move; rejected: bad data")
     resolve.add_argument("--by", required=True, help="who reviewed it")
     resolve.add_argument("--note", default="", help="why (kept as the audit trail)")
     add_json_flag(resolve)
-    blocks = market_cmds.add_parser("blocks", help="what blocks training now (open data gaps, open anomalies)")
+    blocks = market_cmds.add("blocks", _market_blocks,
+                             help="what blocks training now (open data gaps, open anomalies)")
     add_json_flag(blocks)
-    override = market_cmds.add_parser("override", help="accept a data gap for training after review")
+    override = market_cmds.add("override", _market_override, help="accept a data gap for training after review")
     override.add_argument("block_id", type=positive_int, help="block id (see `fp market blocks`)")
     override.add_argument("--by", required=True, help="who accepts it")
     override.add_argument("--note", required=True, help="why (kept as the audit trail)")
     add_json_flag(override)
-    market.set_defaults(handler=group_help(market))
-    backfill.set_defaults(handler=_market_backfill)
-    review.set_defaults(handler=_market_review)
-    resolve.set_defaults(handler=_market_resolve)
-    blocks.set_defaults(handler=_market_blocks)
-    override.set_defaults(handler=_market_override)
 
 
 def _review_queue() -> Any:
@@ -82,12 +80,11 @@ def _market_backfill(args: argparse.Namespace) -> int:
     last = args.end or first
     if last < first:
         raise UsageError(f"--end {last} is before --start {first}; expected a day on or after --start")
-    config = quiet_console(load_run_config(args.config), args.verbose)
+    config = load_run_config(args.config)
     days = [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
     tags = {OVERRIDE_TAG: "true"} if args.override_data_gap else {}
     failures = []
-    with progress.spinner(args, f"market backfill {first}..{last}"):
-        runs = list(run_market_backfill(days, instance=dagster_instance(), run_config=config, tags=tags))
+    runs = run_in_process(args, f"market backfill {first}..{last}", run_market_backfill, days, config, tags=tags)
     for summary in runs:
         failed = [k for k, passed in summary.checks.items() if not passed]
         rows = summary.materialized.get("market_data")
@@ -127,19 +124,26 @@ def _item_json(item: Any) -> dict[str, Any]:
             "resolved_at": item.resolved_at.isoformat() if item.resolved_at else None}
 
 
-def _market_resolve(args: argparse.Namespace) -> int:
+def _review_decision(args: argparse.Namespace, decide: Callable[[Any], Any], line: Callable[[Any], str]) -> int:
+    """A reviewer's decision on the queue: the item it leaves, as JSON or as ``line``; a refusal is exit 1."""
     from feature_platform.market.review import ReviewError
 
     try:
-        item = _review_queue().resolve(args.item_id, args.status, args.by, args.note)
+        item = decide(_review_queue())
     except ReviewError as exc:
         print(f"fp: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if args.json:
         print_json(_item_json(item))
     else:
-        print(f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
+        print(line(item))
     return EXIT_OK
+
+
+def _market_resolve(args: argparse.Namespace) -> int:
+    return _review_decision(
+        args, lambda queue: queue.resolve(args.item_id, args.status, args.by, args.note),
+        lambda item: f"item {item.id} ({item.asset} {item.ts:%Y-%m-%d %H:%M}) {item.status} by {item.resolver}")
 
 
 def _market_blocks(args: argparse.Namespace) -> int:
@@ -154,15 +158,6 @@ def _market_blocks(args: argparse.Namespace) -> int:
 
 
 def _market_override(args: argparse.Namespace) -> int:
-    from feature_platform.market.review import ReviewError
-
-    try:
-        item = _review_queue().override_block(args.block_id, args.by, args.note)
-    except ReviewError as exc:
-        print(f"fp: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    if args.json:
-        print_json(_item_json(item))
-    else:
-        print(f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")
-    return EXIT_OK
+    return _review_decision(
+        args, lambda queue: queue.override_block(args.block_id, args.by, args.note),
+        lambda item: f"block {item.id} ({item.kind}, {item.asset}) overridden by {item.resolver}: {item.note}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feature_platform.cli import progress
 from feature_platform.cli.common import (
@@ -14,10 +14,10 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_json_flag,
-    dagster_instance,
+    add_run_flags,
     data_root,
+    domain_errors,
     finite_float,
-    group_help,
     input_file,
     layout,
     model_key,
@@ -26,15 +26,18 @@ from feature_platform.cli.common import (
     parse_payload,
     positive_float,
     print_json,
-    quiet_console,
-    report_run_failure,
+    report_run,
+    run_in_process,
 )
 from feature_platform.registry.guardrails import DEFAULT_MAX_DRAWDOWN, DEFAULT_MIN_SHARPE
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    train = groups.add_parser(
-        "train", help="train, export ONNX, log to MLflow and register a model version",
+
+def register(groups: Commands) -> None:
+    train = groups.add(
+        "train", _train, help="train, export ONNX, log to MLflow and register a model version",
         description="Refuses unless the dataset verifies. Writes <data_root>/models/<training_id>/ and registers "
         "a version of <model-key> with alias 'staging'.")
     train.add_argument("--dataset-manifest", required=True, type=Path, help="manifest.json of a published dataset")
@@ -51,7 +54,7 @@ def register(groups: Any) -> None:
     train.add_argument("--auto-promote", action="store_true", help="promote to production when every check passes")
     add_json_flag(train)
 
-    promote = groups.add_parser("promote", help="move alias 'production' after re-checking everything now")
+    promote = groups.add("promote", _promote, help="move alias 'production' after re-checking everything now")
     promote.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     promote.add_argument("--version", type=model_version, required=True, help="registered model version (1, 2, …)")
     promote.add_argument("--dataset-id", default=None, help="refuse unless the model was trained on this dataset")
@@ -61,43 +64,37 @@ def register(groups: Any) -> None:
                          help="guardrail on test max drawdown")
     add_json_flag(promote)
 
-    rollback = groups.add_parser("rollback", help="put an earlier version back in production after re-verifying it")
+    rollback = groups.add("rollback", _rollback,
+                          help="put an earlier version back in production after re-verifying it")
     rollback.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     rollback.add_argument("--to-version", type=model_version, required=True, help="registered model version")
     add_json_flag(rollback)
 
-    rerun = groups.add_parser("rerun", help="retrain from training_manifest.yaml and report reproducibility")
+    rerun = groups.add("rerun", _rerun, help="retrain from training_manifest.yaml and report reproducibility")
     rerun.add_argument("--training-id", required=True, help="directory name under <data_root>/models")
     add_json_flag(rerun)
 
-    lineage = groups.add_parser("lineage", help="walk model → run → dataset → files → source, re-verifying each link")
+    lineage = groups.add("lineage", _lineage,
+                         help="walk model → run → dataset → files → source, re-verifying each link")
     lineage.add_argument("--model-key", type=model_key, required=True, help="registered model name")
     which = lineage.add_mutually_exclusive_group()
     which.add_argument("--version", type=model_version, default=None, help="registered model version")
     which.add_argument("--alias", default=None, help="e.g. production or staging (default: production)")
     add_json_flag(lineage)
 
-    training = groups.add_parser("training", help="the Dagster training job: run headless or submit to a webserver")
-    training_cmds = training.add_subparsers(dest="command", metavar="{run,submit}")
-    trun = training_cmds.add_parser("run", help="run training_job for a dataset_version in process")
+    training_cmds = groups.group("training", "{run,submit}",
+                                 help="the Dagster training job: run headless or submit to a webserver")
+    trun = training_cmds.add("run", _training_run, help="run training_job for a dataset_version in process")
     trun.add_argument("--payload", required=True, help="JSON payload (model_key, dataset_version, feature_repo_ref, "
                       "hyperparams, schedule, run_coingecko_fetch, auto_promote) or @file.json")
-    trun.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add_json_flag(trun)
-    submit = training_cmds.add_parser("submit", help="submit training_job to a running Dagster webserver (GraphQL)")
+    add_run_flags(trun)
+    submit = training_cmds.add("submit", _training_submit,
+                               help="submit training_job to a running Dagster webserver (GraphQL)")
     submit.add_argument("--payload", required=True, help="JSON payload or @file.json (see `fp training run`)")
     submit.add_argument("--url", default="http://127.0.0.1:3000", help="Dagster webserver (default local)")
     submit.add_argument("--no-wait", action="store_true", help="print the run id and return at once")
     submit.add_argument("--timeout", type=positive_float, default=1800.0, help="seconds to wait (default 1800)")
     add_json_flag(submit)
-    training.set_defaults(handler=group_help(training))
-    train.set_defaults(handler=_train)
-    promote.set_defaults(handler=_promote)
-    rollback.set_defaults(handler=_rollback)
-    rerun.set_defaults(handler=_rerun)
-    lineage.set_defaults(handler=_lineage)
-    trun.set_defaults(handler=_training_run)
-    submit.set_defaults(handler=_training_submit)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -202,10 +199,8 @@ def _rerun(args: argparse.Namespace) -> int:
     from feature_platform.training.data import TrainingRefused
     from feature_platform.training.rerun import rerun_training
 
-    try:
+    with domain_errors(usage=UnsafePathError):
         require_safe_id(args.training_id, "--training-id")
-    except UnsafePathError as exc:
-        raise UsageError(str(exc)) from None
     root = data_root()
     manifest = layout().models / args.training_id / TRAINING_MANIFEST_NAME
     if not manifest.exists():
@@ -249,15 +244,10 @@ def _training_run(args: argparse.Namespace) -> int:
         version, config = training_run_config(payload)
     except ValueError as exc:
         raise UsageError(f"--payload: {exc}") from None
-    with progress.spinner(args, f"training_job {version}"):
-        summary = run_training(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
-    if args.json:
-        print_json(summary.to_json_dict())
-        return EXIT_OK if summary.succeeded else report_run_failure(summary)
-    for name, ok in summary.checks.items():
-        print(f"  {'PASS' if ok else 'FAIL'}  {name}")
-    print(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
-    return EXIT_OK if summary.succeeded else report_run_failure(summary)
+    summary = run_in_process(args, f"training_job {version}", run_training, version, config)
+    lines = [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in summary.checks.items()]
+    lines.append(f"training_job {version}: {summary.status}; materialized: {', '.join(summary.materialized)}")
+    return report_run(args, summary, lines)
 
 
 def _training_submit(args: argparse.Namespace) -> int:

@@ -4,31 +4,33 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
-from feature_platform.cli import progress
 from feature_platform.cli.common import (
     EXIT_OK,
     add_json_flag,
     config_section,
     dagster_instance,
-    group_help,
     input_file,
     load_run_config,
     non_negative_int,
     positive_int,
     print_json,
-    quiet_console,
     report_run_failure,
+    run_in_process,
     safe_id,
 )
 
+if TYPE_CHECKING:
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    refresh = groups.add_parser("refresh", help="the Dagster dataset refresh graph, headless")
-    refresh_cmds = refresh.add_subparsers(dest="command", metavar="{run,add-version}")
-    run = refresh_cmds.add_parser(
-        "run", help="materialize the whole refresh graph for one dataset_version, in process",
+
+def register(groups: Commands) -> None:
+    refresh_cmds = groups.group("refresh", "{run,add-version}",
+                                help="the Dagster dataset refresh graph, headless")
+    run = refresh_cmds.add(
+        "run", _refresh_run,
+        help="materialize the whole refresh graph for one dataset_version, in process",
         description="Adds the dataset_version partition to the Dagster instance ($DAGSTER_HOME, default "
         "<project>/.dagster_home), materializes source_snapshot → dataset → quality_report → "
         "published_dataset → notify_stakeholders with their blocking checks, then emits metrics, alerts on "
@@ -50,12 +52,10 @@ def register(groups: Any) -> None:
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")
-    add = refresh_cmds.add_parser("add-version", help="add a dataset_version partition (then run it from the UI)")
+    add = refresh_cmds.add("add-version", _refresh_add_version,
+                           help="add a dataset_version partition (then run it from the UI)")
     add.add_argument("version", type=safe_id("dataset_version"), help="safe id, e.g. 2026-11-25 or adhoc-1")
     add_json_flag(add)
-    refresh.set_defaults(handler=group_help(refresh))
-    run.set_defaults(handler=_refresh_run)
-    add.set_defaults(handler=_refresh_add_version)
 
 
 def _refresh_add_version(args: argparse.Namespace) -> int:
@@ -93,8 +93,7 @@ def _refresh_run(args: argparse.Namespace) -> int:
     profile = {k: v for k, v in (("executor", args.executor), ("workers", args.workers)) if v is not None}
     if profile:
         config_section(config, ("ops", "quality_report", "config"), f"--config {args.config}").update(profile)
-    with progress.spinner(args, f"refresh {version}"):
-        outcome = run_refresh(version, instance=dagster_instance(), run_config=quiet_console(config, args.verbose))
+    outcome = run_in_process(args, f"refresh {version}", run_refresh, version, config)
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:

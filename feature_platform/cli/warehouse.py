@@ -14,21 +14,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, group_help, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, domain_errors, iso_date, positive_int
 
 if TYPE_CHECKING:
     import duckdb
 
+    from feature_platform.cli.common import Commands
 
-def register(groups: Any) -> None:
-    wh = groups.add_parser(
-        "warehouse", help="seed and inspect the local DuckDB warehouse (schema raw_data)",
+
+def register(groups: Commands) -> None:
+    cmds = groups.group(
+        "warehouse", "{seed,tables,schema,stats,samples,joins,explain}",
+        help="seed and inspect the local DuckDB warehouse (schema raw_data)",
         description="Seed and inspect the local DuckDB warehouse. Default file: $FP_WAREHOUSE, else "
                     "$FP_DATA_ROOT/warehouse/warehouse.duckdb.",
     )
-    cmds = wh.add_subparsers(dest="command", metavar="{seed,tables,schema,stats,samples,joins,explain}")
 
-    seed = cmds.add_parser("seed", help="write a seeded sample e-commerce warehouse (users, products, transactions)")
+    seed = cmds.add("seed", _seed,
+                    help="write a seeded sample e-commerce warehouse (users, products, transactions)")
     seed.add_argument("--path", type=Path, help="target DuckDB file (default: the warehouse path)")
     seed.add_argument("--users", type=positive_int, default=2000, help="number of users (default 2000)")
     seed.add_argument("--products", type=positive_int, default=300, help="number of products (default 300)")
@@ -38,41 +41,34 @@ def register(groups: Any) -> None:
     seed.add_argument("--parquet-dir", type=Path, help="also write <dir>/<table>.parquet for every table")
     seed.add_argument("--force", action="store_true", help="replace an existing warehouse file")
     seed.add_argument("--json", action="store_true", help="print rows per table as JSON")
-    seed.set_defaults(handler=_seed)
 
-    tables = cmds.add_parser("tables", help="tables of raw_data with row count, size and column count")
-    schema = cmds.add_parser("schema", help="columns of a table with suggested ML roles and join keys")
+    tables = cmds.add("tables", _tables, help="tables of raw_data with row count, size and column count")
+    schema = cmds.add("schema", _schema, help="columns of a table with suggested ML roles and join keys")
     schema.add_argument("table", help="warehouse table name")
-    stats = cmds.add_parser("stats", help="column statistics of a table (one full-scan aggregate query)")
+    stats = cmds.add("stats", _stats, help="column statistics of a table (one full-scan aggregate query)")
     stats.add_argument("table", help="warehouse table name")
     stats.add_argument("--columns", help="comma-separated columns (default: all)")
-    samples = cmds.add_parser("samples", help="most frequent values of a column")
+    samples = cmds.add("samples", _samples, help="most frequent values of a column")
     samples.add_argument("table", help="warehouse table name")
     samples.add_argument("column", help="column of TABLE to sample distinct values from")
     samples.add_argument("--limit", type=positive_int, default=10, help="how many values (default 10)")
-    joins = cmds.add_parser("joins", help="suggest foreign-key joins between tables (default: all tables)")
+    joins = cmds.add("joins", _joins, help="suggest foreign-key joins between tables (default: all tables)")
     joins.add_argument("tables", nargs="*", metavar="TABLE", help="tables to consider (default: all)")
-    explain = cmds.add_parser(
-        "explain", help="validate SQL by a dry run (EXPLAIN) and estimate rows scanned; exit 1 if invalid",
+    explain = cmds.add(
+        "explain", _explain,
+        help="validate SQL by a dry run (EXPLAIN) and estimate rows scanned; exit 1 if invalid",
     )
     explain.add_argument("sql", help="the query, or @file.sql")
-    handlers: dict[argparse.ArgumentParser, Callable[[argparse.Namespace], int]] = {
-        tables: _tables, schema: _schema, stats: _stats, samples: _samples, joins: _joins, explain: _explain,
-    }
-    for parser, handler in handlers.items():
+    for parser in (tables, schema, stats, samples, joins, explain):
         parser.add_argument("--warehouse", type=Path, help="DuckDB file (default: $FP_WAREHOUSE or the data root's)")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
-        parser.set_defaults(handler=handler)
-    wh.set_defaults(handler=group_help(wh))
 
 
 def _open(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
     from feature_platform.warehouse.connection import WarehouseError, connect
 
-    try:
+    with domain_errors(usage=WarehouseError):
         return connect(args.warehouse)
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
@@ -103,10 +99,8 @@ def _seed(args: argparse.Namespace) -> int:
 def _guard(fn: Callable[[], tuple[Any, str]], args: argparse.Namespace) -> int:
     from feature_platform.warehouse.connection import WarehouseError
 
-    try:
+    with domain_errors(usage=WarehouseError):
         payload, text = fn()
-    except WarehouseError as exc:
-        raise UsageError(str(exc)) from None
     _emit(args, payload, text)
     return EXIT_OK
 
@@ -193,10 +187,8 @@ def _explain(args: argparse.Namespace) -> int:
     if sql.startswith("@"):
         from feature_platform.contracts.safe_read import InputError, read_input_text
 
-        try:
+        with domain_errors(usage=InputError):
             sql = read_input_text(sql[1:], what=f"explain {sql}")
-        except InputError as exc:
-            raise UsageError(str(exc)) from None
     with _open(args) as conn:
         if "farm_fingerprint" in sql.lower():
             _register_udfs(conn)

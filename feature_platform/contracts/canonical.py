@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 HASH_BLOCK = 8 * 1024 * 1024
 
@@ -15,6 +19,13 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+class FieldsAsJson:
+    """A dataclass whose JSON form is its fields, as ``dataclasses.asdict`` gives them."""
+
+    def to_json_dict(self: DataclassInstance) -> dict[str, Any]:
+        return asdict(self)
 
 
 def sha256_hex(data: bytes) -> str:

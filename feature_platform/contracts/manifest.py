@@ -10,7 +10,7 @@ import json
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
@@ -173,11 +173,21 @@ class Limits(_Strict):
     max_bytes: int = Field(gt=0, le=SPEC_MAX_BYTES)
 
 
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def schema_config(title: str, schema_id: str) -> ConfigDict:
+    """The JSON Schema header of a published manifest model: its title, the dialect and its ``$id``."""
+    return ConfigDict(title=title, json_schema_extra={"$schema": JSON_SCHEMA_DIALECT, "$id": schema_id})
+
+
+def schema_text(schema: dict[str, Any]) -> str:
+    """A JSON Schema as committed: sorted keys, two-space indent, a final newline."""
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
 class DatasetManifest(CanonicalManifest):
-    model_config = ConfigDict(
-        title="feature_platform dataset manifest, spec v1",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": SCHEMA_ID},
-    )
+    model_config = schema_config("feature_platform dataset manifest, spec v1", SCHEMA_ID)
 
     spec_version: Literal["1"]
     dataset_id: SafeId
@@ -213,18 +223,31 @@ class DatasetManifest(CanonicalManifest):
 
 
 
-def validation_message(exc: ValidationError, source: str) -> str:
-    """One line naming the file, the field and what was expected."""
+class FieldError(NamedTuple):
+    """The first error of a validation: the field's dotted path, pydantic's message, and both on one line."""
+
+    field: str
+    message: str
+    line: str
+
+
+def first_field_error(exc: ValidationError, root: str = "(root)") -> FieldError:
+    """``field F: MESSAGE (got VALUE)`` for the first error; ``root`` names the document itself."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # name the tag field, e.g. splits.algorithm
         loc.append(str(err.get("ctx", {}).get("discriminator", "")).strip("'"))
-    field = ".".join(loc) or "(root)"
+    field = ".".join(loc) or root
     got = err.get("input")
     got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+    return FieldError(field, str(err["msg"]), f"field {field}: {err['msg']}{got_text}")
+
+
+def validation_message(exc: ValidationError, source: str) -> str:
+    """One line naming the file, the field and what was expected."""
     more = len(exc.errors()) - 1
     tail = f"; {more} more error(s)" if more > 0 else ""
-    return f"{source}: field {field}: {err['msg']}{got_text}{tail}"
+    return f"{source}: {first_field_error(exc).line}{tail}"
 
 
 def parse_manifest(raw: Any, source: str = MANIFEST_NAME) -> DatasetManifest:
@@ -263,4 +286,4 @@ def json_schema() -> dict[str, Any]:
 
 
 def json_schema_text() -> str:
-    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(json_schema())

@@ -9,8 +9,9 @@ every one of those links. The committed JSON Schema is generated from these mode
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
@@ -21,6 +22,8 @@ from feature_platform.contracts.manifest import (
     SafeId,
     Sha256Hex,
     UtcTimestamp,
+    schema_config,
+    schema_text,
     validation_message,
 )
 from feature_platform.contracts.safe_read import InputError, read_json, read_yaml
@@ -33,6 +36,9 @@ MODEL_SCHEMA_ID = "https://feature-platform.dev/schemas/model_manifest.v1.schema
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+_Model = TypeVar("_Model", bound=_Strict)
 
 
 class ArtifactFile(_Strict):
@@ -60,10 +66,7 @@ class FeatureBuildRef(_Strict):
 
 
 class ModelManifest(_Strict):
-    model_config = ConfigDict(
-        title="feature_platform model manifest, spec v1",
-        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": MODEL_SCHEMA_ID},
-    )
+    model_config = schema_config("feature_platform model manifest, spec v1", MODEL_SCHEMA_ID)
 
     spec_version: Literal["1"]
     model_id: SafeId
@@ -124,18 +127,18 @@ class TrainingManifest(_Strict):
 def load_model_manifest(path: Path) -> ModelManifest:
     """``model_manifest.json`` (or the model directory holding it), read bounded and parsed strictly."""
     path = path / MODEL_MANIFEST_NAME if path.is_dir() else path
-    try:
-        return ModelManifest.model_validate(read_json(path))
-    except InputError as exc:
-        raise ManifestError(str(exc)) from None
-    except ValidationError as exc:
-        raise ManifestError(validation_message(exc, str(path))) from None
+    return _load(ModelManifest, read_json, path)
 
 
 def load_training_manifest(path: Path) -> TrainingManifest:
     """``training_manifest.yaml``, read bounded (no aliases, no duplicate keys) and parsed strictly."""
+    return _load(TrainingManifest, read_yaml, path)
+
+
+def _load(model: type[_Model], read: Callable[[Path], Any], path: Path) -> _Model:
+    """``model`` from the file at ``path``: an unreadable file or a failed validation is a ManifestError."""
     try:
-        return TrainingManifest.model_validate(read_yaml(path))
+        return model.model_validate(read(path))
     except InputError as exc:
         raise ManifestError(str(exc)) from None
     except ValidationError as exc:
@@ -151,4 +154,4 @@ def model_json_schema() -> dict[str, Any]:
 
 
 def model_json_schema_text() -> str:
-    return json.dumps(model_json_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(model_json_schema())

@@ -10,7 +10,6 @@ sample range can be verified without reading the rest of the store. The committe
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +30,8 @@ from feature_platform.contracts.manifest import (
     UtcTimestamp,
     _Strict,
     parse_manifest,
+    schema_config,
+    schema_text,
     validation_message,
 )
 
@@ -202,10 +203,7 @@ class BitroundCompression(_Strict):
 
 
 class TensorDatasetManifest(CanonicalManifest):
-    model_config = _Strict.model_config | {
-        "title": "feature_platform tensor dataset manifest, spec v1 (zarr)",
-        "json_schema_extra": {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": TENSOR_SCHEMA_ID},
-    }
+    model_config = schema_config("feature_platform tensor dataset manifest, spec v1 (zarr)", TENSOR_SCHEMA_ID)
 
     spec_version: Literal["1"]
     format: Literal["zarr"]
@@ -287,4 +285,4 @@ def tensor_json_schema() -> dict[str, Any]:
 
 
 def tensor_json_schema_text() -> str:
-    return json.dumps(tensor_json_schema(), indent=2, sort_keys=True) + "\n"
+    return schema_text(tensor_json_schema())

@@ -45,6 +45,17 @@ _CHANGED = f"EXCLUDED.source_ts > {TABLE}.source_ts OR EXCLUDED.checksum <> {TAB
 _COLS = ", ".join(STORED_COLUMNS)
 _UPSERT_TAIL = f"ON CONFLICT (asset, ts) DO UPDATE SET {_SET} WHERE {_CHANGED}"
 
+# The SQL type of each stored column's arrow type, per backend.
+_SQL_TYPES = {"duckdb": {pa.string(): "VARCHAR", TS_TYPE: "TIMESTAMPTZ", pa.float64(): "DOUBLE"},
+              "postgres": {pa.string(): "text", TS_TYPE: "timestamptz", pa.float64(): "float8"}}
+
+
+def _create_table(backend: str) -> str:
+    """The stored table of ``backend``, from STORED_SCHEMA: types, nullability, and one row per (asset, ts)."""
+    types = _SQL_TYPES[backend]
+    columns = ", ".join(f"{f.name} {types[f.type]}{'' if f.nullable else ' NOT NULL'}" for f in STORED_SCHEMA)
+    return f"CREATE TABLE IF NOT EXISTS {TABLE} ({columns}, PRIMARY KEY (asset, ts))"
+
 
 @dataclasses.dataclass(frozen=True)
 class UpsertResult:
@@ -171,13 +182,7 @@ class DuckDBTimeSeriesStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = duckdb.connect(self.path)
         self._con.execute("SET TimeZone = 'UTC'")
-        self._con.execute(
-            f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                asset VARCHAR NOT NULL, ts TIMESTAMPTZ NOT NULL,
-                open DOUBLE, high DOUBLE, low DOUBLE, close DOUBLE, volume DOUBLE,
-                source_ts TIMESTAMPTZ NOT NULL, checksum VARCHAR NOT NULL,
-                PRIMARY KEY (asset, ts))"""
-        )
+        self._con.execute(_create_table("duckdb"))
 
     def upsert(self, table: pa.Table) -> UpsertResult:
         """Per batch: count keys already present, then one ``INSERT … ON CONFLICT … DO UPDATE … WHERE``.
@@ -254,7 +259,7 @@ def _filters(
 # --------------------------------------------------------------------------------------------------------------------
 # PostgreSQL / TimescaleDB (scale-out by configuration)
 
-_PG_TYPES = ("text", "timestamptz", "float8", "float8", "float8", "float8", "float8", "timestamptz", "text")
+_PG_TYPES = tuple(_SQL_TYPES["postgres"][f.type] for f in STORED_SCHEMA)
 _PG_COUNTS = "count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins)"
 
 # timescale_upsert: the runbook's stored procedure. One call per batch; arrays in, exact counts out.
@@ -313,13 +318,7 @@ class PostgresTimeSeriesStore:
         self._con = psycopg.connect(dsn, autocommit=True)
         self._con.execute("SET TIME ZONE 'UTC'")
         with self._con.transaction():
-            self._con.execute(
-                f"""CREATE TABLE IF NOT EXISTS {TABLE} (
-                    asset text NOT NULL, ts timestamptz NOT NULL,
-                    open float8, high float8, low float8, close float8, volume float8,
-                    source_ts timestamptz NOT NULL, checksum text NOT NULL,
-                    PRIMARY KEY (asset, ts))"""
-            )
+            self._con.execute(_create_table("postgres"))
             self._con.execute(_PG_FUNCTIONS)
         self._setup_hypertable()
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from feature_platform.contracts.manifest import first_field_error
 from feature_platform.contracts.safe_read import InputError, read_yaml
 
 DEFAULT_THRESHOLDS_PATH = Path(__file__).with_name("thresholds.yaml")
@@ -88,11 +89,7 @@ def parse_thresholds(raw: Any, source: str) -> QualityThresholds:
     try:
         return QualityThresholds.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"]) or "(root)"
-        got = err.get("input")
-        got_text = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
-        raise ThresholdsError(f"{source}: field {field}: {err['msg']}{got_text}") from None
+        raise ThresholdsError(f"{source}: {first_field_error(exc).line}") from None
 
 
 def load_thresholds(path: Path | None = None) -> QualityThresholds:

@@ -8,6 +8,7 @@ equals the same rows of a bigger range, bit for bit.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -207,3 +208,33 @@ def draw_theta(rng: np.random.Generator, lower: np.ndarray, upper: np.ndarray) -
     """Uniform within declared bounds; the first draw of every sample (the documented draw order)."""
     theta: np.ndarray = lower + (upper - lower) * rng.random(lower.shape[0])
     return theta
+
+
+def draw_inputs(spec: SimulatorSpec, rngs: Sequence[np.random.Generator], T: int, H: int,
+                uniforms: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row j's draws from ``rngs[j]`` alone, in the documented order: theta, shocks ``(T, S)``, then ``uniforms``
+    uniform numbers when asked for. Returns ``theta (n, P)``, ``shocks (n, T, S)``, ``uniforms (n, uniforms)``."""
+    check_horizons(T, H)
+    lower, upper = spec.bounds()
+    n = len(rngs)
+    theta = np.empty((n, spec.n_params))
+    shocks = np.empty((n, T, spec.n_shocks))
+    extra = np.empty((n, uniforms))
+    for j, rng in enumerate(rngs):
+        theta[j] = draw_theta(rng, lower, upper)
+        rng.standard_normal(out=shocks[j])
+        if uniforms:
+            rng.random(out=extra[j])
+    return theta, shocks, extra
+
+
+class BatchSimulator(ABC):
+    """``simulate`` as a batch of one."""
+
+    spec: SimulatorSpec
+
+    def simulate(self, rng: np.random.Generator, T: int, H: int) -> SampleBatch:
+        return self.simulate_batch([rng], T, H)
+
+    @abstractmethod
+    def simulate_batch(self, rngs: Sequence[np.random.Generator], T: int, H: int) -> SampleBatch: ...

@@ -21,16 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from feature_platform.simulators.base import SampleBatch, SimulatorSpec, Variable, check_horizons, draw_theta
-from feature_platform.simulators.var import OBSERVABLES, SHOCKS, propagate
+from feature_platform.simulators.base import BatchSimulator, SampleBatch, SimulatorSpec, Variable, draw_inputs
+from feature_platform.simulators.var import KAPPA, OBSERVABLES, RHO_I, SHOCKS, propagate
 
 SPEC = SimulatorSpec(
     name="regime_switching",
     version="1.0.0",
     parameters=(
         Variable("rho", "1", 0.1, 0.95, "output-gap and inflation persistence (both regimes)"),
-        Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing"),
-        Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap"),
+        RHO_I,
+        KAPPA,
         Variable("phi_pi", "1", 0.0, 0.5, "policy response to lagged inflation in regime 0"),
         Variable("phi_pi_stress", "1", 0.0, 0.5, "policy response to lagged inflation in regime 1"),
         Variable("sigma", "percent", 0.1, 1.0, "shock standard deviation in regime 0"),
@@ -91,23 +91,11 @@ def irfs_from(theta: np.ndarray, H: int) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 3, 0, 1))
 
 
-class RegimeSwitchingSimulator:
+class RegimeSwitchingSimulator(BatchSimulator):
     spec: SimulatorSpec = SPEC
 
-    def simulate(self, rng: np.random.Generator, T: int, H: int) -> SampleBatch:
-        return self.simulate_batch([rng], T, H)
-
     def simulate_batch(self, rngs: Sequence[np.random.Generator], T: int, H: int) -> SampleBatch:
-        check_horizons(T, H)
-        lower, upper = self.spec.bounds()
-        n = len(rngs)
-        theta = np.empty((n, self.spec.n_params))
-        shocks = np.empty((n, T, self.spec.n_shocks))
-        uniforms = np.empty((n, T))
-        for j, rng in enumerate(rngs):  # draw order per sample: theta, shocks (T, S), regime uniforms (T,)
-            theta[j] = draw_theta(rng, lower, upper)
-            rng.standard_normal(out=shocks[j])
-            rng.random(out=uniforms[j])
+        theta, shocks, uniforms = draw_inputs(self.spec, rngs, T, H, uniforms=T)  # then the regime uniforms (T,)
         regimes = regimes_from(theta, uniforms)
         return SampleBatch(theta, shocks, trajectories_from(theta, shocks, regimes), irfs_from(theta, H),
                            {"regime": regimes})

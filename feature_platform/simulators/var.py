@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from feature_platform.simulators.base import SampleBatch, SimulatorSpec, Variable, check_horizons, draw_theta
+from feature_platform.simulators.base import BatchSimulator, SampleBatch, SimulatorSpec, Variable, draw_inputs
 
 OBSERVABLES = (
     Variable("output_gap", "percent", -50.0, 50.0, "deviation of output from potential"),
@@ -29,6 +29,9 @@ SHOCKS = (
     Variable("cost_push", "std", -10.0, 10.0, "cost-push innovation, N(0, 1)"),
     Variable("monetary", "std", -10.0, 10.0, "monetary policy innovation, N(0, 1)"),
 )
+# parameters of the same meaning and range in every simulator of this family
+RHO_I = Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing")
+KAPPA = Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap")
 
 SPEC = SimulatorSpec(
     name="var",
@@ -36,8 +39,8 @@ SPEC = SimulatorSpec(
     parameters=(
         Variable("rho", "1", 0.1, 0.95, "output-gap persistence"),
         Variable("rho_pi", "1", 0.1, 0.95, "inflation persistence"),
-        Variable("rho_i", "1", 0.1, 0.95, "policy-rate smoothing"),
-        Variable("kappa", "1", 0.0, 0.5, "slope of inflation on lagged output gap"),
+        RHO_I,
+        KAPPA,
         Variable("phi_pi", "1", 0.0, 0.5, "policy response to lagged inflation"),
         Variable("phi_y", "1", 0.0, 0.5, "policy response to lagged output gap"),
         Variable("sigma", "percent", 0.1, 1.0, "demand shock standard deviation"),
@@ -116,19 +119,9 @@ def irfs_from(theta: np.ndarray, H: int) -> np.ndarray:
     return np.ascontiguousarray(out.transpose(2, 3, 0, 1))
 
 
-class VarSimulator:
+class VarSimulator(BatchSimulator):
     spec: SimulatorSpec = SPEC
 
-    def simulate(self, rng: np.random.Generator, T: int, H: int) -> SampleBatch:
-        return self.simulate_batch([rng], T, H)
-
     def simulate_batch(self, rngs: Sequence[np.random.Generator], T: int, H: int) -> SampleBatch:
-        check_horizons(T, H)
-        lower, upper = self.spec.bounds()
-        n = len(rngs)
-        theta = np.empty((n, self.spec.n_params))
-        shocks = np.empty((n, T, self.spec.n_shocks))
-        for j, rng in enumerate(rngs):  # draw order per sample: theta, then shocks (T, S)
-            theta[j] = draw_theta(rng, lower, upper)
-            rng.standard_normal(out=shocks[j])
+        theta, shocks, _ = draw_inputs(self.spec, rngs, T, H)
         return SampleBatch(theta, shocks, trajectories_from(theta, shocks), irfs_from(theta, H), {})

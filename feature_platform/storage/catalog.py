@@ -17,11 +17,11 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, get_args
 
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.storage.files import fsync_dir, write_atomic
@@ -56,6 +56,9 @@ CREATE INDEX IF NOT EXISTS dataset_versions_by_id ON dataset_versions (dataset_i
 _COLUMNS = ("dataset_id, dataset_version, manifest_digest, location, prefix, quality_summary, status, "
             "published_at, updated_at, previous_version")
 
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 class CatalogError(RuntimeError):
     """The catalog refused a change (duplicate version, unknown version or status, newer schema)."""
@@ -198,6 +201,17 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
+def _in_own_transaction(
+        write: Callable[Concatenate[CatalogTransaction, P], R]) -> Callable[Concatenate[Catalog, P], R]:
+    """A write of the transaction as a method of the catalog, in a transaction of its own."""
+
+    def method(catalog: Catalog, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with catalog.transaction() as tx:
+            return write(tx, *args, **kwargs)
+
+    return method
+
+
 class Catalog:
     """Dataset versions by ``(dataset_id, dataset_version)``; ``current`` is the newest still published."""
 
@@ -257,27 +271,8 @@ class Catalog:
             if not tx.committed:
                 tx.commit()
 
-    def record_publish(
-        self,
-        *,
-        dataset_id: str,
-        dataset_version: str,
-        manifest_digest: str,
-        location: str,
-        prefix: str,
-        quality_summary: Mapping[str, Any] | None = None,
-        previous_version: str | None = None,
-        published_at: str | None = None,
-    ) -> CatalogEntry:
-        with self.transaction() as tx:
-            return tx.record_publish(
-                dataset_id=dataset_id, dataset_version=dataset_version, manifest_digest=manifest_digest,
-                location=location, prefix=prefix, quality_summary=quality_summary,
-                previous_version=previous_version, published_at=published_at)
-
-    def mark(self, dataset_id: str, dataset_version: str, status: str) -> CatalogEntry:
-        with self.transaction() as tx:
-            return tx.mark(dataset_id, dataset_version, status)
+    record_publish = _in_own_transaction(CatalogTransaction.record_publish)
+    mark = _in_own_transaction(CatalogTransaction.mark)
 
     def get(self, dataset_id: str, dataset_version: str) -> CatalogEntry | None:
         with self._connect() as conn:

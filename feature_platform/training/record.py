@@ -7,9 +7,10 @@ model that run trained and not on whatever is newest.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from feature_platform.contracts.canonical import FieldsAsJson
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.safe_read import read_json
 from feature_platform.storage.files import write_atomic
@@ -18,16 +19,13 @@ RECORDS_DIR = "by_dataset_version"
 
 
 @dataclass(frozen=True)
-class TrainingRecord:
+class TrainingRecord(FieldsAsJson):
     training_id: str
     model_dir: str
     model_name: str
     model_version: str
     run_id: str
     model_key: str
-
-    def to_json_dict(self) -> dict[str, str]:
-        return asdict(self)
 
 
 def record_path(models_dir: Path, version: str) -> Path:

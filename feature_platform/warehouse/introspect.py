@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.contracts.canonical import FieldsAsJson
 from feature_platform.warehouse.connection import RAW_SCHEMA, WarehouseError, one_line, quote_identifier
 from feature_platform.warehouse.render import finite_or_none
 
@@ -54,26 +55,20 @@ _STRING = ("VARCHAR", "TEXT", "STRING", "UUID")
 
 
 @dataclass(frozen=True)
-class TableInfo:
+class TableInfo(FieldsAsJson):
     name: str
     row_count: int
     size_bytes: int  # allocated storage blocks × block size (an estimate: small tables can share a block)
     column_count: int
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class ColumnInfo:
+class ColumnInfo(FieldsAsJson):
     name: str
     type: str
     nullable: bool
     suggested_role: str | None
     join_key: bool
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -104,7 +99,7 @@ class ValueCount:
 
 
 @dataclass(frozen=True)
-class JoinSuggestion:
+class JoinSuggestion(FieldsAsJson):
     left_table: str  # the referencing (many) side
     left_column: str
     right_table: str  # the referenced side, where the column is (nearly) unique
@@ -113,20 +108,14 @@ class JoinSuggestion:
     level: str  # high | medium | low
     reason: str
 
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class DryRun:
+class DryRun(FieldsAsJson):
     ok: bool
     error: str | None
     estimated_rows_scanned: int | None  # rows of every scanned table (see dry_run)
     estimated_rows_out: int | None  # the planner's cardinality estimate for the result
     plan_text: str
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def table_names(conn: duckdb.DuckDBPyConnection, schema: str = RAW_SCHEMA) -> list[str]:

@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from feature_platform.contracts.canonical import FieldsAsJson
 from feature_platform.datasets.definitions.model import DatasetDefinition, DefinitionError
 from feature_platform.warehouse.render import aligned_table, finite_or_none
 
@@ -38,15 +39,12 @@ class AnalysisError(DefinitionError):
 
 
 @dataclass(frozen=True)
-class QualityIssue:
+class QualityIssue(FieldsAsJson):
     kind: str  # low_engagement, sparse_product_coverage, cold_start, extreme_sparsity, short_date_range, empty(_split)
     severity: str  # high | medium | low
     message: str
     value: float | None
     threshold: float | None
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -123,14 +121,11 @@ class Analysis:
 
 
 @dataclass(frozen=True)
-class PreviewColumn:
+class PreviewColumn(FieldsAsJson):
     name: str
     role: str
     type: str
     source: str  # table.column it comes from
-
-    def to_json_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)

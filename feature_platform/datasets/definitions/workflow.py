@@ -161,12 +161,7 @@ def create_definition(raw: object, conn: duckdb.DuckDBPyConnection, directory: P
 def update_definition(current: DatasetDefinition, raw: object, conn: duckdb.DuckDBPyConnection) -> DatasetDefinition:
     """Replace a draft's file with ``raw`` (same name, still a draft, valid against the warehouse); an active
     definition is refused (ActiveDefinitionError): datasets built from it cite its content."""
-    path = current.source_file
-    if path is None:
-        raise DefinitionError(f"{current.where}: field name: expected a definition loaded from a file; got none")
-    if current.status == "active":
-        raise ActiveDefinitionError(f"{path}: field status: expected a draft to update; got active (clone it to "
-                                    f"change it; nothing was written)")
+    path = _draft_file(current, "update", "clone it to change it; nothing was written")
     name = raw.get("name") if isinstance(raw, dict) else None
     if name != current.name:
         raise DefinitionError(f"{path}: field name: expected {current.name!r} (clone to rename); got {name!r}")
@@ -178,11 +173,16 @@ def update_definition(current: DatasetDefinition, raw: object, conn: duckdb.Duck
 
 def delete_definition(defn: DatasetDefinition) -> Path:
     """Remove a draft's file; an active definition is refused (ActiveDefinitionError)."""
+    path = _draft_file(defn, "delete", "nothing was deleted")
+    path.unlink()
+    return path
+
+
+def _draft_file(defn: DatasetDefinition, action: str, outcome: str) -> Path:
+    """The file of a draft that ``action`` may change; an active definition is refused (ActiveDefinitionError)."""
     path = defn.source_file
     if path is None:
         raise DefinitionError(f"{defn.where}: field name: expected a definition loaded from a file; got none")
     if defn.status == "active":
-        raise ActiveDefinitionError(f"{path}: field status: expected a draft to delete; got active (nothing was "
-                                    f"deleted)")
-    path.unlink()
+        raise ActiveDefinitionError(f"{path}: field status: expected a draft to {action}; got active ({outcome})")
     return path
