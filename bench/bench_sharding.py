@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -106,6 +107,18 @@ def _builds_verify_profile(args: argparse.Namespace, rows: int, work: Path, summ
           f"map task cutting its batch range into {args.files} pieces, each reduce task writing one file from its "
           f"pieces)")
     shutil.rmtree(r1.path)
+    # The bound on the speed-up: one worker already keeps more than one core busy (the parquet writer's
+    # hashing/writing thread and the kernel's page-cache copies run beside the encoder), so W workers on
+    # C cores can be at most C / (cores one worker uses) times faster.
+    cpu_started = time.process_time()
+    ti, ri = build(rows, work, "b0", args.files, "inline", 1)
+    busy = (time.process_time() - cpu_started) / ti
+    cores = len(os.sched_getaffinity(0))
+    print(f"  inline     {ti:7.2f} s   one worker keeps {busy:.2f} cores busy (CPU time / wall time), so "
+          f"2 workers on {cores} cores are at most {min(2, cores) / busy:.2f}x faster than 1")
+    summary.append(f"    (bound on this machine: {min(2, cores) / busy:.2f}x; one worker uses {busy:.2f} cores)")
+    assert [f.sha256 for f in ri.manifest.files] == [f.sha256 for f in r2.manifest.files]
+    shutil.rmtree(ri.path)
     if not args.skip_ray:
         log("build, ray, 2 workers (local Ray started by the build)")
         tr, rr = build(rows, work, "b3", args.files, "ray", 2)
