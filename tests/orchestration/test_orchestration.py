@@ -15,7 +15,13 @@ from feature_platform.datasets.verify import verify_dataset
 from feature_platform.definitions import build_defs
 from feature_platform.orchestration.assets import dataset, published_dataset, quality_report
 from feature_platform.orchestration.headless import RefreshOutcome, run_refresh
-from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths, RetrySettings
+from feature_platform.orchestration.resources import (
+    MetricsResource,
+    NotifierResource,
+    PlatformPaths,
+    RetrySettings,
+    at_launch,
+)
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed
 from feature_platform.storage.catalog import Catalog
@@ -350,8 +356,8 @@ def test_publish_to_s3_through_dagster_aws(s3_bucket: tuple[Any, str], s3_server
     from feature_platform.storage.s3_store import S3ObjectStore
 
     client, bucket = s3_bucket
-    s3 = S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS)
-    paths = PlatformPaths(data_root=str(tmp_path))
+    s3 = at_launch(S3Resource, S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS))
+    paths = at_launch(PlatformPaths, PlatformPaths(data_root=str(tmp_path)))
     defs = build_defs(
         paths=paths,
         s3=s3,
