@@ -140,7 +140,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
         if self.kind == "s3":
             if not self.bucket:
                 raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
-            return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
+            # bound at launch (the code location's way), Dagster hands over the ``s3`` resource's client; bound to a
+            # built S3Resource (outside a code location), the resource itself
+            client = self.s3.get_client() if isinstance(self.s3, S3Resource) else self.s3
+            return S3ObjectStore(client, self.bucket, self.prefix)
         return LocalObjectStore(Path(self.local_root) if self.local_root else self.paths.layout.object_store)
 
 

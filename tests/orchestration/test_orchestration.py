@@ -52,12 +52,13 @@ def hooks() -> Iterator[LoopbackHttp]:
 
 @pytest.fixture(scope="module")
 def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definitions:
+    launch = at_launch(PlatformPaths, paths)
     return offline_defs(
-        root, paths, tamper_job, build_only_job, gate_only_job, publish_only_job,
+        root, launch, tamper_job, build_only_job, gate_only_job, publish_only_job,
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
         notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
                                   smtp_host=None, pagerduty_routing_key="routing-key-1",
-                                  pagerduty_url=f"{hooks.url}/pagerduty", paths=paths),
+                                  pagerduty_url=f"{hooks.url}/pagerduty", paths=launch),
         metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=hooks.url),
     )
 

@@ -27,6 +27,7 @@ from feature_platform.orchestration.resources import (
     run_paths,
 )
 from feature_platform.storage.catalog import Catalog
+from tests.s3_server import FAKE_CREDENTIALS, REGION, s3_bucket_fixture, s3_server_fixture  # noqa: F401
 
 ROOT_DEPENDENTS = ("object_store", "catalog", "notifier", "timeseries")
 
@@ -145,9 +146,12 @@ def test_a_dependent_bound_to_another_paths_is_refused(env_root: Path, tmp_path:
         build_defs(paths=paths, **{key: make(other)})
 
 
-def test_a_paths_that_is_not_a_platform_paths_is_refused(env_root: Path) -> None:
-    with pytest.raises(TypeError, match=r"build_defs\(paths=\.\.\.\): expected a PlatformPaths; got str"):
-        build_defs(paths="/tmp/data")
+@pytest.mark.parametrize(("given", "got"), [("/tmp/data", "str"), (at_launch(S3Resource), "PartialResource")])
+def test_a_paths_that_is_not_a_platform_paths_is_refused(env_root: Path, given: object, got: str) -> None:
+    with pytest.raises(TypeError, match=rf"^build_defs\(paths=\.\.\.\): expected a PlatformPaths; got {got}$"):
+        build_defs(paths=given)
+    with pytest.raises(TypeError, match=r"^at_launch: expected a PlatformPaths; got one of S3Resource$"):
+        at_launch(PlatformPaths, at_launch(S3Resource))  # type: ignore[arg-type]
 
 
 def _launched(root: object) -> dict[str, Any]:
@@ -214,6 +218,27 @@ def test_a_refresh_launched_with_another_root_runs_archives_and_reports_there(en
     assert isinstance(request, dg.RunRequest) and request.job_name == "archive_job"
     assert request.run_config == {"resources": _launched(str(launched.root))["resources"]}
     assert sorted(launched.metrics_dir.glob("*.prom")) == metrics  # the sensor reported under the run's root
+
+
+@dg.asset
+def s3_probe(object_store: ObjectStoreResource) -> None:
+    object_store.open().put_bytes(b"probe", "probe/key.txt")
+
+
+def test_s3_set_at_launch_reaches_the_object_store(env_root: Path, s3_bucket: tuple[Any, str],
+                                                   s3_server: str) -> None:
+    """Built to an endpoint nothing listens on; the run's launch config names the real one, and the object store
+    writes there."""
+    client, bucket = s3_bucket
+    s3 = at_launch(S3Resource, S3Resource(endpoint_url="http://127.0.0.1:9", region_name=REGION))
+    paths = at_launch(PlatformPaths)
+    defs = build_defs(paths=paths, s3=s3,
+                      object_store=ObjectStoreResource(kind="s3", bucket=bucket, prefix="launch", s3=s3, paths=paths))
+    configured = {k: (defs.resources or {})[k] for k in ("paths", "s3", "object_store")}
+    result = dg.materialize([s3_probe], resources=configured, run_config={
+        "resources": {"s3": {"config": {"endpoint_url": s3_server, **FAKE_CREDENTIALS}}}})
+    assert result.success
+    assert client.get_object(Bucket=bucket, Key="launch/probe/key.txt")["Body"].read() == b"probe"
 
 
 def test_a_launch_config_for_paths_that_does_not_fit_is_refused_in_one_line(env_root: Path) -> None:
