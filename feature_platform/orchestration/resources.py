@@ -105,8 +105,8 @@ def at_launch(cls: type[R], given: R | PartialResource[R] | None = None) -> Part
 @contextmanager
 def run_resources(configured: Mapping[str, Any], keys: Collection[str],
                   run_config: Mapping[str, Any] | None) -> Iterator[Any]:
-    """The resources ``keys`` of ``configured`` (the ones they depend on among them) built as a run launched with
-    ``run_config`` had them: its ``resources`` section applied by Dagster (defaults, ``{env: ...}``)."""
+    """The resources ``keys`` of ``configured`` (``keys`` naming what they depend on too) built as a run launched
+    with ``run_config`` had them: its ``resources`` section applied by Dagster (defaults, ``{env: ...}``)."""
     launched = (run_config or {}).get("resources") or {}
     with dg.build_resources({key: configured[key] for key in keys},
                             resource_config={key: launched[key] for key in keys if key in launched}) as built:
