@@ -247,3 +247,22 @@ def test_a_launch_config_for_paths_that_does_not_fit_is_refused_in_one_line(env_
                     run_config={"resources": {"paths": {"config": {"data_roots": "/tmp/elsewhere"}}}})
     message = str(refused.value)
     assert message.startswith("run config of refresh_job: ") and "data_roots" in message and "\n" not in message
+
+
+def test_fp_refresh_run_prints_where_a_run_launched_with_another_root_wrote(
+        env_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from feature_platform.cli import main
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    launched = PlatformPaths(data_root=str(tmp_path / "launched"))
+    config = tmp_path / "run.yaml"
+    config.write_text(json.dumps({**_launched(str(launched.root)),
+                                  "ops": {"source_snapshot": {"config": {"batch_rows": 1_000, "seed": 3}}}}))
+    code = main(["refresh", "run", "--version", "v-cli", "--rows", "3000", "--config", str(config)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert f"catalog        {launched.layout.catalog_db}\n" in out
+    assert f"dataset        {launched.dataset_dir('v-cli')}/\n" in out
+    assert launched.layout.catalog_db.is_file()
