@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 import dagster as dg
+from dagster._config.pythonic_config import PartialResource
 from dagster_aws.s3 import S3Resource
 
 from feature_platform.observability.notify import NotifyConfig
@@ -34,6 +35,7 @@ from feature_platform.orchestration.resources import (
     PlatformPaths,
     RayResource,
     RetrySettings,
+    at_launch,
     deployment,
 )
 from feature_platform.orchestration.schedules import nightly_refresh
@@ -48,7 +50,7 @@ from feature_platform.orchestration.training_assets import (
     training_job,
 )
 
-T = TypeVar("T")
+R = TypeVar("R", bound=dg.ConfigurableResource)
 
 
 def secret_from_env(field: str) -> dg.EnvVar | None:
@@ -58,37 +60,40 @@ def secret_from_env(field: str) -> dg.EnvVar | None:
     return dg.EnvVar(var) if os.environ.get(var, "").strip() else None
 
 
-def resources(deployment_name: str | None = None, *, paths: PlatformPaths | None = None,
-              s3: S3Resource | None = None) -> dict[str, object]:
+def resources(deployment_name: str | None = None, *,
+              paths: PlatformPaths | PartialResource[PlatformPaths] | None = None,
+              s3: S3Resource | PartialResource[S3Resource] | None = None) -> dict[str, object]:
     """The resources of a deployment (default: ``$FP_DEPLOYMENT``, see ``deployment``): the one place that
     chooses between the laptop and S3; other environment variables (FP_*, AWS_*) configure each resource.
 
-    Resources that need the data root or the S3 client declare them (``dg.ResourceDependency``) and are bound here
-    to the one ``paths`` and ``s3`` given (default: from the environment), the same instances the result holds
-    under those keys."""
+    ``paths`` and ``s3`` are held configurable at launch (``at_launch``: defaults from the ones given, else from
+    the environment), and the resources that need the data root or the S3 client are bound to those same objects:
+    a run launched with ``resources: {paths: {config: {data_root: ...}}}`` writes, publishes and notifies under
+    that one root."""
     name = deployment_name or deployment()
     if name not in DEPLOYMENTS:
         raise ValueError(f"deployment: expected one of {', '.join(DEPLOYMENTS)}; got {name!r}")
-    paths = paths or PlatformPaths()
-    s3 = s3 or S3Resource()
+    launch_paths = at_launch(PlatformPaths, paths)
+    launch_s3 = at_launch(S3Resource, s3)
     return {
-        "paths": paths,
-        "s3": s3,
-        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=s3, paths=paths),
-        "catalog": CatalogResource(paths=paths),
+        "paths": launch_paths,
+        "s3": launch_s3,
+        "object_store": ObjectStoreResource(kind="s3" if name == "s3" else "local", s3=launch_s3, paths=launch_paths),
+        "catalog": CatalogResource(paths=launch_paths),
         "notifier": NotifierResource(slack_webhook_url=secret_from_env("slack_webhook_url"),
-                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key"), paths=paths),
+                                     pagerduty_routing_key=secret_from_env("pagerduty_routing_key"),
+                                     paths=launch_paths),
         "metrics": MetricsResource(),
         "retry": RetrySettings(),
-        "timeseries": TimeSeriesResource(paths=paths),
+        "timeseries": TimeSeriesResource(paths=launch_paths),
         "ray": RayResource(),
     }
 
 
 def unbound_dependencies(configured: Mapping[str, object]) -> list[str]:
-    """Each resource whose declared dependency named like another resource key (``paths``, ``s3``) is missing or a
-    different instance than the one under that key: Dagster would build it from its own copy and, say, publish
-    under another data root than the assets write to."""
+    """Each resource whose declared dependency named like another resource key (``paths``, ``s3``) is not the very
+    object under that key: Dagster would build it from its own copy, which a run's launch config does not reach,
+    and the run would, say, publish under another data root than its assets write to."""
     wrong = []
     for key, resource in configured.items():
         if not isinstance(resource, dg.ConfigurableResource):
@@ -97,15 +102,18 @@ def unbound_dependencies(configured: Mapping[str, object]) -> list[str]:
             bound = getattr(resource, dependency)
             if (bound is None or dependency in resource.nested_resources) and bound is not configured[dependency]:
                 wrong.append(f"resource {key!r}: its {dependency!r} is not this code location's {dependency!r} "
-                             f"resource; construct it with {dependency}=<that instance>")
+                             f"resource; build it with {dependency}=at_launch(...) and pass that same object as "
+                             f"build_defs({dependency}=...)")
     return wrong
 
 
-def _override(overrides: Mapping[str, object], key: str, kind: type[T]) -> T | None:
+def _override(overrides: Mapping[str, object], key: str, kind: type[R]) -> R | PartialResource[R] | None:
     value = overrides.get(key)
-    if value is not None and not isinstance(value, kind):
-        raise TypeError(f"build_defs({key}=...): expected a {kind.__name__}; got {type(value).__name__}")
-    return value
+    if value is None or isinstance(value, kind):
+        return value
+    if isinstance(value, PartialResource) and value.resource_cls is kind:
+        return value
+    raise TypeError(f"build_defs({key}=...): expected a {kind.__name__}; got {type(value).__name__}")
 
 
 def configured_kinds(resources: Mapping[str, object]) -> dict[str, str]:
@@ -121,9 +129,12 @@ def configured_kinds(resources: Mapping[str, object]) -> dict[str, str]:
 
 def build_defs(*extra_jobs: dg.UnresolvedAssetJobDefinition, **overrides: object) -> dg.Definitions:
     """The code location, with some resources replaced or jobs added (tests, other deployments). A replaced
-    ``paths`` or ``s3`` reaches every resource that depends on it; a replaced dependent must be built with them."""
-    configured = {**resources(paths=_override(overrides, "paths", PlatformPaths),
-                               s3=_override(overrides, "s3", S3Resource)), **overrides}
+    ``paths`` or ``s3`` (built, or ``at_launch``) reaches every resource that depends on it; a replaced dependent
+    must be bound to the ``at_launch`` object passed as ``paths``/``s3``."""
+    paths = _override(overrides, "paths", PlatformPaths)
+    s3 = _override(overrides, "s3", S3Resource)
+    given = resources(paths=paths, s3=s3)
+    configured = {**given, **overrides, "paths": given["paths"], "s3": given["s3"]}
     if wrong := unbound_dependencies(configured):
         raise ValueError(wrong[0])
     kinds = configured_kinds(configured)

@@ -103,15 +103,18 @@ def instance() -> Iterator[Any]:
 
 
 def offline_defs(root: Path, paths: Any, *extra_jobs: Any, **overrides: Any) -> Any:
+    """The code location offline under ``root``; ``paths`` built or ``at_launch`` (then a replaced dependent in
+    ``overrides`` may be bound to it)."""
     from feature_platform.definitions import build_defs
     from feature_platform.orchestration.market_assets import TimeSeriesResource
-    from feature_platform.orchestration.resources import MetricsResource, NotifierResource
+    from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths, at_launch
 
+    launch = at_launch(PlatformPaths, paths)
     resources: dict[str, Any] = {
-        "paths": paths,
-        "timeseries": TimeSeriesResource(url=None, paths=paths),
+        "paths": launch,
+        "timeseries": TimeSeriesResource(url=None, paths=launch),
         "notifier": NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                     pagerduty_routing_key=None, paths=paths),
+                                     pagerduty_routing_key=None, paths=launch),
         "metrics": MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None),
     }
     return build_defs(*extra_jobs, **{**resources, **overrides})

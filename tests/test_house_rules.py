@@ -100,7 +100,8 @@ def test_notifier_secrets_reach_runs_as_env_vars_never_as_values(monkeypatch: py
     secret = "https://hooks.example.invalid/T000/B000/secret-token"
     monkeypatch.setenv("FP_SLACK_WEBHOOK_URL", secret)
     monkeypatch.delenv("FP_PAGERDUTY_ROUTING_KEY", raising=False)
-    notifier = resources()["notifier"]
+    configured = resources()
+    notifier = configured["notifier"]
     assert isinstance(notifier, NotifierResource)
     assert secret not in repr(notifier._get_non_default_public_field_values())
     assert "FP_SLACK_WEBHOOK_URL" in repr(notifier._get_non_default_public_field_values())
@@ -109,5 +110,5 @@ def test_notifier_secrets_reach_runs_as_env_vars_never_as_values(monkeypatch: py
     def webhook(context) -> str:  # type: ignore[no-untyped-def]  # dagster resolves annotations at run time
         return str(context.resources.notifier.slack_webhook_url)
 
-    result = dg.materialize([webhook], resources={"notifier": notifier})
+    result = dg.materialize([webhook], resources={"notifier": notifier, "paths": configured["paths"]})
     assert result.output_for_node("webhook") == secret

@@ -74,7 +74,7 @@ def _refresh_run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
     from feature_platform.orchestration.headless import format_summary, run_refresh
-    from feature_platform.orchestration.resources import PlatformPaths
+    from feature_platform.orchestration.resources import PlatformPaths, run_paths
 
     # an empty --version is refused by its argument type, never replaced by the default
     version = args.version if args.version is not None else datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -97,5 +97,5 @@ def _refresh_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(dataclasses.asdict(outcome), indent=2))
     else:
-        print(format_summary(outcome, PlatformPaths()))
+        print(format_summary(outcome, run_paths(PlatformPaths(), config)))  # where this run wrote
     return EXIT_OK if outcome.refresh.succeeded else report_run_failure(outcome.refresh)

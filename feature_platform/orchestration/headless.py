@@ -16,7 +16,7 @@ import dagster as dg
 from feature_platform.observability.outbox import OUTBOX_FILE
 from feature_platform.orchestration.openlineage import emit_run_lineage, inline_tags
 from feature_platform.orchestration.partitions import ensure_partition
-from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.resources import PlatformPaths, run_paths, run_resources
 from feature_platform.orchestration.run_report import RunSummary, summarize_run
 from feature_platform.orchestration.story import launched_by
 
@@ -79,16 +79,17 @@ def run_refresh(
         )
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
-    resources = dict(defs.resources or {})
-    emit_run_lineage(instance, result.run_id, resources["paths"])
-    after_refresh(instance, run, resources["paths"], resources["metrics"], resources["notifier"])
-    loggers = {"loggers": dict(run_config["loggers"])} if run_config and "loggers" in run_config else {}
+    with run_resources(dict(defs.resources or {}), ("paths", "metrics", "notifier"), run_config) as built:
+        emit_run_lineage(instance, result.run_id, built.paths)
+        after_refresh(instance, run, built.paths, built.metrics, built.notifier)
+    # the archive runs where the refresh ran: its loggers and its launch-time resources config
+    carried = {key: dict(run_config[key]) for key in ("loggers", "resources") if run_config and key in run_config}
     archive = defs.resolve_job_def("archive_job").execute_in_process(
         instance=instance, partition_key=version, raise_on_error=False,
         tags={"fp/refresh_run_id": result.run_id, **CLI_TAGS, **inline_tags()},
-        run_config=loggers,
+        run_config=carried,
     )
-    emit_run_lineage(instance, archive.run_id, resources["paths"])
+    emit_run_lineage(instance, archive.run_id, built.paths)
     return RefreshOutcome(refresh=summarize_run(instance, result.run_id),
                           archive=summarize_run(instance, archive.run_id), partition_added=added)
 
@@ -135,7 +136,7 @@ def _execute(job_name: str, partition: str, *, instance: dg.DagsterInstance, def
         result = job.execute_in_process(
             instance=instance, partition_key=partition, run_config=dict(run_config or {}), raise_on_error=False,
             tags={"fp/trigger": "headless", **CLI_TAGS, **inline_tags(), **(tags or {})})
-    emit_run_lineage(instance, result.run_id, dict(defs.resources or {})["paths"])
+    emit_run_lineage(instance, result.run_id, run_paths(dict(defs.resources or {})["paths"], run_config))
     return summarize_run(instance, result.run_id)
 
 

@@ -27,7 +27,7 @@ import dagster as dg
 from dagster._core.events import DagsterEventType
 from dagster._core.execution.plan.objects import StepFailureData
 
-from feature_platform.orchestration.resources import PlatformPaths
+from feature_platform.orchestration.resources import PlatformPaths, run_paths
 from feature_platform.registry.openlineage import (
     Assertion,
     CheckedDataset,
@@ -344,6 +344,7 @@ def _run_events(instance: dg.DagsterInstance, run: dg.DagsterRun, records: Seque
     if not records:
         return []
     index = _index(instance, run)
+    paths = run_paths(paths, run.run_config)  # the data root this run wrote under
     return [e for r in records for e in step_events(instance, index, r.event_log_entry, paths)]
 
 

@@ -2,10 +2,13 @@
 
 
 import os
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import dagster as dg
+from dagster._config.pythonic_config import PartialResource
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
 
@@ -19,6 +22,8 @@ if TYPE_CHECKING:
     from feature_platform.storage.catalog import Catalog
     from feature_platform.storage.object_store import ObjectStore
 
+
+R = TypeVar("R", bound=dg.ConfigurableResource)
 
 DEPLOYMENT_ENV = "FP_DEPLOYMENT"
 DEPLOYMENTS = ("local", "s3")
@@ -85,6 +90,40 @@ class PlatformPaths(dg.ConfigurableResource):
         return self.layout.logs_dir
 
 
+def at_launch(cls: type[R], given: R | PartialResource[R] | None = None) -> PartialResource[R]:
+    """``cls`` as a code location holds it: configured for each run at launch (run config
+    ``resources: {<key>: {config: {...}}}``), by default with the values ``given`` was built with, else each field's
+    own default (the environment: ``FP_DATA_ROOT``, ``AWS_*``). Resources bound to this one object reach it by its
+    key, so the run's launch config reaches them too; bound to a built copy, they would keep the copy's values."""
+    if isinstance(given, PartialResource):
+        if given.resource_cls is not cls:
+            raise TypeError(f"at_launch: expected a {cls.__name__}; got one of {given.resource_cls.__name__}")
+        return given
+    return cls.configure_at_launch(**(given.model_dump(exclude_unset=True) if given is not None else {}))
+
+
+@contextmanager
+def run_resources(configured: Mapping[str, Any], keys: Collection[str],
+                  run_config: Mapping[str, Any] | None) -> Iterator[Any]:
+    """The resources ``keys`` of ``configured`` (``keys`` naming what they depend on too) built as a run launched
+    with ``run_config`` had them: its ``resources`` section applied by Dagster (defaults, ``{env: ...}``)."""
+    launched = (run_config or {}).get("resources") or {}
+    with dg.build_resources({key: configured[key] for key in keys},
+                            resource_config={key: launched[key] for key in keys if key in launched}) as built:
+        yield built
+
+
+def run_paths(paths: PlatformPaths | PartialResource[PlatformPaths],
+              run_config: Mapping[str, Any] | None) -> PlatformPaths:
+    """The data root a run used: ``paths`` (a code location's, built or at launch) under that run's launch-time
+    ``paths`` config."""
+    if isinstance(paths, PlatformPaths) and "paths" not in ((run_config or {}).get("resources") or {}):
+        return paths
+    with run_resources({"paths": paths}, ("paths",), run_config) as built:
+        resolved: PlatformPaths = built.paths
+        return resolved
+
+
 class ObjectStoreResource(dg.ConfigurableResource):
     """Object storage for published datasets and archives: a local directory or S3 (dagster-aws)."""
 
@@ -101,7 +140,10 @@ class ObjectStoreResource(dg.ConfigurableResource):
         if self.kind == "s3":
             if not self.bucket:
                 raise ValueError("object store kind 's3' needs a bucket (FP_S3_BUCKET)")
-            return S3ObjectStore(self.s3.get_client(), self.bucket, self.prefix)
+            # bound at launch (the code location's way), Dagster hands over the ``s3`` resource's client; bound to a
+            # built S3Resource (outside a code location), the resource itself
+            client = self.s3.get_client() if isinstance(self.s3, S3Resource) else self.s3
+            return S3ObjectStore(client, self.bucket, self.prefix)
         return LocalObjectStore(Path(self.local_root) if self.local_root else self.paths.layout.object_store)
 
 

@@ -3,13 +3,14 @@
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
 from feature_platform.orchestration.jobs import archive_job, refresh_job
 from feature_platform.orchestration.partitions import DATASET_VERSION
-from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths
+from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths, run_paths
 from feature_platform.orchestration.story import launched_by, run_links
 
 INBOX_SUFFIX = ".parquet"
@@ -68,15 +69,20 @@ def _archive_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
     partition = run.tags.get("dagster/partition")
     if not partition:
         return dg.SkipReason(f"run {run.run_id} has no partition")
+    launched = run.run_config.get("resources")  # the archive runs where the refresh ran
     return dg.RunRequest(run_key=f"archive-{run.run_id}", partition_key=partition, job_name=archive_job.name,
-                         tags={"fp/refresh_run_id": run.run_id, **launched_by("sensor", "refresh_run_status")})
+                         tags={"fp/refresh_run_id": run.run_id, **launched_by("sensor", "refresh_run_status")},
+                         run_config={"resources": dict(launched)} if isinstance(launched, Mapping) and launched else {})
 
 
 def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: PlatformPaths,
                   metrics: MetricsResource, notifier: NotifierResource) -> None:
-    """Metrics for every refresh run; on failure, the alert path (PagerDuty P2, Slack, email)."""
+    """Metrics for every refresh run, under the data root the run used; on failure, the alert path (PagerDuty P2,
+    Slack, email)."""
     from feature_platform.observability.notify import Notification
     from feature_platform.orchestration.run_report import emit_run_metrics, summarize_run, write_run_log
+
+    paths = run_paths(paths, run.run_config)
 
     summary = summarize_run(instance, run.run_id)
     emit_run_metrics(summary, metrics, paths)

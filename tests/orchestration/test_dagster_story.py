@@ -17,7 +17,7 @@ import pytest
 
 from feature_platform.cli import build_parser, main
 from feature_platform.orchestration.headless import RefreshOutcome, run_feature_build, run_refresh, run_training
-from feature_platform.orchestration.resources import NotifierResource, ObjectStoreResource, PlatformPaths
+from feature_platform.orchestration.resources import NotifierResource, ObjectStoreResource, PlatformPaths, at_launch
 from feature_platform.orchestration.run_report import RunSummary
 from feature_platform.orchestration.story import OWNERS, code_version
 from feature_platform.orchestration.training_assets import training_run_config
@@ -76,10 +76,10 @@ def test_kinds_follow_the_configured_stores(root: Path, paths: PlatformPaths) ->
     for key in ("published_dataset", "archive_artifacts", "definitions/purchases_90d_published"):
         assert "s3" not in local[key].kinds and "filesystem" in local[key].kinds, (key, local[key].kinds)
     assert local["market_data"].kinds == {"duckdb"}
-    s3 = S3Resource()
-    remote = _specs(offline_defs(root, paths, s3=s3,
-                                 object_store=ObjectStoreResource(kind="s3", bucket="b", s3=s3, paths=paths),
-                                 timeseries=TimeSeriesResource(url="postgresql://u@localhost/db", paths=paths)))
+    s3, launch = at_launch(S3Resource), at_launch(PlatformPaths, paths)
+    remote = _specs(offline_defs(root, launch, s3=s3,
+                                 object_store=ObjectStoreResource(kind="s3", bucket="b", s3=s3, paths=launch),
+                                 timeseries=TimeSeriesResource(url="postgresql://u@localhost/db", paths=launch)))
     assert remote["published_dataset"].kinds == {"s3", "sqlite"}
     assert remote["market_data"].kinds == {"postgres"}
     assert remote["source_snapshot"].kinds == local["source_snapshot"].kinds == {"python", "parquet"}
@@ -241,9 +241,10 @@ def test_a_command_that_does_not_exist_is_caught() -> None:
 
 @pytest.fixture(scope="module")
 def story_defs(root: Path, paths: PlatformPaths) -> dg.Definitions:
+    launch = at_launch(PlatformPaths, paths)
     notifier = NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None, smtp_host=None,
-                                pagerduty_routing_key=None, dagster_url=DAGSTER_URL, paths=paths)
-    return offline_defs(root, paths, notifier=notifier)
+                                pagerduty_routing_key=None, dagster_url=DAGSTER_URL, paths=launch)
+    return offline_defs(root, launch, notifier=notifier)
 
 
 @pytest.fixture(scope="module")
@@ -346,8 +347,9 @@ def test_data_gap_alert_names_the_override_command_and_links_the_asset(
     start = datetime(2026, 2, 1, 12, tzinfo=UTC)
     ReviewQueue(root / "review.sqlite").record_gaps([Gap("bitcoin", start, start + timedelta(minutes=9), 9.0)],
                                                     "2026-02-01")
-    notifier = (story_defs.resources or {})["notifier"]
-    with dg.build_sensor_context(instance=instance, resources={"paths": paths, "notifier": notifier}) as context:
+    configured = story_defs.resources or {}
+    with dg.build_sensor_context(instance=instance, resources={k: configured[k] for k in ("paths", "notifier")}
+                                 ) as context:
         data_gap_alert(context)
     records = [json.loads(line) for line in (root / "outbox" / "notifications.jsonl").read_text().splitlines()]
     gap = [r for r in records if r["kind"] == "data-gap"][-1]

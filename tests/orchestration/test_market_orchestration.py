@@ -50,7 +50,7 @@ def test_gap_and_jump_block_training_until_reviewed(defs: dg.Definitions, instan
     blocked, reasons = review.training_blocked()
     assert blocked and any("data-gap" in r for r in reasons) and any("anomaly" in r for r in reasons)
 
-    resources = {"paths": paths, "notifier": defs.resources["notifier"]}
+    resources = {k: defs.resources[k] for k in ("paths", "notifier")}
     with dg.build_sensor_context(instance=instance, resources=resources) as context:
         data_gap_alert(context)
     alerts = [json.loads(line) for line in (root / "outbox" / "notifications.jsonl").read_text().splitlines()]

@@ -15,7 +15,13 @@ from feature_platform.datasets.verify import verify_dataset
 from feature_platform.definitions import build_defs
 from feature_platform.orchestration.assets import dataset, published_dataset, quality_report
 from feature_platform.orchestration.headless import RefreshOutcome, run_refresh
-from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths, RetrySettings
+from feature_platform.orchestration.resources import (
+    MetricsResource,
+    NotifierResource,
+    PlatformPaths,
+    RetrySettings,
+    at_launch,
+)
 from feature_platform.orchestration.schedules import nightly_refresh
 from feature_platform.orchestration.sensors import inbox_sensor, refresh_failed
 from feature_platform.storage.catalog import Catalog
@@ -46,12 +52,13 @@ def hooks() -> Iterator[LoopbackHttp]:
 
 @pytest.fixture(scope="module")
 def defs(root: Path, paths: PlatformPaths, hooks: LoopbackHttp) -> dg.Definitions:
+    launch = at_launch(PlatformPaths, paths)
     return offline_defs(
-        root, paths, tamper_job, build_only_job, gate_only_job, publish_only_job,
+        root, launch, tamper_job, build_only_job, gate_only_job, publish_only_job,
         retry=RetrySettings(delays_seconds=[0.05, 0.1]),
         notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=f"{hooks.url}/slack",
                                   smtp_host=None, pagerduty_routing_key="routing-key-1",
-                                  pagerduty_url=f"{hooks.url}/pagerduty", paths=paths),
+                                  pagerduty_url=f"{hooks.url}/pagerduty", paths=launch),
         metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=hooks.url),
     )
 
@@ -350,8 +357,8 @@ def test_publish_to_s3_through_dagster_aws(s3_bucket: tuple[Any, str], s3_server
     from feature_platform.storage.s3_store import S3ObjectStore
 
     client, bucket = s3_bucket
-    s3 = S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS)
-    paths = PlatformPaths(data_root=str(tmp_path))
+    s3 = at_launch(S3Resource, S3Resource(endpoint_url=s3_server, region_name=REGION, **FAKE_CREDENTIALS))
+    paths = at_launch(PlatformPaths, PlatformPaths(data_root=str(tmp_path)))
     defs = build_defs(
         paths=paths,
         s3=s3,
