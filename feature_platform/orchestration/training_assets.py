@@ -1,3 +1,4 @@
+# Over 400 lines: the four training steps and rollback share one run config and one model record.
 """Training: trained_model → model_evaluation → registered_model → promotion, plus rollback and rerun jobs.
 
 The `training_job` run config is the payload users send today (model_key, feature_repo_ref,

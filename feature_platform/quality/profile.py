@@ -1,3 +1,4 @@
+# Over 400 lines: the profile's map, its exact reduce and the report the gate reads are one computation.
 """Dataset profile: the statistics the quality gate judges, and the distribution summary a later
 dataset version is compared with (a baseline is a stored profile).
 
