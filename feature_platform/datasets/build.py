@@ -3,13 +3,18 @@
 dataset is replaced (``force``) only by a new one that has already verified.
 
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
-(``sharding.py``) in a map/reduce on any executor: M map tasks each read a contiguous range of the
-source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce tasks each
-read the pieces of one file in map order (refusing any piece whose sha256 is not the one its map
-wrote), write the file and hash it as it is written, and delete the pieces. The source is read once
-whatever K is. The driver assembles the manifest from what the reduce tasks return. A file's bytes
-depend only on the source and K (file k is the batch sequence ``sharding.shard_batches`` gives),
-so they are the same for any M, executor and worker count.
+(``sharding.py``), in one of two ways, chosen in ``sharded_write``. On a local executor (inline,
+process) the build fans out: G group tasks (one per worker, G = 1 inline; more when a task would hold
+over ``MAX_OPEN_WRITERS`` files) each read the whole source once, cut every batch into the rows of
+their own files, and write those files at once through one open parquet writer per file, hashing as
+they write. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
+range of the source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce
+tasks each read the pieces of one file in map order (refusing any piece whose sha256 is not the one
+its map wrote), write the file and delete the pieces, so the source is read once whatever K is (the
+object-store build, ``store_build.py``, always works this way). The driver assembles the manifest
+from what the tasks return. A file's bytes depend only on the source and K (file k is the batch
+sequence ``sharding.shard_batches`` gives), so they are the same for either way, any M or G,
+executor and worker count.
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ class BuildResult:
 @dataclass(frozen=True)
 class ShardTask:
     """Everything a worker needs to write data file ``shard`` of ``files``; picklable for processes and Ray.
-    Alone (one file) it reads the source; in a reduce it writes the file from the map tasks' pieces."""
+    Alone (one file) it reads the source; in a fan-out it is one of a ``GroupTask``'s files; in a reduce it writes
+    the file from the map tasks' pieces."""
 
     source: TableSource
     entity: str
@@ -290,11 +296,13 @@ def build_dataset(
     ``extra_fields`` are columns after the contract's (a training set's join provenance): the schema,
     the manifest and verify carry them; features, roles and their order stay the contract's.
 
-    ``files`` > 1 shards the rows by entity over that many data files by map/reduce on ``executor`` with
-    ``workers`` (``process`` and ``ray`` need a picklable source): ``maps`` map tasks (default: one per
-    worker, at most one per batch; one for a source without random access), then one reduce task per file.
-    The pieces live beside the staged directory, never in it. One file is written in this process, as
-    before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
+    ``files`` > 1 shards the rows by entity over that many data files on ``executor`` with ``workers``
+    (``process`` and ``ray`` need a picklable source). Inline and process fan out (``fan_out``: each of
+    min(workers, files) tasks, at least ceil(files / MAX_OPEN_WRITERS), reads the source and writes its
+    files; inline one task). Ray, or an explicit ``maps``, runs map/reduce: ``maps`` map tasks (default:
+    one per worker, at most one per batch; one for a source without random access), then one reduce task
+    per file, with the pieces beside the staged directory, never in it. One file is written in this
+    process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
     require_files(files)
