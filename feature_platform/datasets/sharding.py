@@ -70,11 +70,14 @@ def split_batch(batch: pa.RecordBatch, key: str, files: int,
                 shards: Sequence[int] | None = None) -> list[pa.RecordBatch]:
     """``batch`` cut into ``files`` pieces, piece k holding the rows of file k in their original order (what
     ``shard_batches`` keeps of this batch for file k), with the entities hashed once for all files. With
-    ``shards``, only the pieces of those files, in ascending file order (one gather of just their rows)."""
+    ``shards`` (distinct file indices in ascending order), only the pieces of those files, in that order (one
+    gather of just their rows)."""
+    wanted = range(files) if shards is None else list(shards)
+    if shards is not None and (wanted != sorted(set(wanted)) or not all(0 <= k < files for k in wanted)):
+        raise ValueError(f"shards must be distinct file indices below {files} in ascending order, got {wanted}")
     if files == 1:
         return [batch]
     codes = shard_codes(batch.column(key), files).astype(np.int16)  # MAX_FILES fits: a stable radix sort
-    wanted = range(files) if shards is None else sorted(set(shards))
     if shards is None:
         order, kept = np.argsort(codes, kind="stable"), codes
     else:
