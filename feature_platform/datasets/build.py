@@ -3,13 +3,18 @@
 dataset is replaced (``force``) only by a new one that has already verified.
 
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
-(``sharding.py``) in a map/reduce on any executor: M map tasks each read a contiguous range of the
-source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce tasks each
-read the pieces of one file in map order (refusing any piece whose sha256 is not the one its map
-wrote), write the file and hash it as it is written, and delete the pieces. The source is read once
-whatever K is. The driver assembles the manifest from what the reduce tasks return. A file's bytes
-depend only on the source and K (file k is the batch sequence ``sharding.shard_batches`` gives),
-so they are the same for any M, executor and worker count.
+(``sharding.py``), in one of two ways, chosen in ``sharded_write``. On a local executor (inline,
+process) the build fans out: G group tasks (one per worker, G = 1 inline; more when a task would hold
+over ``MAX_OPEN_WRITERS`` files) each read the whole source once, cut every batch into the rows of
+their own files, and write those files at once through one open parquet writer per file, hashing as
+they write. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
+range of the source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce
+tasks each read the pieces of one file in map order (refusing any piece whose sha256 is not the one
+its map wrote), write the file and delete the pieces, so the source is read once whatever K is (the
+object-store build, ``store_build.py``, always works this way). The driver assembles the manifest
+from what the tasks return. A file's bytes depend only on the source and K (file k is the batch
+sequence ``sharding.shard_batches`` gives), so they are the same for either way, any M or G,
+executor and worker count.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -45,13 +50,14 @@ from feature_platform.contracts.provenance import git_hash, utc_now, utc_timesta
 from feature_platform.datasets.checks import VerifyReport
 from feature_platform.datasets.executors import Executor, default_workers, run_tasks, task_session
 from feature_platform.datasets.parquet_verify import verify_parquet_dataset
-from feature_platform.datasets.parquet_writer import write_parquet, writer_options
+from feature_platform.datasets.parquet_writer import ParquetFileWriter, WrittenFile, write_parquet, writer_options
 from feature_platform.datasets.sharding import (
     DERIVATION,
     batch_ranges,
     data_file_name,
     require_files,
     shard_batches,
+    split_batch,
 )
 from feature_platform.datasets.shuffle import (
     PIECES,
@@ -114,7 +120,8 @@ class BuildResult:
 @dataclass(frozen=True)
 class ShardTask:
     """Everything a worker needs to write data file ``shard`` of ``files``; picklable for processes and Ray.
-    Alone (one file) it reads the source; in a reduce it writes the file from the map tasks' pieces."""
+    Alone (one file) it reads the source; in a fan-out it is one of a ``GroupTask``'s files; in a reduce it writes
+    the file from the map tasks' pieces."""
 
     source: TableSource
     entity: str
@@ -162,8 +169,9 @@ def reduce_shard(task: ReduceTask) -> ShardResult:
     return result
 
 
-def _write_file(task: ShardTask, batches: Iterator[pa.RecordBatch],
-                progress: Callable[[int], None] | None) -> ShardResult:
+def _split_counter(task: ShardTask, progress: Callable[[int], None] | None
+                   ) -> tuple[np.ndarray, Callable[[pa.RecordBatch], None]]:
+    """The rows per split of a file, counted by the returned callback as each of its batches is written."""
     names = task.splitter.names if task.splitter is not None else (task.splits or SplitSpec()).names
     split_rows = np.zeros(len(names), dtype=np.int64)
     done = 0
@@ -176,20 +184,92 @@ def _write_file(task: ShardTask, batches: Iterator[pa.RecordBatch],
         if progress is not None:
             progress(done)
 
-    if task.store is None:
-        path = Path(task.path)
-        written = write_parquet(path, task.source.schema, batches, on_batch)
-        key = None
-    else:
-        if task.key is None:
-            raise ValueError("a shard task with a store needs the object key to upload to")
-        with tempfile.TemporaryDirectory(prefix="fp-shard-") as scratch:
-            path = Path(scratch) / Path(task.path).name
-            written = write_parquet(path, task.source.schema, batches, on_batch)
-            task.store().put_file(path, task.key)
-        key = task.key
-    return ShardResult(name=path.name, bytes=written.bytes, rows=written.rows, sha256=written.sha256,
+    return split_rows, on_batch
+
+
+def _result(written: WrittenFile, split_rows: np.ndarray, key: str | None = None) -> ShardResult:
+    return ShardResult(name=written.path.name, bytes=written.bytes, rows=written.rows, sha256=written.sha256,
                        split_rows=tuple(int(n) for n in split_rows), key=key)
+
+
+def _write_file(task: ShardTask, batches: Iterator[pa.RecordBatch],
+                progress: Callable[[int], None] | None) -> ShardResult:
+    split_rows, on_batch = _split_counter(task, progress)
+    if task.store is None:
+        return _result(write_parquet(Path(task.path), task.source.schema, batches, on_batch), split_rows)
+    if task.key is None:
+        raise ValueError("a shard task with a store needs the object key to upload to")
+    with tempfile.TemporaryDirectory(prefix="fp-shard-") as scratch:
+        path = Path(scratch) / Path(task.path).name
+        written = write_parquet(path, task.source.schema, batches, on_batch)
+        task.store().put_file(path, task.key)
+    return _result(written, split_rows, task.key)
+
+
+MAX_OPEN_WRITERS = 16  # data files one fan-out task writes at once
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """One fan-out task: the data files of ``outputs`` (ascending, all of one build on local disk), written in one
+    read of the source; picklable for processes."""
+
+    outputs: tuple[ShardTask, ...]
+
+
+def write_group(task: GroupTask) -> tuple[ShardResult, ...]:
+    """One fan-out task: every batch of the source read once and cut by entity hash (``split_batch``) into the
+    rows of this task's files only, each cut written as the next row group of its file through the file's open
+    writer; so each file is the batch sequence ``write_shard`` would write for it, byte for byte."""
+    first = task.outputs[0]
+    source, schema = first.source, first.source.schema
+    shards = [out.shard for out in task.outputs]
+    if any(out.store is not None for out in task.outputs):
+        raise ValueError("a fan-out task writes to local disk; a build into a store runs map/reduce")
+    with contextlib.ExitStack() as stack:
+        counted = [_split_counter(out, None) for out in task.outputs]
+        writers = [stack.enter_context(ParquetFileWriter(Path(out.path), schema, on_batch))
+                   for out, (_, on_batch) in zip(task.outputs, counted, strict=True)]
+        for index, batch in enumerate(source.batches()):
+            if not batch.schema.equals(schema):
+                raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
+                                 f"expected {schema.names}, got {batch.schema.names}")
+            for writer, cut in zip(writers, split_batch(batch, first.entity, first.files, shards), strict=True):
+                writer.write(cut)
+        return tuple(_result(writer.close(), split_rows)
+                     for writer, (split_rows, _) in zip(writers, counted, strict=True))
+
+
+def fan_out_groups(files: int, workers: int) -> int:
+    """How many fan-out tasks write ``files`` files with ``workers`` workers: one per worker (at most one per
+    file), and more when a task would otherwise hold more than ``MAX_OPEN_WRITERS`` open files."""
+    return max(min(workers, files), -(-files // MAX_OPEN_WRITERS))
+
+
+def fan_out(outputs: list[ShardTask], *, executor: Executor, workers: int | None,
+            on_result: Callable[[int, ShardResult], ShardResult]) -> list[ShardResult]:
+    """The data files of ``outputs`` (all of one build, in file order, on local disk) by G fan-out tasks
+    (``fan_out_groups``; G = 1 inline, at most ``MAX_OPEN_WRITERS`` files each): task g reads the whole source
+    once and writes files {k : k % G == g}. Memory per task: one source batch, its cuts and one open parquet
+    writer per file of the task (an 8 MiB encoder buffer and a few queued blocks each). ``on_result`` sees each
+    file as its task lands."""
+    groups = fan_out_groups(len(outputs), 1 if executor == "inline" else workers or default_workers())
+    tasks = [GroupTask(outputs=tuple(outputs[g::groups])) for g in range(groups)]
+
+    def landed(index: int, results: tuple[ShardResult, ...]) -> tuple[ShardResult, ...]:
+        return tuple(on_result(out.shard, r) for out, r in zip(tasks[index].outputs, results, strict=True))
+
+    done = run_tasks(write_group, tasks, executor=executor, workers=workers, on_result=landed)
+    by_shard = {out.shard: r for task, results in zip(tasks, done, strict=True)
+                for out, r in zip(task.outputs, results, strict=True)}
+    return [by_shard[out.shard] for out in outputs]
+
+
+def sharded_write(executor: Executor, maps: int | None) -> Literal["fan-out", "map/reduce"]:
+    """How a build on local disk writes K > 1 files. Local executors fan out, because re-reading a local source is
+    cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, because
+    workers share no disk and the source is read once."""
+    return "fan-out" if executor != "ray" and maps is None else "map/reduce"
 
 
 def build_dataset(
@@ -216,11 +296,13 @@ def build_dataset(
     ``extra_fields`` are columns after the contract's (a training set's join provenance): the schema,
     the manifest and verify carry them; features, roles and their order stay the contract's.
 
-    ``files`` > 1 shards the rows by entity over that many data files by map/reduce on ``executor`` with
-    ``workers`` (``process`` and ``ray`` need a picklable source): ``maps`` map tasks (default: one per
-    worker, at most one per batch; one for a source without random access), then one reduce task per file.
-    The pieces live beside the staged directory, never in it. One file is written in this process, as
-    before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
+    ``files`` > 1 shards the rows by entity over that many data files on ``executor`` with ``workers``
+    (``process`` and ``ray`` need a picklable source). Inline and process fan out (``fan_out``: each of
+    min(workers, files) tasks, at least ceil(files / MAX_OPEN_WRITERS), reads the source and writes its
+    files; inline one task). Ray, or an explicit ``maps``, runs map/reduce: ``maps`` map tasks (default:
+    one per worker, at most one per batch; one for a source without random access), then one reduce task
+    per file, with the pieces beside the staged directory, never in it. One file is written in this
+    process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
     require_files(files)
@@ -330,7 +412,8 @@ def seal(staged: Path, target: Path, manifest: DatasetManifest, contract: Featur
 def _write_shards(source: TableSource, tasks: list[ShardTask], space: PieceSpace, executor: Executor,
                   workers: int | None, ray_address: str | None, maps: int | None,
                   progress: Progress | None) -> list[ShardResult]:
-    """One file is written here (progress per batch); several by map/reduce on the executor (progress per file)."""
+    """One file is written here (progress per batch); several by fan-out or map/reduce (``sharded_write``) on the
+    executor (progress per file, as each lands)."""
     expected = source.expected_rows
     if len(tasks) == 1:
         return [write_shard(tasks[0], None if progress is None else lambda done: progress(done, expected))]
@@ -343,6 +426,8 @@ def _write_shards(source: TableSource, tasks: list[ShardTask], space: PieceSpace
             progress(written, expected)
         return result
 
+    if sharded_write(executor, maps) == "fan-out":
+        return fan_out(tasks, executor=executor, workers=workers, on_result=landed)
     return map_reduce(source, tasks, space, executor=executor, workers=workers, ray_address=ray_address, maps=maps,
                       on_result=landed)
 

@@ -111,6 +111,84 @@ class _HashingSink(io.RawIOBase):
         return self._hash.hexdigest()
 
 
+class ParquetFileWriter:
+    """One parquet file written batch by batch (``write``), hashed as it is written; ``close`` returns it.
+
+    Each non-empty batch (which must have exactly ``schema``) is one row group; empty batches are left
+    out. Used as a context manager, leaving the block without ``close`` (an error) stops the hashing
+    thread and closes the file, leaving the partial file for the caller's staging area to remove. One
+    open writer holds its encoder's 8 MiB buffer, up to 4 queued blocks and one thread.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema,
+                 on_batch: Callable[[pa.RecordBatch], None] | None = None) -> None:
+        self.path = path
+        self._schema = schema
+        self._on_batch = on_batch
+        self._rows = self._groups = 0
+        self._raw = open(path, "xb", buffering=0)  # noqa: SIM115 - closed by close() or abort()
+        self._closed = False
+        try:
+            self._sink = _HashingSink(self._raw.fileno())
+        except BaseException:
+            self._raw.close()
+            raise
+        try:
+            self._stream = pa.BufferedOutputStream(pa.PythonFile(self._sink, mode="w"), buffer_size=WRITE_BUFFER)
+            self._writer = pq.ParquetWriter(self._stream, schema, **writer_options(schema))
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                self._sink.finish()
+            self._raw.close()
+            raise
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.schema.equals(self._schema):
+            raise ValueError(
+                f"{self.path.name}: batch {self._groups} schema differs from the dataset schema: "
+                f"expected {self._schema.names}, got {batch.schema.names}"
+            )
+        if batch.num_rows == 0:
+            return
+        self._writer.write_batch(batch, row_group_size=batch.num_rows)
+        self._rows += batch.num_rows
+        self._groups += 1
+        if self._on_batch is not None:
+            self._on_batch(batch)
+
+    def close(self) -> WrittenFile:
+        """Write the footer, wait for the hashing thread, fsync: the file is complete and durable."""
+        try:
+            self._writer.close()
+            self._stream.close()  # flushes the last block into the sink
+            sha256 = self._sink.finish()
+            os.fsync(self._raw.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._raw.close()
+        return WrittenFile(path=self.path, bytes=self._sink.size, rows=self._rows, row_groups=self._groups,
+                           sha256=sha256)
+
+    def abort(self) -> None:
+        """Stop writing after a failure: release the encoder, the thread and the file (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(BaseException):  # the first error is the one to report
+            self._writer.close()
+        with contextlib.suppress(BaseException):
+            self._sink.finish()  # stops the worker thread
+        self._raw.close()
+
+    def __enter__(self) -> ParquetFileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+
 def write_parquet(
     path: Path,
     schema: pa.Schema,
@@ -118,31 +196,7 @@ def write_parquet(
     on_batch: Callable[[pa.RecordBatch], None] | None = None,
 ) -> WrittenFile:
     """Write ``batches`` (each must have exactly ``schema``) to ``path``, hashing as it goes."""
-    rows = groups = 0
-    with open(path, "xb", buffering=0) as raw:
-        sink = _HashingSink(raw.fileno())
-        stream = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=WRITE_BUFFER)
-        try:
-            with pq.ParquetWriter(stream, schema, **writer_options(schema)) as writer:
-                for batch in batches:
-                    if not batch.schema.equals(schema):
-                        raise ValueError(
-                            f"{path.name}: batch {groups} schema differs from the dataset schema: "
-                            f"expected {schema.names}, got {batch.schema.names}"
-                        )
-                    if batch.num_rows == 0:
-                        continue
-                    writer.write_batch(batch, row_group_size=batch.num_rows)
-                    rows += batch.num_rows
-                    groups += 1
-                    if on_batch is not None:
-                        on_batch(batch)
-            stream.close()  # flushes the last block into the sink
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                sink.finish()  # stop the worker; the first error is the one to report
-            raise
-        sha256 = sink.finish()
-        os.fsync(raw.fileno())
-    return WrittenFile(path=path, bytes=sink.size, rows=rows, row_groups=groups, sha256=sha256)
-
+    with ParquetFileWriter(path, schema, on_batch) as writer:
+        for batch in batches:
+            writer.write(batch)
+        return writer.close()

@@ -8,7 +8,7 @@ the same function BigQuery's ``FARM_FINGERPRINT`` runs) of the key's text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -66,16 +66,28 @@ def shard_batches(batches: Iterable[pa.RecordBatch], key: str, shard: int, files
         yield batch.filter(pa.array(keep))
 
 
-def split_batch(batch: pa.RecordBatch, key: str, files: int) -> list[pa.RecordBatch]:
+def split_batch(batch: pa.RecordBatch, key: str, files: int,
+                shards: Sequence[int] | None = None) -> list[pa.RecordBatch]:
     """``batch`` cut into ``files`` pieces, piece k holding the rows of file k in their original order (what
-    ``shard_batches`` keeps of this batch for file k), with the entities hashed once for all files."""
+    ``shard_batches`` keeps of this batch for file k), with the entities hashed once for all files. With
+    ``shards`` (distinct file indices in ascending order), only the pieces of those files, in that order (one
+    gather of just their rows)."""
+    wanted = range(files) if shards is None else list(shards)
+    if shards is not None and (wanted != sorted(set(wanted)) or not all(0 <= k < files for k in wanted)):
+        raise ValueError(f"shards must be distinct file indices below {files} in ascending order, got {wanted}")
     if files == 1:
         return [batch]
     codes = shard_codes(batch.column(key), files).astype(np.int16)  # MAX_FILES fits: a stable radix sort
-    order = np.argsort(codes, kind="stable")
+    if shards is None:
+        order, kept = np.argsort(codes, kind="stable"), codes
+    else:
+        rows = np.flatnonzero(np.isin(codes, np.asarray(wanted, dtype=np.int16)))
+        kept = codes[rows]
+        order = rows[np.argsort(kept, kind="stable")]
     grouped = batch.take(pa.array(order))
-    ends = np.cumsum(np.bincount(codes, minlength=files))
-    return [grouped.slice(int(end - n), int(n)) for end, n in zip(ends, np.diff(ends, prepend=0), strict=True)]
+    counts = np.bincount(kept, minlength=files)[list(wanted)]
+    ends = np.cumsum(counts)
+    return [grouped.slice(int(end - n), int(n)) for end, n in zip(ends, counts, strict=True)]
 
 
 def batch_ranges(batch_count: int, maps: int) -> list[tuple[int, int]]:
