@@ -1,3 +1,4 @@
+# Over 400 lines: the build, its two ways of writing K files (fan-out, map/reduce) and the seal share one task type.
 """Streaming dataset build: source batches → parquet (hashed while written) → manifest → verify
 → atomic publish. A failure at any step leaves no dataset directory behind, and an existing
 dataset is replaced (``force``) only by a new one that has already verified.
