@@ -44,12 +44,13 @@ def _prepare(root: Path, home: Path, rows: int) -> str:
     from feature_platform.definitions import build_defs
     from feature_platform.orchestration.headless import run_feature_build, run_refresh, run_training
     from feature_platform.orchestration.market_assets import TimeSeriesResource
-    from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths
+    from feature_platform.orchestration.resources import MetricsResource, NotifierResource, PlatformPaths, at_launch
     from feature_platform.orchestration.training_assets import training_run_config
 
-    defs = build_defs(paths=PlatformPaths(data_root=str(root)), timeseries=TimeSeriesResource(url=None),
+    paths = at_launch(PlatformPaths, PlatformPaths(data_root=str(root)))
+    defs = build_defs(paths=paths, timeseries=TimeSeriesResource(url=None, paths=paths),
                       notifier=NotifierResource(outbox_dir=str(root / "outbox"), slack_webhook_url=None,
-                                                smtp_host=None, pagerduty_routing_key=None),
+                                                smtp_host=None, pagerduty_routing_key=None, paths=paths),
                       metrics=MetricsResource(textfile_dir=str(root / "metrics"), pushgateway_url=None))
     instance = dg.DagsterInstance.from_config(str(home))
     source = {"rows": rows, "entities": 50, "batch_rows": max(rows // 3, 1), "seed": 3}

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TypeVar
 
 import dagster as dg
-from dagster._config.pythonic_config import PartialResource
 from dagster_aws.s3 import S3Resource
 
 from feature_platform.observability.notify import NotifyConfig
@@ -32,7 +30,9 @@ from feature_platform.orchestration.resources import (
     MetricsResource,
     NotifierResource,
     ObjectStoreResource,
+    PartialResource,
     PlatformPaths,
+    R,
     RayResource,
     RetrySettings,
     at_launch,
@@ -49,8 +49,6 @@ from feature_platform.orchestration.training_assets import (
     rollback_job,
     training_job,
 )
-
-R = TypeVar("R", bound=dg.ConfigurableResource)
 
 
 def secret_from_env(field: str) -> dg.EnvVar | None:

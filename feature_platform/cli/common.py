@@ -70,7 +70,7 @@ def report_build(args: argparse.Namespace, summary: dict[str, Any], headline: st
     """A dataset built and verified: ``summary`` as JSON with --json, else ``headline``, where it is, its digest,
     the format's ``details`` and the checks that passed."""
     if args.json:
-        print(json.dumps(summary, indent=2))
+        print_json(summary)
     else:
         print("\n".join([headline, f"  path:            {summary['path']}",
                          f"  manifest digest: {summary['manifest_digest']}", *details,

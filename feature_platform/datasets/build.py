@@ -5,7 +5,7 @@ dataset is replaced (``force``) only by a new one that has already verified.
 
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
 (``sharding.py``), in one of two ways, chosen in ``sharded_write``. On a local executor (inline,
-process) the build fans out: G group tasks (one per worker, G = 1 inline; more when a task would hold
+process) the build fans out: G group tasks (one per worker, one inline; more when a task would hold
 over ``MAX_OPEN_WRITERS`` files) each read the whole source once, cut every batch into the rows of
 their own files, and write those files at once through one open parquet writer per file, hashing as
 they write. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
@@ -165,7 +165,8 @@ class ReduceTask:
 def reduce_shard(task: ReduceTask) -> ShardResult:
     """One reduce task: the file's pieces (each verified before use) streamed into the file as ``write_shard``
     would write it from the source; the pieces are deleted once the file is complete."""
-    result = _write_file(task.output, piece_batches(task.space, task.pieces), None)
+    with contextlib.closing(piece_batches(task.space, task.pieces)) as batches:  # a failed write frees its piece
+        result = _write_file(task.output, batches, None)
     delete_pieces(task.space, task.pieces)
     return result
 
@@ -250,10 +251,10 @@ def fan_out_groups(files: int, workers: int) -> int:
 def fan_out(outputs: list[ShardTask], *, executor: Executor, workers: int | None,
             on_result: Callable[[int, ShardResult], ShardResult]) -> list[ShardResult]:
     """The data files of ``outputs`` (all of one build, in file order, on local disk) by G fan-out tasks
-    (``fan_out_groups``; G = 1 inline, at most ``MAX_OPEN_WRITERS`` files each): task g reads the whole source
-    once and writes files {k : k % G == g}. Memory per task: one source batch, its cuts and one open parquet
-    writer per file of the task (an 8 MiB encoder buffer and a few queued blocks each). ``on_result`` sees each
-    file as its task lands."""
+    (``fan_out_groups``: one per worker, one inline, at least ceil(K / ``MAX_OPEN_WRITERS``)): task g reads the
+    whole source once and writes files {k : k % G == g}. Memory per task: one source batch, its cuts and one
+    open parquet writer per file of the task (an 8 MiB encoder buffer and a few queued blocks each).
+    ``on_result`` sees a task's files when the task lands."""
     groups = fan_out_groups(len(outputs), 1 if executor == "inline" else workers or default_workers())
     tasks = [GroupTask(outputs=tuple(outputs[g::groups])) for g in range(groups)]
 
@@ -268,8 +269,9 @@ def fan_out(outputs: list[ShardTask], *, executor: Executor, workers: int | None
 
 def sharded_write(executor: Executor, maps: int | None) -> Literal["fan-out", "map/reduce"]:
     """How a build on local disk writes K > 1 files. Local executors fan out, because re-reading a local source is
-    cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, because
-    workers share no disk and the source is read once."""
+    cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, so the
+    source is read once however many nodes there are. Both write to the driver's path, which on a cluster must be a
+    shared disk; ``storage.store_build.build_dataset_to_store`` is the build for nodes that share none."""
     return "fan-out" if executor != "ray" and maps is None else "map/reduce"
 
 
@@ -300,10 +302,10 @@ def build_dataset(
     ``files`` > 1 shards the rows by entity over that many data files on ``executor`` with ``workers``
     (``process`` and ``ray`` need a picklable source). Inline and process fan out (``fan_out``: each of
     min(workers, files) tasks, at least ceil(files / MAX_OPEN_WRITERS), reads the source and writes its
-    files; inline one task). Ray, or an explicit ``maps``, runs map/reduce: ``maps`` map tasks (default:
-    one per worker, at most one per batch; one for a source without random access), then one reduce task
-    per file, with the pieces beside the staged directory, never in it. One file is written in this
-    process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
+    files; inline one task up to MAX_OPEN_WRITERS files). Ray, or an explicit ``maps``, runs map/reduce:
+    ``maps`` map tasks (default: one per worker, at most one per batch; one for a source without random
+    access), then one reduce task per file, with the pieces beside the staged directory, never in it. One
+    file is written in this process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
     require_files(files)
@@ -414,7 +416,7 @@ def _write_shards(source: TableSource, tasks: list[ShardTask], space: PieceSpace
                   workers: int | None, ray_address: str | None, maps: int | None,
                   progress: Progress | None) -> list[ShardResult]:
     """One file is written here (progress per batch); several by fan-out or map/reduce (``sharded_write``) on the
-    executor (progress per file, as each lands)."""
+    executor (progress as each task's files land)."""
     expected = source.expected_rows
     if len(tasks) == 1:
         return [write_shard(tasks[0], None if progress is None else lambda done: progress(done, expected))]

@@ -22,7 +22,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,7 +52,8 @@ class PieceSpace:
     prefix: str | None = None
 
     def __post_init__(self) -> None:
-        if (self.directory is None) == (self.store is None or self.prefix is None):
+        in_store = self.store is not None or self.prefix is not None
+        if (self.directory is None) != in_store or (self.store is None) != (self.prefix is None):
             raise ValueError("a piece space is a directory, or an object store with a key prefix, not both")
 
     def where(self, name: str) -> str:
@@ -119,7 +120,7 @@ class _PieceWriter:
         try:
             self._put(schema.serialize())
         except BaseException:
-            os.close(self._fd)
+            self.abort()
             raise
 
     def _put(self, data: Any) -> None:
@@ -139,13 +140,16 @@ class _PieceWriter:
         try:
             self._put(_END_OF_STREAM)
         finally:
-            os.close(self._fd)
+            self.abort()
         return Piece(map_index=map_index, shard=shard, name=self.path.name, rows=self.rows, batches=self.batches,
                      bytes=self.size, sha256=self._hash.hexdigest())
 
     def abort(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        """Close the descriptor once (a closed writer's number may already belong to another file)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 def map_pieces(task: MapTask) -> tuple[Piece, ...]:
@@ -185,7 +189,7 @@ def map_pieces(task: MapTask) -> tuple[Piece, ...]:
     return pieces
 
 
-def piece_batches(space: PieceSpace, pieces: tuple[Piece, ...]) -> Iterator[pa.RecordBatch]:
+def piece_batches(space: PieceSpace, pieces: tuple[Piece, ...]) -> Generator[pa.RecordBatch, None, None]:
     """The batches of ``pieces``, piece after piece; each piece's sha256 is checked against what its map task
     recorded before any of its batches is used (from the store, it is first downloaded to local scratch)."""
     with contextlib.ExitStack() as stack:
@@ -210,6 +214,9 @@ def piece_batches(space: PieceSpace, pieces: tuple[Piece, ...]) -> Iterator[pa.R
                 raise PieceError(f"{where}: piece could not be read: {exc.strerror or exc}") from exc
             rows = batches = 0
             with mapped:
+                if mapped.size() != piece.bytes:  # a truncated or grown piece, refused before hashing it
+                    raise PieceError(f"{where}: piece refused: {mapped.size()} bytes, its map task wrote "
+                                     f"{piece.bytes}")
                 actual = hashlib.sha256(mapped.read_buffer()).hexdigest()
                 if actual != piece.sha256:
                     raise PieceError(f"{where}: piece refused: sha256 {actual} differs from {piece.sha256}, "

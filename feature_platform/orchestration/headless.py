@@ -80,8 +80,9 @@ def run_refresh(
     run = instance.get_run_by_id(result.run_id)
     assert run is not None
     with run_resources(dict(defs.resources or {}), ("paths", "metrics", "notifier"), run_config) as built:
-        emit_run_lineage(instance, result.run_id, built.paths)
-        after_refresh(instance, run, built.paths, built.metrics, built.notifier)
+        paths: PlatformPaths = built.paths
+        emit_run_lineage(instance, result.run_id, paths)
+        after_refresh(instance, run, paths, built.metrics, built.notifier)
     # the archive runs where the refresh ran: its loggers and its launch-time resources config
     carried = {key: dict(run_config[key]) for key in ("loggers", "resources") if run_config and key in run_config}
     archive = defs.resolve_job_def("archive_job").execute_in_process(
@@ -89,7 +90,7 @@ def run_refresh(
         tags={"fp/refresh_run_id": result.run_id, **CLI_TAGS, **inline_tags()},
         run_config=carried,
     )
-    emit_run_lineage(instance, archive.run_id, built.paths)
+    emit_run_lineage(instance, archive.run_id, paths)
     return RefreshOutcome(refresh=summarize_run(instance, result.run_id),
                           archive=summarize_run(instance, archive.run_id), partition_added=added)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import dagster as dg
-from dagster._config.pythonic_config import PartialResource
+from dagster._config.pythonic_config import PartialResource as PartialResource  # no public name in Dagster 1.13
 from dagster_aws.s3 import S3Resource
 from pydantic import Field, field_validator
 

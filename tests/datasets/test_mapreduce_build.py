@@ -372,3 +372,35 @@ def test_candidate_of_a_random_access_source_splits_into_ranges(tmp_path: Path) 
     assert not isinstance(candidate_source(_Sequential(_source()), config), RandomAccessSource)
     built = _build(candidate, tmp_path / "out", files=4, executor="inline", maps=3)
     assert _shas(built) == _reference_shas(CandidateSource(_source(), config), 4, tmp_path / "reference")
+
+
+def test_reducer_refuses_a_truncated_piece_by_its_size(tmp_path: Path) -> None:
+    source, space, mapped = _mapped(tmp_path)
+    task = _reduce_task(source, space, mapped, 0, tmp_path / "file0.parquet")
+    victim = Path(space.where(task.pieces[0].name))
+    victim.write_bytes(victim.read_bytes()[:-8])
+    size = task.pieces[0].bytes
+    with pytest.raises(PieceError, match=rf"{task.pieces[0].name}: piece refused: {size - 8} bytes, its map task "
+                                         rf"wrote {size}$"):
+        reduce_shard(task)
+
+
+@pytest.mark.parametrize("fields", [{}, {"directory": "/x", "prefix": "p"}, {"directory": "/x", "store": object},
+                                    {"store": object}, {"prefix": "p"},
+                                    {"directory": "/x", "store": object, "prefix": "p"}])
+def test_a_piece_space_is_a_directory_or_a_store_with_a_prefix(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="a piece space is a directory, or an object store with a key prefix"):
+        PieceSpace(**fields)
+    assert PieceSpace(directory="/x").where("a") == "/x/a"
+    assert PieceSpace(store=object, prefix="p").where("a") == "p/a"  # type: ignore[arg-type]
+
+
+def test_a_closed_piece_writer_never_closes_a_reused_descriptor(tmp_path: Path) -> None:
+    from feature_platform.datasets.shuffle import _PieceWriter
+
+    writer = _PieceWriter(tmp_path / "piece", _source().schema)
+    writer.close(0, 0)
+    with open(tmp_path / "other", "wb", buffering=0) as other:  # may get the writer's old descriptor number
+        writer.abort()
+        other.write(b"still open")
+    assert (tmp_path / "other").read_bytes() == b"still open"
