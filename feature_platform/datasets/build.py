@@ -70,7 +70,7 @@ from feature_platform.datasets.shuffle import (
     map_pieces,
     piece_batches,
 )
-from feature_platform.datasets.source import TableSource, known_batch_count
+from feature_platform.datasets.source import TableSource, checked_batches, known_batch_count
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.storage.publish import publish_dir, staging_dir
 
@@ -232,10 +232,7 @@ def write_group(task: GroupTask) -> tuple[ShardResult, ...]:
         counted = [_split_counter(out, None) for out in task.outputs]
         writers = [stack.enter_context(ParquetFileWriter(Path(out.path), schema, on_batch))
                    for out, (_, on_batch) in zip(task.outputs, counted, strict=True)]
-        for index, batch in enumerate(source.batches()):
-            if not batch.schema.equals(schema):
-                raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
-                                 f"expected {schema.names}, got {batch.schema.names}")
+        for batch in checked_batches(source.batches(), schema):
             for writer, cut in zip(writers, split_batch(batch, first.entity, first.files, shards), strict=True):
                 writer.write(cut)
         return tuple(_result(writer.close(), split_rows)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from feature_platform.datasets.sharding import split_batch
-from feature_platform.datasets.source import TableSource, batch_range
+from feature_platform.datasets.source import TableSource, batch_range, checked_batches
 
 if TYPE_CHECKING:
     from feature_platform.storage.object_store import ObjectStore
@@ -163,10 +163,7 @@ def map_pieces(task: MapTask) -> tuple[Piece, ...]:
             folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fp-pieces-")))
         writers: dict[int, _PieceWriter] = {}
         try:
-            for index, batch in enumerate(batch_range(task.source, task.start, task.stop), start=task.start):
-                if not batch.schema.equals(schema):
-                    raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
-                                     f"expected {schema.names}, got {batch.schema.names}")
+            for batch in checked_batches(batch_range(task.source, task.start, task.stop), schema, task.start):
                 for shard, cut in enumerate(split_batch(batch, task.entity, task.files)):
                     if cut.num_rows == 0:
                         continue

@@ -67,3 +67,12 @@ def batch_range(source: TableSource, start: int = 0, stop: int | None = None) ->
             yield source.batch(index)
         return
     yield from islice(source.batches(), start, stop)
+
+
+def checked_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema, start: int = 0) -> Iterator[pa.RecordBatch]:
+    """``batches`` (the first is source batch ``start``); one whose schema is not ``schema`` stops the build."""
+    for index, batch in enumerate(batches, start=start):
+        if not batch.schema.equals(schema):
+            raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
+                             f"expected {schema.names}, got {batch.schema.names}")
+        yield batch
