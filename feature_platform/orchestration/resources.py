@@ -196,8 +196,9 @@ class NotifierResource(dg.ConfigurableResource):
     def _http_url(cls, value: str | None) -> str | None:
         return http_base_url(value, f"dagster_url (${DAGSTER_URL_ENV})") if value else None
 
-    def open(self, *, paging: bool) -> "Notifier":
-        """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty)."""
+    def open(self, *, paging: bool, outbox: Path | None = None) -> "Notifier":
+        """Channels for a summary (``paging=False``) or an alert (``paging=True`` adds PagerDuty). The outbox is
+        ``outbox_dir`` when set, else ``outbox`` (a run's own data root, for a sensor), else the bound root's."""
         from feature_platform.observability.notify import notifier_from_config
 
         env = NotifyConfig.from_env()  # SMTP credentials and TLS settings come from FP_SMTP_* only
@@ -207,7 +208,7 @@ class NotifierResource(dg.ConfigurableResource):
             smtp_username=env.smtp_username, smtp_password=env.smtp_password, smtp_starttls=env.smtp_starttls,
             smtp_ssl=env.smtp_ssl, pagerduty_routing_key=self.pagerduty_routing_key,
             pagerduty_url=self.pagerduty_url, retries=self.retries, retry_base_seconds=self.retry_base_seconds,
-            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else self.paths.layout.outbox,
+            outbox_dir=Path(self.outbox_dir) if self.outbox_dir else outbox or self.paths.layout.outbox,
         )
         return notifier_from_config(config, paging=paging)
 

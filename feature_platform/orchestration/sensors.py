@@ -77,8 +77,8 @@ def _archive_request(run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
 
 def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: PlatformPaths,
                   metrics: MetricsResource, notifier: NotifierResource) -> None:
-    """Metrics for every refresh run, under the data root the run used; on failure, the alert path (PagerDuty P2,
-    Slack, email)."""
+    """Metrics, run log and, on failure, the alert (PagerDuty P2, Slack, email; the outbox unless one is configured)
+    for every refresh run, under the data root the run used."""
     from feature_platform.observability.notify import Notification
     from feature_platform.orchestration.run_report import emit_run_metrics, summarize_run, write_run_log
 
@@ -95,7 +95,7 @@ def after_refresh(instance: dg.DagsterInstance, run: dg.DagsterRun, paths: Platf
     gaps = paths.reports(version) / "coverage_gap_report.md" if version else None
     attachments = [("coverage_gap_report.md", gaps.read_bytes(), "text/markdown")] if gaps and gaps.exists() else []
     gate_failed = any(k.endswith(":quality_thresholds") for k in failed_checks)
-    notifier.open(paging=True).send(Notification(
+    notifier.open(paging=True, outbox=paths.layout.outbox).send(Notification(
         title=f"{'Quality gate failed' if gate_failed else 'Dataset refresh failed'} for {version}",
         text=f"Run {run.run_id} failed. Failed checks: {', '.join(failed_checks) or 'none'}. "
              f"Failed steps: {', '.join(failed_steps) or 'none'}. Nothing was published.",

@@ -266,3 +266,31 @@ def test_fp_refresh_run_prints_where_a_run_launched_with_another_root_wrote(
     assert f"catalog        {launched.layout.catalog_db}\n" in out
     assert f"dataset        {launched.dataset_dir('v-cli')}/\n" in out
     assert launched.layout.catalog_db.is_file()
+
+
+@dg.asset
+def failing_under_paths(paths: PlatformPaths) -> None:
+    raise RuntimeError(f"failing on purpose under {paths.root}")
+
+
+def test_a_failed_runs_alert_goes_to_the_root_it_was_launched_with(env_root: Path, tmp_path: Path) -> None:
+    """The failure sensor's notifier is bound to the code location's root; the alert still lands in the outbox of
+    the root the run was launched with, and none under the default one."""
+    from feature_platform.orchestration.resources import MetricsResource, NotifierResource, at_launch
+    from feature_platform.orchestration.sensors import after_refresh
+
+    default, launched = PlatformPaths(data_root=str(tmp_path / "default")), tmp_path / "launched"
+    defs = dg.Definitions(assets=[failing_under_paths], resources={"paths": at_launch(PlatformPaths, default)})
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"resources": {"paths": {"config": {"data_root": str(launched)}}}})
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        notifier = NotifierResource(paths=default, slack_webhook_url=None, smtp_host=None, pagerduty_routing_key=None)
+        after_refresh(instance, run, default, MetricsResource(textfile_dir=None, pushgateway_url=None), notifier)
+    outbox = PlatformPaths(data_root=str(launched)).layout.outbox / OUTBOX_FILE
+    alert = json.loads(outbox.read_text().splitlines()[-1])
+    assert alert["kind"] == "refresh_failure" and result.run_id in alert["text"]
+    assert not (default.layout.outbox / OUTBOX_FILE).exists()
