@@ -305,12 +305,7 @@ def build_dataset(
     file is written in this process, as before. ``created_at`` is ``$SOURCE_DATE_EPOCH`` when set.
     """
     started = time.perf_counter()
-    require_files(files)
-    require_maps(maps)
-    require_safe_id(dataset_id, "dataset_id")
-    created = utc_now()
-    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
-    contract = contract or load_feature_contract()
+    created, version, contract = begin_build(dataset_id, dataset_version, files, maps, contract)
     if splitter is not None and splits is not None:
         raise ValueError("pass either splits or splitter, not both")
     splits = splits or SplitSpec()
@@ -430,6 +425,18 @@ def _write_shards(source: TableSource, tasks: list[ShardTask], space: PieceSpace
         return fan_out(tasks, executor=executor, workers=workers, on_result=landed)
     return map_reduce(source, tasks, space, executor=executor, workers=workers, ray_address=ray_address, maps=maps,
                       on_result=landed)
+
+
+def begin_build(dataset_id: str, dataset_version: str | None, files: int, maps: int | None,
+                contract: FeatureContract | None) -> tuple[datetime, str, FeatureContract]:
+    """What every dataset build (local or into a store) starts from, its inputs checked: the creation time, the
+    version (given, else that time as ``YYYYMMDDTHHMMSSZ``) and the feature contract (given, else the project's)."""
+    require_files(files)
+    require_maps(maps)
+    require_safe_id(dataset_id, "dataset_id")
+    created = utc_now()
+    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
+    return created, version, contract or load_feature_contract()
 
 
 def require_maps(maps: object) -> int | None:

@@ -8,23 +8,21 @@ import contextlib
 import time
 from dataclasses import dataclass
 
-from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
+from feature_platform.contracts.feature_contract import FeatureContract
 from feature_platform.contracts.manifest import DatasetManifest
-from feature_platform.contracts.paths import require_safe_id
-from feature_platform.contracts.provenance import utc_now
 from feature_platform.datasets.build import (
     DEFAULT_MAX_BYTES,
     BuildError,
     ShardResult,
     ShardTask,
     assemble_manifest,
+    begin_build,
     map_reduce,
     require_contract_schema,
-    require_maps,
     write_shard,
 )
 from feature_platform.datasets.executors import Executor, run_tasks
-from feature_platform.datasets.sharding import data_file_name, require_files
+from feature_platform.datasets.sharding import data_file_name
 from feature_platform.datasets.shuffle import PIECES, PieceSpace, StoreFactory
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.splits import SplitSpec
@@ -77,12 +75,7 @@ def build_dataset_to_store(
     and ``files``.
     """
     started = time.perf_counter()
-    require_files(files)
-    require_maps(maps)
-    require_safe_id(dataset_id, "dataset_id")
-    created = utc_now()
-    version = require_safe_id(dataset_version or created.strftime("%Y%m%dT%H%M%SZ"), "dataset_version")
-    contract = contract or load_feature_contract()
+    created, version, contract = begin_build(dataset_id, dataset_version, files, maps, contract)
     splits = splits or SplitSpec()
     require_contract_schema(source.schema, contract)
     driver_store = store()
