@@ -6,9 +6,10 @@ dataset is replaced (``force``) only by a new one that has already verified.
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
 (``sharding.py``), in one of two ways, chosen in ``sharded_write``. On a local executor (inline,
 process) the build fans out: G group tasks (one per worker, one inline; more when a task would hold
-over ``MAX_OPEN_WRITERS`` files) each read the whole source once, cut every batch into the rows of
-their own files, and write those files at once through one open parquet writer per file, hashing as
-they write. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
+over ``MAX_OPEN_WRITERS`` files) cut every batch into the rows of their own files and write those
+files at once through one open parquet writer per file, hashing as they write. Tasks that all run at
+once on local processes share the source (``exchange.py``: each generates every G-th batch and passes
+the others their cuts); otherwise each reads the whole source. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
 range of the source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce
 tasks each read the pieces of one file in map order (refusing any piece whose sha256 is not the one
 its map wrote), write the file and delete the pieces, so the source is read once whatever K is (the
@@ -49,7 +50,14 @@ from feature_platform.contracts.manifest import (
 from feature_platform.contracts.paths import require_safe_id
 from feature_platform.contracts.provenance import git_hash, utc_now, utc_timestamp
 from feature_platform.datasets.checks import VerifyReport
-from feature_platform.datasets.executors import Executor, default_workers, run_tasks, task_session
+from feature_platform.datasets.exchange import Exchange, ExchangeEndpoint, exchange_space
+from feature_platform.datasets.executors import (
+    Executor,
+    concurrent_tasks,
+    default_workers,
+    run_tasks,
+    task_session,
+)
 from feature_platform.datasets.parquet_verify import verify_parquet_dataset
 from feature_platform.datasets.parquet_writer import ParquetFileWriter, WrittenFile, write_parquet, writer_options
 from feature_platform.datasets.sharding import (
@@ -70,7 +78,7 @@ from feature_platform.datasets.shuffle import (
     map_pieces,
     piece_batches,
 )
-from feature_platform.datasets.source import TableSource, checked_batches, known_batch_count
+from feature_platform.datasets.source import RandomAccessSource, TableSource, checked_batches, known_batch_count
 from feature_platform.datasets.splits import SplitSpec
 from feature_platform.storage.publish import publish_dir, staging_dir
 
@@ -214,17 +222,20 @@ MAX_OPEN_WRITERS = 16  # data files one fan-out task writes at once
 @dataclass(frozen=True)
 class GroupTask:
     """One fan-out task: the data files of ``outputs`` (ascending, all of one build on local disk), written in one
-    read of the source; picklable for processes."""
+    read of the source, or with ``exchange`` as task ``group`` of it; picklable for processes."""
 
     outputs: tuple[ShardTask, ...]
+    exchange: Exchange | None = None
+    group: int = 0
 
 
 def write_group(task: GroupTask) -> tuple[ShardResult, ...]:
-    """One fan-out task: every batch of the source read once and cut by entity hash (``split_batch``) into the
-    rows of this task's files only, each cut written as the next row group of its file through the file's open
-    writer; so each file is the batch sequence ``write_shard`` would write for it, byte for byte."""
+    """One fan-out task: every batch of the source cut by entity hash (``split_batch``) into the rows of this
+    task's files, each cut written as the next row group of its file through the file's open writer; so each file
+    is the batch sequence ``write_shard`` would write for it, byte for byte. Alone the task reads every batch;
+    with an exchange it generates only its share and receives the other tasks' cuts of its files."""
     first = task.outputs[0]
-    source, schema = first.source, first.source.schema
+    source, schema, files = first.source, first.source.schema, first.files
     shards = [out.shard for out in task.outputs]
     if any(out.store is not None for out in task.outputs):
         raise ValueError("a fan-out task writes to local disk; a build into a store runs map/reduce")
@@ -232,8 +243,18 @@ def write_group(task: GroupTask) -> tuple[ShardResult, ...]:
         counted = [_split_counter(out, None) for out in task.outputs]
         writers = [stack.enter_context(ParquetFileWriter(Path(out.path), schema, on_batch))
                    for out, (_, on_batch) in zip(task.outputs, counted, strict=True)]
-        for batch in checked_batches(source.batches(), schema):
-            for writer, cut in zip(writers, split_batch(batch, first.entity, first.files, shards), strict=True):
+        cuts: Iterator[list[pa.RecordBatch]]
+        if task.exchange is None:
+            cuts = (split_batch(batch, first.entity, files, shards)
+                    for batch in checked_batches(source.batches(), schema))
+        else:
+            if not isinstance(source, RandomAccessSource):
+                raise ValueError("an exchange needs a source with random access")
+            cuts = stack.enter_context(ExchangeEndpoint(
+                task.exchange, task.group, source, schema, files,
+                lambda batch: split_batch(batch, first.entity, files))).cuts()
+        for batch_cuts in cuts:
+            for writer, cut in zip(writers, batch_cuts, strict=True):
                 writer.write(cut)
         return tuple(_result(writer.close(), split_rows)
                      for writer, (split_rows, _) in zip(writers, counted, strict=True))
@@ -248,25 +269,30 @@ def fan_out_groups(files: int, workers: int) -> int:
 def fan_out(outputs: list[ShardTask], *, executor: Executor, workers: int | None,
             on_result: Callable[[int, ShardResult], ShardResult]) -> list[ShardResult]:
     """The data files of ``outputs`` (all of one build, in file order, on local disk) by G fan-out tasks
-    (``fan_out_groups``: one per worker, one inline, at least ceil(K / ``MAX_OPEN_WRITERS``)): task g reads the
-    whole source once and writes files {k : k % G == g}. Memory per task: one source batch, its cuts and one
-    open parquet writer per file of the task (an 8 MiB encoder buffer and a few queued blocks each).
-    ``on_result`` sees a task's files when the task lands."""
+    (``fan_out_groups``: one per worker, one inline, at least ceil(K / ``MAX_OPEN_WRITERS``)); task g writes files
+    {k : k % G == g}. When all G > 1 tasks run at once on local processes and the source has random access, they
+    exchange (``exchange.py``): task g generates batches {b : b % G == g} and the tasks pass each other the cuts,
+    so the source is generated once in all; otherwise each task reads the whole source. Memory per task: a few
+    source batches and their cuts, and one open parquet writer per file of the task (an 8 MiB encoder buffer and a
+    few queued blocks each). ``on_result`` sees a task's files when the task lands."""
     groups = fan_out_groups(len(outputs), 1 if executor == "inline" else workers or default_workers())
-    tasks = [GroupTask(outputs=tuple(outputs[g::groups])) for g in range(groups)]
+    together = (groups > 1 and concurrent_tasks(executor, workers, groups) == groups
+                and isinstance(outputs[0].source, RandomAccessSource))
 
     def landed(index: int, results: tuple[ShardResult, ...]) -> tuple[ShardResult, ...]:
-        return tuple(on_result(out.shard, r) for out, r in zip(tasks[index].outputs, results, strict=True))
+        return tuple(on_result(out.shard, r) for out, r in zip(outputs[index::groups], results, strict=True))
 
-    done = run_tasks(write_group, tasks, executor=executor, workers=workers, on_result=landed)
+    with exchange_space(groups) if together else contextlib.nullcontext(None) as exchange:
+        tasks = [GroupTask(outputs=tuple(outputs[g::groups]), exchange=exchange, group=g) for g in range(groups)]
+        done = run_tasks(write_group, tasks, executor=executor, workers=workers, on_result=landed)
     by_shard = {out.shard: r for task, results in zip(tasks, done, strict=True)
                 for out, r in zip(task.outputs, results, strict=True)}
     return [by_shard[out.shard] for out in outputs]
 
 
 def sharded_write(executor: Executor, maps: int | None) -> Literal["fan-out", "map/reduce"]:
-    """How a build on local disk writes K > 1 files. Local executors fan out, because re-reading a local source is
-    cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, so the
+    """How a build on local disk writes K > 1 files. Local executors fan out, because passing rows between tasks
+    through sockets (or re-reading a local source) is cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, so the
     source is read once however many nodes there are. Both write to the driver's path, which on a cluster must be a
     shared disk; ``storage.store_build.build_dataset_to_store`` is the build for nodes that share none."""
     return "fan-out" if executor != "ray" and maps is None else "map/reduce"

@@ -72,7 +72,12 @@ def batch_range(source: TableSource, start: int = 0, stop: int | None = None) ->
 def checked_batches(batches: Iterator[pa.RecordBatch], schema: pa.Schema, start: int = 0) -> Iterator[pa.RecordBatch]:
     """``batches`` (the first is source batch ``start``); one whose schema is not ``schema`` stops the build."""
     for index, batch in enumerate(batches, start=start):
-        if not batch.schema.equals(schema):
-            raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
-                             f"expected {schema.names}, got {batch.schema.names}")
-        yield batch
+        yield checked_batch(batch, schema, index)
+
+
+def checked_batch(batch: pa.RecordBatch, schema: pa.Schema, index: int) -> pa.RecordBatch:
+    """Source batch ``index``, refused in one line when its schema is not ``schema``."""
+    if not batch.schema.equals(schema):
+        raise ValueError(f"source batch {index}: schema differs from the dataset schema: "
+                         f"expected {schema.names}, got {batch.schema.names}")
+    return batch
