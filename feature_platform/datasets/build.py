@@ -9,8 +9,9 @@ process) the build fans out: G group tasks (one per worker, one inline; more whe
 over ``MAX_OPEN_WRITERS`` files) cut every batch into the rows of their own files and write those
 files at once through one open parquet writer per file, hashing as they write. Tasks that all run at
 once on local processes share the source (``exchange.py``: each generates every G-th batch and passes
-the others their cuts); otherwise each reads the whole source. On Ray, or when ``maps`` is given, it is a map/reduce: M map tasks each read a contiguous
-range of the source's batches once and cut every batch into K pieces (``shuffle.py``); then K reduce
+the others their cuts); otherwise each reads the whole source. On Ray, or when ``maps`` is given, it
+is a map/reduce: M map tasks each read a contiguous range of the source's batches once and cut every
+batch into K pieces (``shuffle.py``); then K reduce
 tasks each read the pieces of one file in map order (refusing any piece whose sha256 is not the one
 its map wrote), write the file and delete the pieces, so the source is read once whatever K is (the
 object-store build, ``store_build.py``, always works this way). The driver assembles the manifest
@@ -292,9 +293,10 @@ def fan_out(outputs: list[ShardTask], *, executor: Executor, workers: int | None
 
 def sharded_write(executor: Executor, maps: int | None) -> Literal["fan-out", "map/reduce"]:
     """How a build on local disk writes K > 1 files. Local executors fan out, because passing rows between tasks
-    through sockets (or re-reading a local source) is cheaper than writing every row twice (once as pieces); Ray, or an explicit ``maps``, uses map/reduce, so the
-    source is read once however many nodes there are. Both write to the driver's path, which on a cluster must be a
-    shared disk; ``storage.store_build.build_dataset_to_store`` is the build for nodes that share none."""
+    through sockets (or re-reading a local source) is cheaper than writing every row twice (once as pieces); Ray,
+    or an explicit ``maps``, uses map/reduce, so the source is read once however many nodes there are. Both write
+    to the driver's path, which on a cluster must be a shared disk; ``storage.store_build.build_dataset_to_store``
+    is the build for nodes that share none."""
     return "fan-out" if executor != "ray" and maps is None else "map/reduce"
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import pyarrow as pa
 
@@ -106,6 +107,7 @@ class ExchangeEndpoint:
         self._own: queue.Queue[list[pa.RecordBatch] | BaseException | None] = queue.Queue(maxsize=AHEAD)
         self._stop = threading.Event()
         self._incoming: list[socket.socket] = []
+        self._readers: list[BinaryIO] = []  # the sockets' file objects: a socket closes only with them
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._listener.bind(exchange.socket_path(group))
@@ -124,6 +126,8 @@ class ExchangeEndpoint:
         if exc is not None:
             self._exchange.record_error(self._group, exc)
         self._stop.set()
+        for reader in self._readers:
+            reader.close()
         for sock in [self._listener, *self._incoming]:  # a peer still sending to this task gets EPIPE
             sock.close()
         self._producer.join()
@@ -227,7 +231,11 @@ class ExchangeEndpoint:
             self._incoming.append(sock)
             sock.settimeout(self._exchange.open_seconds)
             reader = sock.makefile("rb")
-            header = reader.read(HEADER.size)
+            self._readers.append(reader)
+            try:
+                header = reader.read(HEADER.size)
+            except OSError:  # a connection that says nothing within the time a task has to start
+                header = b""
             sender, token = HEADER.unpack(header) if len(header) == HEADER.size else (-1, b"")
             if not secrets.compare_digest(token, self._exchange.token.encode("ascii")):
                 raise ExchangeError(f"exchange: task {self._group} refused a connection without the build's token")

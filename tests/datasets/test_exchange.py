@@ -94,16 +94,25 @@ def test_each_batch_is_generated_once_and_the_files_keep_their_bytes(
     assert built.report.ok
 
 
-def _run_endpoints(exchange: Exchange, sources: list[SyntheticMarketSource], files: int
-                   ) -> list[list[list[pa.RecordBatch]] | BaseException]:
-    """Every task's endpoint in a thread of this process: its cuts of every batch, or what it raised."""
+def _run_endpoints(exchange: Exchange, sources: list[SyntheticMarketSource], files: int,
+                   fail_after: dict[int, int] | None = None) -> list[list[list[pa.RecordBatch]] | BaseException]:
+    """Every task's endpoint in a thread of this process: its cuts of every batch, or what it raised (task g's
+    own writing fails after ``fail_after[g]`` batches)."""
     results: list[Any] = [None] * len(sources)
+    keep: list[ExchangeEndpoint] = []  # alive until every task ends: closing, not collection, must free peers
 
     def run(group: int) -> None:
         try:
-            with ExchangeEndpoint(exchange, group, sources[group], sources[group].schema, files,
-                                  lambda batch: split_batch(batch, ENTITY, files)) as endpoint:
-                results[group] = list(endpoint.cuts())
+            endpoint = ExchangeEndpoint(exchange, group, sources[group], sources[group].schema, files,
+                                        lambda batch: split_batch(batch, ENTITY, files))
+            keep.append(endpoint)
+            with endpoint:
+                got = []
+                for cuts in endpoint.cuts():
+                    if len(got) == (fail_after or {}).get(group):
+                        raise OSError(28, "No space left on device")
+                    got.append(cuts)
+                results[group] = got
         except BaseException as exc:  # noqa: BLE001 - the test reads it
             results[group] = exc
 
@@ -141,6 +150,19 @@ def test_a_failed_task_names_its_error_in_every_task(no_exchange_left: None) -> 
     assert "task 1" in str(peer) and "task 1 failed: RuntimeError: source went away at batch 3" in str(peer)
 
 
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_task_whose_writing_fails_releases_a_peer_blocked_sending_to_it(failing: int,
+                                                                          no_exchange_left: None) -> None:
+    big = SyntheticMarketSource(40_000, 5, batch_rows=2_000, entities=60)  # streams far past the socket buffers
+    with exchange_space(2) as exchange:
+        assert exchange is not None
+        results = _run_endpoints(exchange, [big, big], 2, fail_after={failing: 1})
+    own, peer = results[failing], results[1 - failing]
+    assert isinstance(own, OSError) and "No space left on device" in str(own)
+    assert isinstance(peer, ExchangeError)
+    assert f"task {failing} failed: OSError: [Errno 28] No space left on device" in str(peer)
+
+
 def test_a_task_that_never_starts_stops_the_others(no_exchange_left: None) -> None:
     with exchange_space(3) as exchange:
         assert exchange is not None
@@ -164,6 +186,7 @@ def _stranger(exchange: Exchange, header: bytes, payload: bytes = b"") -> None:
 @pytest.mark.parametrize(("header", "message"), [
     (HEADER.pack(1, b"0" * 32), "refused a connection without the build's token"),
     (b"\x00\x01", "refused a connection without the build's token"),  # cut short
+    (b"", "refused a connection without the build's token"),  # says nothing
     ("own", "refused a second or unknown sender 0"),
     ("unknown", "refused a second or unknown sender 7"),
 ])
