@@ -5,19 +5,18 @@ dataset is replaced (``force``) only by a new one that has already verified.
 
 With ``files`` K > 1 the rows are split over K data files by a stable hash of the entity
 (``sharding.py``), in one of two ways, chosen in ``sharded_write``. On a local executor (inline,
-process) the build fans out: G group tasks (one per worker, one inline; more when a task would hold
-over ``MAX_OPEN_WRITERS`` files) cut every batch into the rows of their own files and write those
-files at once through one open parquet writer per file, hashing as they write. Tasks that all run at
-once on local processes share the source (``exchange.py``: each generates every G-th batch and passes
-the others their cuts); otherwise each reads the whole source. On Ray, or when ``maps`` is given, it
-is a map/reduce: M map tasks each read a contiguous range of the source's batches once and cut every
-batch into K pieces (``shuffle.py``); then K reduce
-tasks each read the pieces of one file in map order (refusing any piece whose sha256 is not the one
-its map wrote), write the file and delete the pieces, so the source is read once whatever K is (the
-object-store build, ``store_build.py``, always works this way). The driver assembles the manifest
-from what the tasks return. A file's bytes depend only on the source and K (file k is the batch
-sequence ``sharding.shard_batches`` gives), so they are the same for either way, any M or G,
-executor and worker count.
+process) the build fans out: G group tasks (one per worker, one inline; more when a task would hold over
+``MAX_OPEN_WRITERS`` files) cut every batch into the rows of their own files and write those files at
+once through one open parquet writer per file, hashing as they write. Tasks that all run at once on
+local processes share the source (``exchange.py``: each generates every G-th batch and passes the others
+their cuts); otherwise each reads the whole source. On Ray, or when ``maps`` is given, it is a
+map/reduce: M map tasks each read a contiguous range of the source's batches once and cut every batch
+into K pieces (``shuffle.py``); then K reduce tasks each read the pieces of one file in map order
+(refusing any piece whose sha256 is not the one its map wrote), write the file and delete the pieces, so
+the source is read once whatever K is (the object-store build, ``store_build.py``, always works this
+way). The driver assembles the manifest from what the tasks return. A file's bytes depend only on the
+source and K (file k is the batch sequence ``sharding.shard_batches`` gives), so they are the same for
+either way, any M or G, executor and worker count.
 """
 
 from __future__ import annotations

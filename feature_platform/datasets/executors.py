@@ -22,10 +22,10 @@ Executor = Literal["inline", "process", "ray"]
 EXECUTORS: tuple[str, ...] = get_args(Executor)
 EXECUTOR_ENV = "FP_EXECUTOR"
 START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-# The session's pool and its size (how many tasks it runs at once).
 # Imported once by the forkserver, so each worker forks with them loaded (pages shared) instead of importing
 # them again in fresh memory: measured ~0.3 s less per pool, and much more where fresh memory is slow to touch.
 PRELOAD = ("feature_platform.datasets.build",)
+# The session's pool and its size (how many tasks it runs at once).
 _SESSION_POOL: ContextVar[tuple[ProcessPoolExecutor, int] | None] = ContextVar("fp_task_session_pool", default=None)
 
 
