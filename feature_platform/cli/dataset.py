@@ -41,9 +41,10 @@ def register(groups: Commands) -> None:
         "build", _dataset_build, help="build a dataset, verify it and publish it atomically",
         description="Build <out-dir>/<dataset-id>/ with its manifest.json: --source synthetic streams rows into "
         "data.parquet (--format parquet), or with --files K into K files sharded by a stable hash of the entity, "
-        "on --executor with --workers: inline and process fan out (each task reads the source once and writes "
-        "its share of the files at once), ray runs a map/reduce (the source read once in batch ranges, one task "
-        "per file writing it from the ranges' pieces) (same bytes for any executor and worker count; "
+        "on --executor with --workers: inline and process fan out (each task writes its share of the files at "
+        "once; process tasks split the source's batches between them and pass each other the rows), ray runs "
+        "a map/reduce (the source read once in batch ranges, one task per file writing it from the ranges' "
+        "pieces) (same bytes for any executor and worker count; "
         "$SOURCE_DATE_EPOCH fixes created_at so a rebuild reproduces the manifest digest); "
         "--source simulator writes simulator trajectories, shocks, impulse "
         "responses and parameters into a Zarr v3 store data.zarr (--format zarr), chunk by chunk in parallel "
