@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from feature_platform.datasets.sharding import split_batch
 from feature_platform.datasets.source import TableSource, batch_range, checked_batches
+from feature_platform.storage.syscalls import write_all
 
 if TYPE_CHECKING:
     from feature_platform.storage.object_store import ObjectStore
@@ -126,9 +127,7 @@ class _PieceWriter:
     def _put(self, data: Any) -> None:
         view = memoryview(data).cast("B")
         self._hash.update(view)
-        rest = view
-        while rest:
-            rest = rest[os.write(self._fd, rest):]
+        write_all(self._fd, view)
         self.size += len(view)
 
     def write(self, batch: pa.RecordBatch) -> None:

@@ -28,6 +28,7 @@ from feature_platform.datasets.checks import VerifyReport
 from feature_platform.datasets.source import TableSource
 from feature_platform.datasets.synthetic import DEFAULT_BATCH_ROWS, SyntheticMarketSource
 from feature_platform.storage.publish import publish_dir, staging_dir
+from feature_platform.storage.syscalls import write_all
 
 SNAPSHOT_NAME = "snapshot.json"
 SNAPSHOT_SCHEMA_VERSION = 1
@@ -131,10 +132,10 @@ def snapshot_file(
 def _copy_hashing(src: Path, dst: Path, block: int = 8 * 1024 * 1024) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with open_regular_file(src) as fin, open(dst, "xb") as fout:  # never a FIFO or a device (endless input)
+    with open_regular_file(src) as fin, open(dst, "xb", buffering=0) as fout:  # never a FIFO or a device
         while chunk := fin.read(block):
             h.update(chunk)
-            fout.write(chunk)
+            write_all(fout.fileno(), chunk)
             size += len(chunk)
     return h.hexdigest(), size
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import subprocess
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from feature_platform.features.layout import DATASET_VIEW as DATASET_VIEW
 from feature_platform.features.layout import MARKET_VIEW as MARKET_VIEW
 from feature_platform.features.layout import LatestPaths, latest_paths
 from feature_platform.storage.files import write_atomic
+from feature_platform.storage.syscalls import copy_into
 
 STORE_CONFIG = "feature_store.yaml"
 MARKET_COLUMNS = ("asset", "ts", "open", "high", "low", "close", "volume")
@@ -384,9 +384,9 @@ def _stage_file(source: Path, staged: Path, *, link: bool) -> None:
             return
         except OSError:
             pass  # another file system, or links not allowed: copy
-    shutil.copyfile(source, staged)
-    with staged.open("rb+") as f:
-        os.fsync(f.fileno())
+    with open(source, "rb", buffering=0) as fin, open(staged, "wb", buffering=0) as fout:
+        copy_into(fin, fout.fileno())
+        os.fsync(fout.fileno())
 
 
 def _published_store_config(repo_path: Path, latest: LatestPaths) -> bytes:

@@ -11,7 +11,6 @@ import builtins
 import contextlib
 import hashlib
 import os
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
@@ -25,6 +24,7 @@ from feature_platform.storage.object_keys import (
     validate_key,
     validate_prefix,
 )
+from feature_platform.storage.syscalls import copy_into
 
 TEMP_PREFIX = ".fp-tmp-"
 
@@ -88,8 +88,8 @@ class LocalObjectStore:
             f.write(data)
 
     def put_file(self, local: Path, key: str) -> None:
-        with open(local, "rb") as src, self._atomic_writer(key) as dst:
-            shutil.copyfileobj(src, dst, HASH_CHUNK)
+        with open(local, "rb", buffering=0) as src, self._atomic_writer(key) as dst:
+            copy_into(src, dst.fileno(), HASH_CHUNK)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -119,7 +119,8 @@ class LocalObjectStore:
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.parent / f"{TEMP_PREFIX}{local.name}-{os.urandom(4).hex()}"
         try:
-            shutil.copyfile(src, tmp)
+            with open(src, "rb", buffering=0) as fin, open(tmp, "xb", buffering=0) as fout:
+                copy_into(fin, fout.fileno(), HASH_CHUNK)
             os.replace(tmp, local)
         except BaseException:
             tmp.unlink(missing_ok=True)

@@ -7,7 +7,7 @@ import ctypes.util
 import errno
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 AT_FDCWD = -100
 RENAME_NOREPLACE = 1 << 0
@@ -65,3 +65,32 @@ def sync_tree(path: Path) -> None:
                 os.fsync(entry)
             finally:
                 os.close(entry)
+
+
+# Measured on this project's Linux 6.18 VM (ext4): write()s of 8 MiB into new page-cache memory ran at ~170 MB/s,
+# because each asks for large folios the VM is slow to provide; 16 KiB writes ran at ~1.8 GB/s (32 KiB: ~0.5).
+WRITE_CHUNK = 16 * 1024
+
+
+class _ReadsInto(Protocol):
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+def copy_into(src: _ReadsInto, fd: int, block: int = 8 * 1024 * 1024) -> int:
+    """Copy the rest of ``src`` to ``fd`` (``block``-sized reads, ``write_all``); the number of bytes copied."""
+    buf = bytearray(block)
+    view = memoryview(buf)
+    total = 0
+    while n := src.readinto(buf):
+        write_all(fd, view[:n])
+        total += n
+    return total
+
+
+def write_all(fd: int, data: Any) -> None:
+    """Write all of ``data`` (any bytes-like object) to ``fd``, in ``WRITE_CHUNK`` slices."""
+    view = memoryview(data).cast("B")
+    for start in range(0, len(view), WRITE_CHUNK):
+        chunk = view[start:start + WRITE_CHUNK]
+        while chunk:
+            chunk = chunk[os.write(fd, chunk):]
