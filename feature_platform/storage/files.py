@@ -7,16 +7,17 @@ import os
 import tempfile
 from pathlib import Path
 
+from feature_platform.storage.syscalls import write_all
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> Path:
     """Write ``data`` to a temp file beside ``path`` (not matching its suffix), fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, "wb", buffering=0) as f:
             os.fchmod(f.fileno(), mode)  # mkstemp's 0600 would hide the file from other readers
-            f.write(data)
-            f.flush()
+            write_all(f.fileno(), data)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
