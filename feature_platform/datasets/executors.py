@@ -107,6 +107,14 @@ def concurrent_tasks(executor: Executor, workers: int | None, tasks: int) -> int
     return min(shared[1] if shared is not None else workers or default_workers(), tasks)
 
 
+def threads_per_task(executor: Executor, workers: int | None, tasks: int) -> int:
+    """Threads each of ``tasks`` tasks may use inside itself: this machine's cores shared by the tasks running
+    at once; one on Ray, whose task was granted one CPU of a node the caller cannot see."""
+    if executor == "ray":
+        return 1
+    return max(1, default_workers() // concurrent_tasks(executor, workers, tasks))
+
+
 def _run_inline(fn: Callable[[T], R], tasks: list[T], progress: Callable[[int, int], None] | None,
                 keep: Callable[[int, R], R]) -> list[R]:
     results: list[R] = []

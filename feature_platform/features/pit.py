@@ -15,7 +15,10 @@ from datetime import timedelta
 import numpy as np
 import pyarrow as pa
 
+from feature_platform.warehouse.connection import quote_identifier as _quote
+
 _EIDX, _FIDX, _FTS, _ETS = "__fp_eidx", "__fp_fidx", "__fp_fts", "__fp_ets"
+_INTERNAL = frozenset({_EIDX, _FIDX, _FTS, _ETS, "__fp_created", "__fp_pick"})  # the join's own column names
 
 
 class PointInTimeError(ValueError):
@@ -32,10 +35,6 @@ def _naive_ts(column: pa.ChunkedArray | pa.Array, unit: str, what: str) -> pa.Ch
 def _ts_unit(*types: pa.DataType) -> str:
     units = [t.unit for t in types if pa.types.is_timestamp(t)]
     return "ns" if "ns" in units else "us"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def point_in_time_join(
@@ -58,6 +57,9 @@ def point_in_time_join(
     keys, names = list(join_keys), list(feature_names)
     if not keys:
         raise PointInTimeError("join_keys must name at least one column")
+    taken = sorted(set(keys) & _INTERNAL)
+    if taken:
+        raise PointInTimeError(f"join keys {taken} are names the join uses for its own columns; rename them")
     for col in [*keys, entity_ts_col]:
         if col not in entity_df.column_names:
             raise PointInTimeError(f"entity_df has no column {col!r}")

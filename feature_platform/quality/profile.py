@@ -5,10 +5,11 @@ dataset version is compared with (a baseline is a stored profile).
 Counting work (rows, entities, UTC day buckets, label classes, duplicate keys) is DuckDB SQL over
 ``read_parquet``; per-feature moments, distinct-value sketches and distributions stream over
 ``ParquetFile.iter_batches`` (``distributions.py``). Each data file is profiled alone (map, on any
-executor) and the results are reduced exactly in file order, so a sharded dataset gets one profile
-whatever the worker count. Memory is bounded by one record batch plus a fixed-size sample and
-sketch per feature, never by the dataset: files are opened without pyarrow's pre-buffering (which
-caches every column chunk it reads) and DuckDB's grouping spills past a fixed memory limit.
+executor; inside it, column groups in threads) and the results are reduced exactly in file order, so a
+sharded dataset gets one profile whatever the worker and thread count. Memory is bounded by one record
+batch per thread plus a fixed-size sample and sketch per feature, never by the dataset: files are opened
+without pyarrow's pre-buffering (which caches every column chunk it reads) and DuckDB's grouping spills past
+a fixed memory limit.
 Counts, not shares, are stored: they are exact and make a profile byte-reproducible for the same
 files.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,17 +33,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from feature_platform.contracts.feature_contract import FeatureContract, load_feature_contract
 from feature_platform.contracts.manifest import DatasetManifest
-from feature_platform.datasets.executors import Executor, TaskError, run_tasks, task_session
+from feature_platform.datasets.executors import Executor, TaskError, run_tasks, task_session, threads_per_task
 from feature_platform.quality.distributions import (
     Cuts,
     FileScan,
     Moments,
     edges,
     merge_cuts,
+    merge_scans,
     scan_counts,
     scan_moments,
 )
 from feature_platform.quality.sketch import HyperLogLog
+from feature_platform.warehouse.connection import quote_identifier as _q
 
 DEFAULT_BINS = 10
 DEFAULT_QUANTILES = 100
@@ -199,10 +203,13 @@ class _FileTask:
     numeric: list[str]
     other: list[str]
     sample_size: int
+    threads: int
 
 
 @dataclass
-class _FilePartial:
+class _FileCounts:
+    """What DuckDB counts in one file."""
+
     rows: int
     entity_values: np.ndarray
     entity_counts: np.ndarray
@@ -214,6 +221,11 @@ class _FilePartial:
     label_counts: list[tuple[Any, int]]
     label_nulls: int
     distinct_keys: int
+
+
+@dataclass
+class _FilePartial:
+    counts: _FileCounts
     scan: FileScan
 
 
@@ -221,32 +233,62 @@ class _FilePartial:
 class _CountTask:
     path: str
     edge_sets: dict[str, list[list[float]]]
+    threads: int
 
 
 def _map_file(task: _FileTask) -> _FilePartial:
-    """Counts (DuckDB) and moments, sample and sketches (one streamed pass) of one data file."""
+    """Counts (DuckDB) and moments, sample and sketches (one streamed pass) of one data file.
+
+    With ``task.threads`` > 1 the counting queries and groups of feature columns run in threads at once (DuckDB,
+    pyarrow and numpy's loops release the GIL). A feature's numbers depend only on its own column and the
+    row keys, so they are the same for any number of threads, bit for bit.
+    """
     path = Path(task.path)
     with pq.ParquetFile(path, pre_buffer=False) as pf:
         schema = pf.schema_arrow
-        wanted = [task.entity, task.timestamp, *task.numeric, *task.other] + ([task.label] if task.label else [])
-        missing = [n for n in wanted if n not in schema.names]
-        if missing:
-            raise ProfileError(f"{path}: columns named by the manifest are missing from the file: {missing}")
-        try:
-            with tempfile.TemporaryDirectory(prefix="fp-profile-") as spill, duckdb.connect() as con:
-                _bounded(con, spill)
-                sql = _SqlCounts(con, str(path), schema)
-                rows = sql.rows()
-                values, counts, entity_nulls = sql.entity_counts(task.entity)
-                lo, hi, time_nulls, days = sql.time_parts(task.timestamp)
-                label_counts, label_nulls = sql.label_counts(task.label)
-                distinct_keys = sql.distinct_keys([task.entity, task.timestamp])
-        except duckdb.Error as exc:
-            raise ProfileError(f"{path}: {str(exc).splitlines()[0]}") from None
-        scan = scan_moments(pf, task.numeric, task.sample_size, file_index=task.index, other=task.other)
-    return _FilePartial(rows=rows, entity_values=values, entity_counts=counts, entity_nulls=entity_nulls,
-                        time_lo=lo, time_hi=hi, time_nulls=time_nulls, days=days, label_counts=label_counts,
-                        label_nulls=label_nulls, distinct_keys=distinct_keys, scan=scan)
+    wanted = [task.entity, task.timestamp, *task.numeric, *task.other] + ([task.label] if task.label else [])
+    missing = [n for n in wanted if n not in schema.names]
+    if missing:
+        raise ProfileError(f"{path}: columns named by the manifest are missing from the file: {missing}")
+    groups = _column_groups([*task.numeric, *task.other], task.threads)
+    numeric = set(task.numeric)
+
+    def scan(columns: list[str]) -> FileScan:
+        with pq.ParquetFile(path, pre_buffer=False) as pf:
+            return scan_moments(pf, [c for c in columns if c in numeric], task.sample_size, file_index=task.index,
+                                other=[c for c in columns if c not in numeric])
+
+    if task.threads == 1:
+        counts, scans = _sql_counts(task, schema), [scan(g) for g in groups]
+    else:
+        with ThreadPoolExecutor(max_workers=len(groups) + 1, thread_name_prefix="fp-profile") as pool:
+            counted = pool.submit(_sql_counts, task, schema)
+            scans = list(pool.map(scan, groups))
+            counts = counted.result()
+    return _FilePartial(counts, merge_scans(scans))
+
+
+def _sql_counts(task: _FileTask, schema: pa.Schema) -> _FileCounts:
+    try:
+        with tempfile.TemporaryDirectory(prefix="fp-profile-") as spill, duckdb.connect() as con:
+            _bounded(con, spill)
+            sql = _SqlCounts(con, task.path, schema)
+            rows = sql.rows()
+            values, counts, entity_nulls = sql.entity_counts(task.entity)
+            lo, hi, time_nulls, days = sql.time_parts(task.timestamp)
+            label_counts, label_nulls = sql.label_counts(task.label)
+            distinct_keys = sql.distinct_keys([task.entity, task.timestamp])
+    except duckdb.Error as exc:
+        raise ProfileError(f"{task.path}: {str(exc).splitlines()[0]}") from None
+    return _FileCounts(rows=rows, entity_values=values, entity_counts=counts, entity_nulls=entity_nulls,
+                       time_lo=lo, time_hi=hi, time_nulls=time_nulls, days=days, label_counts=label_counts,
+                       label_nulls=label_nulls, distinct_keys=distinct_keys)
+
+
+def _column_groups(columns: list[str], threads: int) -> list[list[str]]:
+    """``columns`` dealt round-robin into ``threads`` groups (fewer if there are fewer columns; one if none)."""
+    n = max(1, min(threads, len(columns)))
+    return [columns[i::n] for i in range(n)]
 
 
 def _bounded(con: duckdb.DuckDBPyConnection, spill: str) -> None:
@@ -257,8 +299,16 @@ def _bounded(con: duckdb.DuckDBPyConnection, spill: str) -> None:
 
 
 def _count_file(task: _CountTask) -> dict[str, Cuts]:
-    with pq.ParquetFile(task.path, pre_buffer=False) as pf:
-        return scan_counts(pf, task.edge_sets)
+    """The counting pass over one file, groups of features in threads (the same counts for any number)."""
+    def count(names: list[str]) -> dict[str, Cuts]:
+        with pq.ParquetFile(task.path, pre_buffer=False) as pf:
+            return scan_counts(pf, {n: task.edge_sets[n] for n in names})
+
+    groups = _column_groups(sorted(task.edge_sets), task.threads)
+    if len(groups) == 1:
+        return count(groups[0])
+    with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="fp-profile") as pool:
+        return {name: cuts for part in pool.map(count, groups) for name, cuts in part.items()}
 
 
 def _run(fn: Callable[[T], R], tasks: list[T], executor: Executor, workers: int | None) -> list[R]:
@@ -304,26 +354,28 @@ def profile_against(
     kinds = {name: _kind(schema.field(name).type) for name in manifest.feature_order}
     numeric = [n for n in manifest.feature_order if kinds[n] == "numeric"]
     other = [n for n in manifest.feature_order if kinds[n] != "numeric"]
+    threads = threads_per_task(executor, workers, len(paths))
     tasks = [_FileTask(str(p), i, manifest.entity_column, manifest.timestamp_column, manifest.label_column, numeric,
-                       other, sample_size) for i, p in enumerate(paths)]
+                       other, sample_size, threads) for i, p in enumerate(paths)]
     with task_session(executor, workers):  # both passes on one set of workers
         parts = _run(_map_file, tasks, executor, workers)
         return _reduce(paths, manifest, contract, reference, parts, schema, kinds, numeric, bins, quantiles,
-                       sample_size, executor, workers)
+                       sample_size, executor, workers, threads)
 
 
 def _reduce(paths: list[Path], manifest: DatasetManifest, contract: FeatureContract,
             reference: DatasetProfile | None, parts: list[_FilePartial], schema: pa.Schema,
             kinds: dict[str, FeatureKind], numeric: list[str], bins: int, quantiles: int, sample_size: int,
-            executor: Executor, workers: int | None) -> tuple[DatasetProfile, dict[str, ReferenceCounts]]:
+            executor: Executor, workers: int | None, threads: int) -> tuple[DatasetProfile, dict[str, ReferenceCounts]]:
     """Combine the files' first passes in file order, cut the edges, map the counting pass, sum it."""
-    rows = sum(p.rows for p in parts)
-    entity, disjoint = _reduce_entity(manifest.entity_column, parts)
-    time = _reduce_time(manifest.timestamp_column, parts)
-    label = _reduce_label(manifest.label_column, _declared_classes(contract, manifest.label_column), parts)
+    counted = [p.counts for p in parts]
+    rows = sum(c.rows for c in counted)
+    entity, disjoint = _reduce_entity(manifest.entity_column, counted)
+    time = _reduce_time(manifest.timestamp_column, counted)
+    label = _reduce_label(manifest.label_column, _declared_classes(contract, manifest.label_column), counted)
     key = [manifest.entity_column, manifest.timestamp_column]
     # When every (entity, timestamp) key lives in one file, the files' distinct keys add up.
-    distinct_keys = sum(p.distinct_keys for p in parts) if disjoint else _distinct_keys_all(paths, key)
+    distinct_keys = sum(c.distinct_keys for c in counted) if disjoint else _distinct_keys_all(paths, key)
     dup = rows - distinct_keys
     duplicates = DuplicateProfile(key=key, distinct_keys=distinct_keys, duplicate_rows=dup,
                                   rate=dup / rows if rows else 0.0)
@@ -340,7 +392,7 @@ def _reduce(paths: list[Path], manifest: DatasetManifest, contract: FeatureContr
     own = {name: edges(acc, bins, quantiles) for name, acc in moments.items()}
     ref = _reference_edges(reference, numeric)
     edge_sets = {n: [*own[n], *ref.get(n, ([], []))] for n in numeric}
-    cuts = merge_cuts(_run(_count_file, [_CountTask(str(p), edge_sets) for p in paths], executor, workers))
+    cuts = merge_cuts(_run(_count_file, [_CountTask(str(p), edge_sets, threads) for p in paths], executor, workers))
 
     declared_nullable = {c.name: c.nullable for c in manifest.columns}
     features: dict[str, FeatureProfile] = {}
@@ -381,7 +433,7 @@ def _reduce(paths: list[Path], manifest: DatasetManifest, contract: FeatureContr
     return profile, references
 
 
-def _reduce_entity(column: str, parts: list[_FilePartial]) -> tuple[EntityProfile, bool]:
+def _reduce_entity(column: str, parts: list[_FileCounts]) -> tuple[EntityProfile, bool]:
     """The entity profile of all files, and whether no entity value (nor null) appears in two files."""
     values = np.concatenate([p.entity_values for p in parts])
     per_file = np.concatenate([p.entity_counts for p in parts]).astype(np.int64)
@@ -399,7 +451,7 @@ def _reduce_entity(column: str, parts: list[_FilePartial]) -> tuple[EntityProfil
     ), disjoint
 
 
-def _reduce_time(column: str, parts: list[_FilePartial]) -> TimeProfile:
+def _reduce_time(column: str, parts: list[_FileCounts]) -> TimeProfile:
     nulls = sum(p.time_nulls for p in parts)
     los = [p.time_lo for p in parts if p.time_lo is not None]
     his = [p.time_hi for p in parts if p.time_hi is not None]
@@ -421,7 +473,7 @@ def _reduce_time(column: str, parts: list[_FilePartial]) -> TimeProfile:
     )
 
 
-def _reduce_label(column: str | None, declared: dict[str, str], parts: list[_FilePartial]) -> LabelProfile | None:
+def _reduce_label(column: str | None, declared: dict[str, str], parts: list[_FileCounts]) -> LabelProfile | None:
     if column is None:
         return None
     merged: dict[Any, int] = {}
@@ -485,10 +537,6 @@ def _declared_classes(contract: FeatureContract, label_column: str | None) -> di
     if label is None or label_column is None or label.name != label_column:
         return {}
     return {str(k): v for k, v in label.classes.items()}
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _normalised_entropy(counts: np.ndarray, classes: int) -> float:

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from feature_platform.datasets.executors import EXECUTORS, TaskError, default_executor, run_tasks
+from feature_platform.datasets import executors
+from feature_platform.datasets.executors import EXECUTORS, TaskError, default_executor, run_tasks, threads_per_task
 from feature_platform.simulators import simulate_range
 
 TASKS = [(i * 7, i * 7 + 7) for i in range(6)]
@@ -121,3 +122,14 @@ def test_on_result_sees_every_result_in_the_driver_and_its_value_is_kept(executo
     assert results == [-(i * i) for i in range(5)]
     assert sorted((i, r) for i, r, _ in seen) == [(i, i * i) for i in range(5)]
     assert {pid for _, _, pid in seen} == {os.getpid()}  # called where the caller runs, not in a worker
+
+
+def test_threads_per_task_share_the_cores_among_the_tasks_running_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executors, "default_workers", lambda: 4)  # a 4-core machine
+    assert threads_per_task("inline", None, 3) == 4  # one task at a time has every core
+    assert threads_per_task("process", 2, 5) == 2 and threads_per_task("process", None, 5) == 1
+    assert threads_per_task("process", 3, 1) == 4  # one file: one task, however many workers
+    assert threads_per_task("process", 3, 8) == 1  # 4 // 3
+    assert threads_per_task("ray", 2, 2) == 1  # a Ray task was granted one CPU
+    with executors.task_session("process", 2):
+        assert threads_per_task("process", None, 9) == 2

@@ -268,6 +268,20 @@ def test_pit_naive_entity_timestamps_count_as_utc_and_bad_input_is_refused() -> 
         _join(ent, feat.rename_columns(["k", "ts", "y"]))
 
 
+@pytest.mark.parametrize("key", ['k"; DROP TABLE feat; --', 'a "quoted" key', "select", "ts2"])
+def test_pit_join_keys_are_identifiers_whatever_their_text(key: str) -> None:
+    """Keys reach DuckDB as quoted identifiers (sqlglot), never as SQL text: a hostile name is just a name."""
+    feat = _features([1, 2], [10, 10], [1.0, 2.0]).rename_columns([key, "ts", "x"])
+    ent = _entities([2, 1, 3], [11, 12, 13]).rename_columns([key, "ts"])
+    assert _join(ent, feat, keys=[key]) == [2.0, 1.0, None]
+
+
+def test_pit_join_keys_may_not_take_the_joins_own_column_names() -> None:
+    feat = _features([1], [10], [1.0]).rename_columns(["__fp_fidx", "ts", "x"])
+    with pytest.raises(PointInTimeError, match=r"join keys \['__fp_fidx'\] are names the join uses"):
+        _join(_entities([1], [11]).rename_columns(["__fp_fidx", "ts"]), feat, keys=["__fp_fidx"])
+
+
 def _brute_force(ent: list[tuple[int | None, int | None]], feat: list[tuple[int, int, int | None, float]],
                  ttl: int | None) -> list[float | None]:
     out: list[float | None] = []

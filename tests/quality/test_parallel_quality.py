@@ -14,9 +14,18 @@ import pytest
 from feature_platform.contracts.manifest import data_file_paths
 from feature_platform.datasets.build import BuildResult, build_dataset
 from feature_platform.quality.baseline import Baseline, load_baseline
-from feature_platform.quality.distributions import Cuts, Moments, bin_counts
+from feature_platform.quality.distributions import Cuts, FileScan, Moments, bin_counts, edges
 from feature_platform.quality.gate import evaluate_quality
-from feature_platform.quality.profile import ProfileError, profile_against, profile_dataset
+from feature_platform.quality.profile import (
+    ProfileError,
+    _count_file,
+    _CountTask,
+    _FilePartial,
+    _FileTask,
+    _map_file,
+    profile_against,
+    profile_dataset,
+)
 from feature_platform.quality.sketch import HyperLogLog
 from tests.conftest import small_source
 
@@ -189,3 +198,64 @@ def test_sorted_counting_equals_a_binary_search_per_value() -> None:
     assert c.counts.tolist() == (bin_counts(values, cuts) + bin_counts(values[:100], cuts)).tolist()
     assert c.per_bin([0.0]).tolist() == [int((values <= 0).sum()) + int((values[:100] <= 0).sum()),
                                          int((values > 0).sum()) + int((values[:100] > 0).sum())]
+
+
+def test_float32_values_are_counted_exactly_at_float64_cuts() -> None:
+    """float32 columns are sorted as read; the cuts move to the largest float32 at or below them."""
+    rng = np.random.default_rng(11)
+    values = (rng.standard_normal(20_000) * 3).astype(np.float32)
+    at_values = values[:20].astype(np.float64)  # cuts that are float32 values themselves
+    between = np.nextafter(at_values, np.inf)  # just above a float32 value: still no float32 between
+    below = np.nextafter(at_values, -np.inf)  # just below: that value is no longer <= the cut
+    cuts = np.unique(np.concatenate([at_values, between, below, [-1e300, -1e-30, 0.0, 1e-30, 1e300]]))
+    as32, as64 = Cuts.of(cuts.tolist()), Cuts.of(cuts.tolist())
+    as32.add(values)
+    as64.add(values.astype(np.float64))
+    assert as32.counts.tolist() == as64.counts.tolist() == bin_counts(values.astype(np.float64), cuts).tolist()
+    assert as32.cuts32.dtype == np.float32 and bool(np.all(as32.cuts32.astype(np.float64) <= cuts))
+
+
+def _canonical(scan: FileScan) -> list[tuple[object, ...]]:
+    """Everything a file scan holds, by feature name, floats and arrays as their exact bytes."""
+    out: list[tuple[object, ...]] = []
+    for name in sorted(scan.valid):
+        m = scan.moments.get(name)
+        stats = (m.valid, m.mean, m.m2, m.lo, m.hi, m.keys.tobytes(), m.values.tobytes()) if m else ()
+        out.append((name, scan.valid[name], scan.sketches[name].registers.tobytes(), *stats))
+    return out
+
+
+def _pairs(part: _FilePartial) -> list[tuple[int, int]]:
+    return sorted(zip(part.counts.entity_values.tolist(), part.counts.entity_counts.tolist(), strict=True))
+
+
+def test_a_files_scan_and_counts_are_the_same_for_any_number_of_threads(golden: BuildResult, tmp_path: Path) -> None:
+    """Column groups in threads: each feature's numbers come from its own column and the row keys only."""
+    table = pq.read_table(golden.path / "data.parquet")
+    n = table.num_rows
+    wide = np.where(np.arange(n) % 97 == 0, np.nan, np.linspace(-5.0, 5.0, n))
+    wide[::131] = np.inf
+    table = table.append_column("wide", pa.array(wide)).append_column(
+        "venue", pa.array([None if i % 7 == 0 else f"v{i % 11}" for i in range(n)]))
+    path = tmp_path / "mixed.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    numeric = [*golden.manifest.feature_order, "wide"]
+    m = golden.manifest
+
+    def task(threads: int) -> _FileTask:
+        return _FileTask(str(path), 1, m.entity_column, m.timestamp_column, m.label_column, numeric, ["venue"],
+                         300, threads)
+
+    one = _map_file(task(1))
+    edge_sets = {name: [edges(acc, 10, 20)[0]] for name, acc in one.scan.moments.items()}
+    counts_one = _count_file(_CountTask(str(path), edge_sets, 1))
+    assert one.counts.rows == n and one.scan.valid["wide"] == n - len(set(range(0, n, 97)) | set(range(0, n, 131)))
+    for threads in (2, 3, 40):
+        other = _map_file(task(threads))
+        assert _canonical(other.scan) == _canonical(one.scan)
+        got, want = other.counts, one.counts  # DuckDB's groups come unordered: compared sorted
+        assert (got.rows, _pairs(other), sorted(got.days.tolist()), got.distinct_keys) == (
+            want.rows, _pairs(one), sorted(want.days.tolist()), want.distinct_keys)
+        counts = _count_file(_CountTask(str(path), edge_sets, threads))
+        assert {k: c.counts.tolist() for k, c in counts.items()} == {
+            k: c.counts.tolist() for k, c in counts_one.items()}
