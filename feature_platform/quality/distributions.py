@@ -186,7 +186,8 @@ class Cuts:
     def cuts32(self) -> np.ndarray:
         """Each cut as the largest float32 at or below it: a float32 value is <= the cut exactly when it is
         <= this, so float32 columns are counted exactly without widening them."""
-        near = self.cuts.astype(np.float32)
+        with np.errstate(over="ignore"):  # a cut beyond float32's range becomes ±inf, then the largest float32
+            near = self.cuts.astype(np.float32)
         return np.where(near.astype(np.float64) > self.cuts, np.nextafter(near, np.float32(-np.inf)), near)
 
     def add(self, values: np.ndarray) -> None:
