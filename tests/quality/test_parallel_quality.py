@@ -44,6 +44,14 @@ def test_profile_same_for_inline_and_process_workers(sharded: BuildResult) -> No
     assert inline.model_dump_json() == two.model_dump_json()  # bit for bit, floats included
 
 
+def test_profile_on_ray_is_the_inline_profile(sharded: BuildResult, ray_local: str) -> None:
+    """Map per file on Ray tasks (one thread each), exact reduce here: the same bytes as inline (threads per core)."""
+    files = data_file_paths(sharded.manifest_path, sharded.manifest)
+    inline = profile_dataset(files, sharded.manifest, sample_size=500)
+    on_ray = profile_dataset(files, sharded.manifest, sample_size=500, executor="ray", workers=2)
+    assert on_ray.model_dump_json() == inline.model_dump_json()
+
+
 def test_quality_report_same_for_any_workers(sharded: BuildResult) -> None:
     baseline = load_baseline("baseline_eval_v1")
     files = data_file_paths(sharded.manifest_path, sharded.manifest)
