@@ -46,7 +46,8 @@ def register(groups: Commands) -> None:
                      help="data files of the dataset, sharded by entity (default 1)")
     run.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
                      help="where the dataset's files are written when --files > 1 and the quality profile's "
-                     "per-file passes run (default: build ray when RAY_ADDRESS is set, else process; profile inline)")
+                     "per-file passes run (default: build ray when RAY_ADDRESS is set, else process; profile "
+                     "inline, its feature columns in one thread per core)")
     run.add_argument("--workers", type=positive_int, default=None,
                      help="parallel workers for the dataset build and the quality profile (default: the CPU count)")
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
