@@ -79,7 +79,7 @@ def register(groups: Commands) -> None:
     parallel.add_argument("--executor", choices=["inline", "process", "ray"], default=None,
                           help="where files/chunks are written (default: ray when a Ray address is set, else process)")
     parallel.add_argument("--workers", type=positive_int, default=None,
-                          help="parallel workers (default: the CPU count); the bytes do not depend on it")
+                          help="parallel workers (default: the usable CPUs); the bytes do not depend on it")
     parallel.add_argument("--ray-address", default=None,
                           help="Ray cluster address (default $RAY_ADDRESS; with --executor ray and none, a local Ray)")
     tensor = build.add_argument_group("--source simulator (zarr)")

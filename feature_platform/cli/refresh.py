@@ -49,7 +49,7 @@ def register(groups: Commands) -> None:
                      "per-file passes run (default: build ray when RAY_ADDRESS is set, else process; profile "
                      "inline, its feature columns in one thread per core)")
     run.add_argument("--workers", type=positive_int, default=None,
-                     help="parallel workers for the dataset build and the quality profile (default: the CPU count)")
+                     help="parallel workers for the dataset build and the quality profile (default: the usable CPUs)")
     run.add_argument("--config", type=input_file, default=None, help="Dagster run config YAML (launchpad format)")
     run.add_argument("--json", action="store_true", help="print the run summary as JSON")
     run.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log while running")

@@ -89,7 +89,7 @@ class CandidateConfig(dg.Config):
     executor: Literal["auto", "inline", "process", "ray"] = Field(
         "auto", description="where the files are written when files > 1 (auto: ray when RAY_ADDRESS is set, "
         "else $FP_EXECUTOR or process)")
-    workers: int | None = Field(None, ge=1, description="parallel workers (default: the CPU count)")
+    workers: int | None = Field(None, ge=1, description="parallel workers (default: the usable CPUs)")
 
 
 @platform_asset(group=GROUP, stage="build", partitions_def=dataset_versions, deps=[source_snapshot], kinds={"parquet"},
@@ -145,7 +145,7 @@ class QualityConfig(dg.Config):
                                       description="overrides of single thresholds (checked strictly)")
     executor: Literal["inline", "process", "ray"] = Field(
         "inline", description="where the profile's per-file passes run (the report does not depend on it)")
-    workers: int | None = Field(None, ge=1, description="parallel workers for the profile (default: the CPU count)")
+    workers: int | None = Field(None, ge=1, description="parallel workers for the profile (default: the usable CPUs)")
 
 
 @platform_asset(group=GROUP, stage="quality", partitions_def=dataset_versions, deps=[dataset], kinds={"duckdb"},

@@ -55,7 +55,8 @@ class TensorDatasetConfig(dg.Config):
     split: str = Field("random_interpolation", description="ALGO[:PARAMS], e.g. 'extrapolation_slice:rho>=0.9'")
     executor: Literal["auto", "inline", "process", "ray"] = Field(
         "auto", description="where chunks are computed; auto: ray when ray_address/$RAY_ADDRESS is set, else process")
-    workers: int | None = Field(None, gt=0, description="parallel workers (default: CPU count); bytes do not change")
+    workers: int | None = Field(None, gt=0,
+                                description="parallel workers (default: the usable CPUs); bytes do not change")
     ray_address: str | None = Field(None, description="Ray cluster address (default $RAY_ADDRESS)")
     bitround_keepbits: int | None = Field(None, ge=1, le=22, description="LOSSY opt-in: float32 mantissa bits kept")
 

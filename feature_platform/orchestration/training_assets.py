@@ -52,7 +52,7 @@ class TrainingSetConfig(dg.Config):
     executor: Literal["auto", "inline", "process", "ray"] = Field(
         "auto", description="where shards are joined; auto: ray when the ray resource has an address, else "
                             "process (inline for one shard). The rows do not change")
-    workers: int | None = Field(None, gt=0, description="parallel workers (default: CPU count)")
+    workers: int | None = Field(None, gt=0, description="parallel workers (default: the usable CPUs)")
 
 
 class PromotionConfig(dg.Config):

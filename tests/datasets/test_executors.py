@@ -6,12 +6,20 @@ import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from feature_platform.datasets import executors
-from feature_platform.datasets.executors import EXECUTORS, TaskError, default_executor, run_tasks, threads_per_task
+from feature_platform.datasets.executors import (
+    EXECUTORS,
+    TaskError,
+    cgroup_cpu_quota,
+    default_executor,
+    run_tasks,
+    threads_per_task,
+)
 from feature_platform.simulators import simulate_range
 
 TASKS = [(i * 7, i * 7 + 7) for i in range(6)]
@@ -133,3 +141,39 @@ def test_threads_per_task_share_the_cores_among_the_tasks_running_at_once(monkey
     assert threads_per_task("ray", 2, 2) == 1  # a Ray task was granted one CPU
     with executors.task_session("process", 2):
         assert threads_per_task("process", None, 9) == 2
+
+
+@pytest.mark.parametrize(("files", "cpus"), [
+    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2: a pod with limits.cpu: 2
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+    ({"cpu.max": "5000 100000\n"}, 1),
+    ({"cpu.max": "max 100000\n"}, None),  # no limit
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 1),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu.max": "lots of cpus\n"}, None),  # not a limit we understand: none
+    ({"cpu.max": "100000 0\n"}, None),
+    ({}, None),  # no cgroup files (another platform)
+])
+def test_cgroup_cpu_quota(tmp_path: Path, files: dict[str, str], cpus: int | None) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cgroup_cpu_quota(tmp_path) == cpus
+
+
+def test_cgroup_quota_file_that_is_not_a_regular_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "cpu.max").mkdir()  # v2's name, but a directory: fall back to v1, which says 3
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("300000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cgroup_cpu_quota(tmp_path) == 3
+
+
+def test_default_workers_is_the_affinity_capped_by_the_quota(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert executors.default_workers() <= cpus
+    (tmp_path / "cpu.max").write_text("100000 100000\n")
+    monkeypatch.setattr(executors, "CGROUP_ROOT", tmp_path)  # this process as if in a pod limited to 1 CPU
+    assert executors.default_workers() == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert executors.default_workers() == cpus
