@@ -141,8 +141,8 @@ def concurrent_tasks(executor: Executor, workers: int | None, tasks: int) -> int
 
 
 def threads_per_task(executor: Executor, workers: int | None, tasks: int) -> int:
-    """Threads each of ``tasks`` tasks may use inside itself: this machine's cores shared by the tasks running
-    at once; one on Ray, whose task was granted one CPU of a node the caller cannot see."""
+    """Threads each of ``tasks`` tasks may use inside itself: the usable CPUs (``default_workers``) shared by the
+    tasks running at once; one on Ray, whose task was granted one CPU of a node the caller cannot see."""
     if executor == "ray":
         return 1
     return max(1, default_workers() // concurrent_tasks(executor, workers, tasks))
