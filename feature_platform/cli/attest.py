@@ -82,19 +82,18 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from feature_platform.attest.attestation import AttestationError, artifact_at, trusted_key, verify
+    from feature_platform.attest.attestation import artifact_at, trusted_key, verify
     from feature_platform.attest.policy import load_policy, policy_path_from_env
 
-    with domain_errors(usage=AttestationError):
-        if args.pub is not None:
-            key = trusted_key(args.pub)
-            trusted = {key.keyid: key}
-        else:
-            policy_path = args.policy or policy_path_from_env()
-            if policy_path is None:
-                raise UsageError("give --pub PUBLIC.pem or --policy FILE (or set FP_TRUST_POLICY)")
-            trusted = load_policy(policy_path).keys
-        verdict = verify(artifact_at(args.path), trusted)
+    if args.pub is not None:
+        key = trusted_key(args.pub)
+        trusted = {key.keyid: key}
+    else:
+        policy_path = args.policy or policy_path_from_env()
+        if policy_path is None:
+            raise UsageError("give --pub PUBLIC.pem or --policy FILE (or set FP_TRUST_POLICY)")
+        trusted = load_policy(policy_path).keys
+    verdict = verify(artifact_at(args.path), trusted)
     if args.json:
         print_json(verdict.to_json_dict())
     elif verdict.ok:

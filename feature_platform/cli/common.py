@@ -39,7 +39,9 @@ ExceptionKinds = type[Exception] | tuple[type[Exception], ...]
 
 @contextmanager
 def domain_errors(usage: ExceptionKinds = (), failed: ExceptionKinds = ()) -> Iterator[None]:
-    """The domain's errors as the CLI's, each on one line: ``usage`` kinds exit 2, ``failed`` kinds exit 1."""
+    """The domain's errors as the CLI's, each on one line: ``usage`` kinds exit 2, ``failed`` kinds exit 1. For kinds
+    whose meaning depends on the command (a ``ValueError``, a refusal); kinds that always mean bad input are listed
+    once, in ``cli.errors.USAGE_ERRORS``, and need no wrapper."""
     try:
         yield
     except usage as exc:

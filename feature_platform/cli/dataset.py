@@ -422,7 +422,7 @@ def _dataset_verify(args: argparse.Namespace) -> int:
         report = verify_dataset(args.path, args.base_dir, max_bytes=args.max_bytes,
                                 expected_digest=args.expect_digest, workers=args.workers)
     if args.json:
-        print(json.dumps(report.to_json_dict(), indent=2))
+        print_json(report.to_json_dict())
     else:
         from feature_platform.contracts.checks import check_lines
 
@@ -466,7 +466,7 @@ def _dataset_report(args: argparse.Namespace) -> int:
     result = {"dataset_id": report.dataset_id, "manifest_digest": report.manifest_digest, "samples_read": sampled,
               "files": [str(p) for p in written]}
     if args.json:
-        print(json.dumps(result, indent=2))
+        print_json(result)
     else:
         print(f"sanity report of {report.dataset_id} from {sampled:,} samples (dataset verified first):")
         for path in written:

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from feature_platform.cli.common import domain_errors
-
 if TYPE_CHECKING:
     import duckdb
 
@@ -27,16 +25,13 @@ def add_definition_inputs(parser: argparse.ArgumentParser, *, warehouse: bool = 
 
 def find_definition_arg(args: argparse.Namespace, name: str) -> DatasetDefinition:
     """The definition named on the command line; an unknown or unreadable one is a usage error."""
-    from feature_platform.datasets.definitions.model import DefinitionError, find_definition
+    from feature_platform.datasets.definitions.model import find_definition
 
-    with domain_errors(usage=DefinitionError):
-        return find_definition(name, args.definitions_dir)
+    return find_definition(name, args.definitions_dir)
 
 
 def connect_warehouse(args: argparse.Namespace, defns: list[DatasetDefinition]) -> duckdb.DuckDBPyConnection:
     """The warehouse sandboxed for ``defns``' queries (no file access but their own Parquet files)."""
     from feature_platform.datasets.definitions.sql import open_warehouse
-    from feature_platform.warehouse.connection import WarehouseError
 
-    with domain_errors(usage=WarehouseError):
-        return open_warehouse(defns, args.warehouse)
+    return open_warehouse(defns, args.warehouse)

@@ -8,7 +8,6 @@ definition name, a missing warehouse.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +19,9 @@ from feature_platform.cli.common import (
     CheckFailed,
     UsageError,
     add_run_flags,
-    domain_errors,
     iso_date,
     layout,
+    print_json,
     report_build,
     report_run,
     run_in_process,
@@ -105,13 +104,12 @@ def _register_analysis(cmds: Commands) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError, definitions_dir, list_entries
+    from feature_platform.datasets.definitions.model import definitions_dir, list_entries
 
     directory = args.definitions_dir or definitions_dir()
-    with domain_errors(usage=DefinitionError):
-        entries = list_entries(directory)
+    entries = list_entries(directory)
     if args.json:
-        print(json.dumps({"directory": str(directory), "definitions": entries}, indent=2))
+        print_json({"directory": str(directory), "definitions": entries})
     else:
         from feature_platform.warehouse.render import aligned_table
 
@@ -125,12 +123,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError, load_definitions
+    from feature_platform.datasets.definitions.model import load_definitions
     from feature_platform.datasets.definitions.validation import join_suggestions, validate_against
 
-    with domain_errors(usage=DefinitionError):
-        defns = ([find_definition_arg(args, n) for n in args.names] if args.names
-                 else load_definitions(args.definitions_dir))
+    defns = ([find_definition_arg(args, n) for n in args.names] if args.names
+             else load_definitions(args.definitions_dir))
     results: list[dict[str, Any]] = []
     with connect_warehouse(args, defns) as conn:
         for d in defns:
@@ -139,7 +136,7 @@ def _validate(args: argparse.Namespace) -> int:
                             "join_suggestions": [j.to_json_dict() for j in join_suggestions(d, conn)]
                             if not problems else []})
     if args.json:
-        print(json.dumps({"ok": all(r["ok"] for r in results), "definitions": results}, indent=2))
+        print_json({"ok": all(r["ok"] for r in results), "definitions": results})
     else:
         for r in results:
             print(f"{'OK' if r['ok'] else 'INVALID'}  {r['name']}  ({r['file']})")
@@ -152,28 +149,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import render_query
 
     defn = find_definition_arg(args, args.name)
-    with domain_errors(usage=DefinitionError):
-        text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
+    text = render_query(defn, split=args.split, dialect=args.dialect, as_of=args.as_of)
     if args.json:
-        print(json.dumps({"name": defn.name, "dialect": args.dialect, "split": args.split,
-                          "as_of": args.as_of.isoformat() if args.as_of else None, "sql": text}, indent=2))
+        print_json({"name": defn.name, "dialect": args.dialect, "split": args.split,
+                    "as_of": args.as_of.isoformat() if args.as_of else None, "sql": text})
     else:
         sys.stdout.write(text)
     return EXIT_OK
 
 
 def _tfx(args: argparse.Namespace) -> int:
-    from feature_platform.datasets.definitions.model import DefinitionError
     from feature_platform.datasets.definitions.sql import tfx_query_config
 
     defn = find_definition_arg(args, args.name)
-    with domain_errors(usage=DefinitionError):
-        config = tfx_query_config(defn)
-    print(json.dumps(config, indent=2))
+    config = tfx_query_config(defn)
+    print_json(config)
     return EXIT_OK
 
 
@@ -188,7 +181,10 @@ def _change(args: argparse.Namespace, change: Callable[[], T], document: Callabl
     except DefinitionError as exc:
         print(f"fp: refused: {exc}{unchanged}", file=sys.stderr)
         return EXIT_FAILED
-    print(json.dumps(document(outcome)) if args.json else line(outcome))
+    if args.json:
+        print_json(document(outcome))
+    else:
+        print(line(outcome))
     return EXIT_OK
 
 

@@ -8,13 +8,12 @@ Bad input (unknown definition, table or column, a query DuckDB cannot run) is a 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, domain_errors, iso_date, positive_int
+from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, iso_date, positive_int, print_json
 from feature_platform.cli.definition_inputs import add_definition_inputs, connect_warehouse, find_definition_arg
 
 if TYPE_CHECKING:
@@ -48,16 +47,18 @@ def _session(args: argparse.Namespace,
              names: list[str]) -> Iterator[tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]]:
     """The named definitions and the warehouse sandboxed for them; a definition the warehouse cannot answer
     for is a usage error."""
-    from feature_platform.datasets.definitions.model import DefinitionError
 
     defns = [find_definition_arg(args, name) for name in names]
     conn = connect_warehouse(args, defns)
-    with domain_errors(usage=DefinitionError), conn:
+    with conn:
         yield defns, conn
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:
-    print(json.dumps(result.to_json_dict(), indent=2) if args.json else result.render())
+    if args.json:
+        print_json(result.to_json_dict())
+    else:
+        print(result.render())
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -84,10 +85,8 @@ def _preview(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
     from feature_platform.datasets.definitions.analysis import compare_definitions, require_compare_count
-    from feature_platform.datasets.definitions.model import DefinitionError
 
-    with domain_errors(usage=DefinitionError):
-        require_compare_count(args.names)  # before touching any file or the warehouse
+    require_compare_count(args.names)  # before touching any file or the warehouse
     with _session(args, list(args.names)) as (defns, conn):
         comparison = compare_definitions(defns, conn, as_of=args.as_of)
     _print(args, comparison)

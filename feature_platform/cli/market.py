@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -149,7 +148,7 @@ def _market_resolve(args: argparse.Namespace) -> int:
 def _market_blocks(args: argparse.Namespace) -> int:
     blocks = _review_queue().open_blocks()
     if args.json:
-        print(json.dumps([{**b.__dict__, "ts": b.ts.isoformat()} for b in blocks], indent=2))
+        print_json([{**b.__dict__, "ts": b.ts.isoformat()} for b in blocks])
     else:
         for b in blocks:
             print(f"{b.id:>5}  {b.kind:<8}  {b.reason}")

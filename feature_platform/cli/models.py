@@ -16,7 +16,6 @@ from feature_platform.cli.common import (
     add_json_flag,
     add_run_flags,
     data_root,
-    domain_errors,
     finite_float,
     input_file,
     layout,
@@ -195,12 +194,11 @@ def _rollback(args: argparse.Namespace) -> int:
 def _rerun(args: argparse.Namespace) -> int:
     from feature_platform.contracts.checks import check_lines
     from feature_platform.contracts.model_manifest import TRAINING_MANIFEST_NAME
-    from feature_platform.contracts.paths import UnsafePathError, require_safe_id
+    from feature_platform.contracts.paths import require_safe_id
     from feature_platform.training.data import TrainingRefused
     from feature_platform.training.rerun import rerun_training
 
-    with domain_errors(usage=UnsafePathError):
-        require_safe_id(args.training_id, "--training-id")
+    require_safe_id(args.training_id, "--training-id")
     root = data_root()
     manifest = layout().models / args.training_id / TRAINING_MANIFEST_NAME
     if not manifest.exists():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING
 
 from feature_platform.cli.common import (
@@ -96,7 +95,7 @@ def _refresh_run(args: argparse.Namespace) -> int:
         config_section(config, ("ops", "quality_report", "config"), f"--config {args.config}").update(profile)
     outcome = run_in_process(args, f"refresh {version}", run_refresh, version, config)
     if args.json:
-        print(json.dumps(dataclasses.asdict(outcome), indent=2))
+        print_json(dataclasses.asdict(outcome))
     else:
         print(format_summary(outcome, run_paths(PlatformPaths(), config)))  # where this run wrote
     return EXIT_OK if outcome.refresh.succeeded else report_run_failure(outcome.refresh)

@@ -7,14 +7,21 @@ statistics, sample values, join suggestions, dry runs), asked of the local wareh
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_platform.cli.common import EXIT_FAILED, EXIT_OK, UsageError, domain_errors, iso_date, positive_int
+from feature_platform.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageError,
+    domain_errors,
+    iso_date,
+    positive_int,
+    print_json,
+)
 
 if TYPE_CHECKING:
     import duckdb
@@ -65,14 +72,16 @@ def register(groups: Commands) -> None:
 
 
 def _open(args: argparse.Namespace) -> duckdb.DuckDBPyConnection:
-    from feature_platform.warehouse.connection import WarehouseError, connect
+    from feature_platform.warehouse.connection import connect
 
-    with domain_errors(usage=WarehouseError):
-        return connect(args.warehouse)
+    return connect(args.warehouse)
 
 
 def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
-    print(json.dumps(payload, indent=2, sort_keys=False) if args.json else text)
+    if args.json:
+        print_json(payload)
+    else:
+        print(text)
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -96,11 +105,9 @@ def _seed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _guard(fn: Callable[[], tuple[Any, str]], args: argparse.Namespace) -> int:
-    from feature_platform.warehouse.connection import WarehouseError
-
-    with domain_errors(usage=WarehouseError):
-        payload, text = fn()
+def _report(fn: Callable[[], tuple[Any, str]], args: argparse.Namespace) -> int:
+    """Run ``fn`` and print its result: the payload as JSON with --json, else the text."""
+    payload, text = fn()
     _emit(args, payload, text)
     return EXIT_OK
 
@@ -115,7 +122,7 @@ def _tables(args: argparse.Namespace) -> int:
         rows = [[t.name, t.row_count, t.size_bytes, t.column_count] for t in infos]
         return [t.to_json_dict() for t in infos], aligned_table(["table", "rows", "size_bytes~", "columns"], rows)
 
-    return _guard(run, args)
+    return _report(run, args)
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -130,7 +137,7 @@ def _schema(args: argparse.Namespace) -> int:
         text = aligned_table(["column", "type", "nullable", "suggested_role", "join_key"], rows)
         return [c.to_json_dict() for c in cols], text
 
-    return _guard(run, args)
+    return _report(run, args)
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -148,7 +155,7 @@ def _stats(args: argparse.Namespace) -> int:
                    "range_days"]
         return [s.to_json_dict() for s in stats], aligned_table(headers, rows)
 
-    return _guard(run, args)
+    return _report(run, args)
 
 
 def _samples(args: argparse.Namespace) -> int:
@@ -161,7 +168,7 @@ def _samples(args: argparse.Namespace) -> int:
         rows = [[v.value, v.count] for v in values]
         return [v.to_json_dict() for v in values], aligned_table(["value", "count"], rows)
 
-    return _guard(run, args)
+    return _report(run, args)
 
 
 def _joins(args: argparse.Namespace) -> int:
@@ -177,7 +184,7 @@ def _joins(args: argparse.Namespace) -> int:
         text = aligned_table(headers, rows) if found else "no candidate joins"
         return [j.to_json_dict() for j in found], text
 
-    return _guard(run, args)
+    return _report(run, args)
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -194,7 +201,7 @@ def _explain(args: argparse.Namespace) -> int:
             _register_udfs(conn)
         result = dry_run(conn, sql)
     if args.json:
-        print(json.dumps(result.to_json_dict(), indent=2))
+        print_json(result.to_json_dict())
     elif result.ok:
         print(f"valid; estimated rows scanned {result.estimated_rows_scanned:,}, "
               f"estimated result rows {result.estimated_rows_out:,}\n{result.plan_text}")
