@@ -191,3 +191,19 @@ def test_long_commands_write_no_control_characters_to_a_pipe(cli: Cli, tmp_path:
                          "--rows", "3000", "--batch-rows", "1000")
     assert code == 0 and "built p (3,000 rows" in out
     assert not CONTROL.search(out) and not CONTROL.search(err), err
+
+
+def test_every_json_result_goes_through_the_strict_printer() -> None:
+    """``print_json`` refuses NaN and infinities (not JSON); a command printing ``json.dumps`` itself would not."""
+    import ast
+
+    import feature_platform.cli as cli_package
+
+    offenders = []
+    for path in sorted(Path(cli_package.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
+                    and any(isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and a.func.attr == "dumps"
+                            for a in ast.walk(node))):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert [o.split(":")[0] for o in offenders] == ["common.py"], offenders  # print_json itself
