@@ -47,7 +47,6 @@ def _session(args: argparse.Namespace,
              names: list[str]) -> Iterator[tuple[list[DatasetDefinition], duckdb.DuckDBPyConnection]]:
     """The named definitions and the warehouse sandboxed for them; a definition the warehouse cannot answer
     for is a usage error."""
-
     defns = [find_definition_arg(args, name) for name in names]
     conn = connect_warehouse(args, defns)
     with conn:
