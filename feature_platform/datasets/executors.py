@@ -76,15 +76,15 @@ def cgroup_cpu_quota(root: Path) -> int | None:
     if v2 is not None:
         quota, _, period = v2.partition(" ")
     else:
-        quota, period = _small_text(root / "cpu" / "cpu.cfs_quota_us") or "", _small_text(
-            root / "cpu" / "cpu.cfs_period_us") or ""
+        quota = _small_text(root / "cpu" / "cpu.cfs_quota_us") or ""
+        period = _small_text(root / "cpu" / "cpu.cfs_period_us") or ""
     if not (quota.isdigit() and period.isdigit()) or int(period) == 0:
         return None  # "max" (v2) or "-1" (v1): no limit; anything else: not a limit we understand
     return max(1, -(-int(quota) // int(period)))
 
 
 def _small_text(path: Path) -> str | None:
-    """A kernel interface file's one line, or None if there is none (a regular file of at most 4 KiB)."""
+    """A kernel interface file's text (its first 4 KiB), or None if there is no such regular file."""
     try:
         with open(path, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):

@@ -24,7 +24,7 @@ from feature_platform.storage.object_keys import (
     validate_key,
     validate_prefix,
 )
-from feature_platform.storage.syscalls import copy_into
+from feature_platform.storage.syscalls import copy_into, write_all
 
 TEMP_PREFIX = ".fp-tmp-"
 
@@ -85,7 +85,7 @@ class LocalObjectStore:
 
     def put_bytes(self, data: bytes, key: str) -> None:
         with self._atomic_writer(key) as f:
-            f.write(data)
+            write_all(f.fileno(), data)
 
     def put_file(self, local: Path, key: str) -> None:
         with open(local, "rb", buffering=0) as src, self._atomic_writer(key) as dst:
